@@ -1,0 +1,7 @@
+"""mini-llm: a small, fast LLM gateway and SDK."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,413 @@
+"""Settings: one typed object built once at start-up and passed down.
+
+Precedence, lowest first: defaults < `mini-llm.toml` (from `--config` or `MINI_LLM_CONFIG`) <
+environment < command-line flags. Every problem found is collected and reported together in a
+`ConfigError`; nothing below this module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .providers.presets import PRESETS, ProviderPreset, env_prefix
+from .routing.models import ALIAS_NAME, resolve_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ConfigError",
+    "ProviderConfig",
+    "Settings",
+    "Timeouts",
+    "load_settings",
+    "mask_key",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3333
+DEFAULT_PORT_RETRIES = 10
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """Every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds: to connect, until the upstream's response headers arrive, for the whole call."""
+
+    connect: float = 10.0
+    first_byte: float = 300.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    wire: str
+    base_url: str
+    keys: tuple[str, ...] = ()
+    key_env: str = ""
+    key_required: bool = True
+    models: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    explicit: bool = False
+    """Set up by the user (keys, base URL or a config entry), not only a built-in preset."""
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.keys) or not self.key_required
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    port_retries: int = DEFAULT_PORT_RETRIES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_level: str = "info"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    pool_size: int = 256
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    config_path: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def secrets(self) -> list[str]:
+        """Every configured key, for redaction."""
+        return [k for p in self.providers.values() for k in p.keys]
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration with every key masked (for `config check`)."""
+        return {
+            "config_path": self.config_path,
+            "server": {
+                "host": self.host,
+                "port": self.port,
+                "port_retries": self.port_retries,
+                "max_body_bytes": self.max_body_bytes,
+                "log_level": self.log_level,
+                "pool_size": self.pool_size,
+            },
+            "timeouts": {
+                "connect": self.timeouts.connect,
+                "first_byte": self.timeouts.first_byte,
+                "total": self.timeouts.total,
+            },
+            "aliases": dict(self.aliases),
+            "providers": {
+                p.name: {
+                    "format": p.wire,
+                    "base_url": p.base_url,
+                    "keys": [mask_key(k) for k in p.keys],
+                    "key_env": p.key_env or None,
+                    "models": list(p.models),
+                }
+                for p in self.providers.values()
+                if p.explicit or p.name == "mock"
+            },
+        }
+
+
+def mask_key(key: str) -> str:
+    """A key as it may be shown anywhere: at most its last 4 characters."""
+    return "…" + key[-4:] if len(key) >= 12 else "…" * 3
+
+
+def load_settings(
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build and validate the settings; raise `ConfigError` listing every problem found."""
+    env = os.environ if env is None else env
+    flags = flags or {}
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    path = config_path or env.get("MINI_LLM_CONFIG") or None
+    file: dict[str, Any] = {}
+    if path:
+        file = _read_toml(path, problems)
+
+    server = _table(file, "server", problems)
+    timeouts_file = _table(file, "timeouts", problems)
+
+    def pick(key: str, env_name: str, default: Any) -> tuple[Any, str]:
+        if flags.get(key) is not None:
+            return flags[key], f"--{key.replace('_', '-')}"
+        if env_name in env and env[env_name] != "":
+            return env[env_name], env_name
+        if key in server:
+            return server[key], f"[server] {key}"
+        return default, key
+
+    host, _ = pick("host", "MINI_LLM_HOST", DEFAULT_HOST)
+    if not isinstance(host, str) or not host.strip():
+        problems.append(f"host must be a non-empty string, got {host!r}")
+        host = DEFAULT_HOST
+    port = _int(*pick("port", "MINI_LLM_PORT", DEFAULT_PORT), 0, 65535, problems)
+    port_retries = _int(
+        *pick("port_retries", "MINI_LLM_PORT_RETRIES", DEFAULT_PORT_RETRIES), 0, 1000, problems
+    )
+    max_body = _int(
+        *pick("max_body_bytes", "MINI_LLM_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        1024,
+        2**31,
+        problems,
+    )
+    pool_size = _int(*pick("pool_size", "MINI_LLM_POOL_SIZE", 256), 1, 100_000, problems)
+    log_level, _ = pick("log_level", "MINI_LLM_LOG_LEVEL", "info")
+    log_level = str(log_level).lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        problems.append(f"log_level must be debug, info, warning or error, got {log_level!r}")
+        log_level = "info"
+
+    defaults = Timeouts()
+    timeout_values: dict[str, float] = {}
+    for name in ("connect", "first_byte", "total"):
+        env_name = f"MINI_LLM_TIMEOUT_{name.upper()}"
+        raw: Any = getattr(defaults, name)
+        source = f"[timeouts] {name}"
+        if env.get(env_name):
+            raw, source = env[env_name], env_name
+        elif name in timeouts_file:
+            raw = timeouts_file[name]
+        timeout_values[name] = _positive_float(raw, source, problems)
+    timeouts = Timeouts(**timeout_values)
+
+    providers = _providers(file, env, problems, warnings)
+    aliases = _aliases(file, env, providers, problems)
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        host=host,
+        port=port,
+        port_retries=port_retries,
+        max_body_bytes=max_body,
+        log_level=log_level,
+        timeouts=timeouts,
+        pool_size=pool_size,
+        aliases=aliases,
+        providers=providers,
+        config_path=str(path) if path else None,
+        warnings=tuple(warnings),
+    )
+
+
+def _read_toml(path: str, problems: list[str]) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as f:
+            data: dict[str, Any] = tomllib.load(f)
+            return data
+    except FileNotFoundError:
+        problems.append(f"config file {path} does not exist")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"config file {path} cannot be read: {e}")
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"config file {path} is not valid TOML: {e}")
+    return {}
+
+
+def _table(file: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    value = file.get(name, {})
+    if not isinstance(value, dict):
+        problems.append(f"[{name}] must be a table")
+        return {}
+    return value
+
+
+def _int(value: Any, source: str, lo: int, hi: int, problems: list[str]) -> int:
+    try:
+        if isinstance(value, (bool, float)):
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        problems.append(f"{source} must be a whole number, got {value!r}")
+        return lo
+    if not lo <= number <= hi:
+        problems.append(f"{source} must be between {lo} and {hi}, got {number}")
+        return lo
+    return number
+
+
+def _positive_float(value: Any, source: str, problems: list[str]) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        problems.append(f"{source} must be a number of seconds, got {value!r}")
+        return 1.0
+    if not number > 0:
+        problems.append(f"{source} must be more than 0 seconds, got {number}")
+        return 1.0
+    return number
+
+
+def _split_keys(raw: str) -> list[str]:
+    return [k.strip() for k in raw.split(",") if k.strip()]
+
+
+def _str_list(value: Any, source: str, problems: list[str]) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    problems.append(f"{source} must be a string or a list of strings")
+    return []
+
+
+def _check_base_url(url: Any, source: str, problems: list[str]) -> str | None:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) < 10:
+        problems.append(f"{source} must be an http:// or https:// URL, got {url!r}")
+        return None
+    return url.rstrip("/")
+
+
+def _providers(
+    file: Mapping[str, Any], env: Mapping[str, str], problems: list[str], warnings: list[str]
+) -> dict[str, ProviderConfig]:
+    from .providers.registry import wire_formats  # the registry imports this module
+
+    formats = sorted(wire_formats())
+    table = _table(file, "providers", problems)
+    rows: dict[str, ProviderPreset] = dict(PRESETS)
+    entries: dict[str, dict[str, Any]] = {}
+    for name, entry in table.items():
+        if not isinstance(entry, dict):
+            problems.append(f"[providers.{name}] must be a table")
+            continue
+        if not ALIAS_NAME.fullmatch(name) or "/" in name:
+            problems.append(f"[providers.{name}]: invalid provider name")
+            continue
+        entries[name] = entry
+        if name not in rows:
+            wire = entry.get("format", "openai")
+            if wire not in formats:
+                problems.append(
+                    f"[providers.{name}] format must be one of {', '.join(formats)}, got {wire!r}"
+                )
+                continue
+            if "base_url" not in entry:
+                problems.append(f"[providers.{name}] needs a base_url")
+                continue
+            rows[name] = ProviderPreset(name, wire, "", key_required=False)
+
+    result: dict[str, ProviderConfig] = {}
+    for name, preset in rows.items():
+        entry = entries.get(name, {})
+        prefix = env_prefix(name)
+        explicit = name in entries
+        base_url = preset.base_url
+        builtin_only = base_url.startswith("mock:")
+        if "base_url" in entry and not builtin_only:
+            checked = _check_base_url(entry["base_url"], f"[providers.{name}] base_url", problems)
+            base_url = checked or base_url
+        if env.get(f"{prefix}_BASE_URL") and not builtin_only:
+            checked = _check_base_url(env[f"{prefix}_BASE_URL"], f"{prefix}_BASE_URL", problems)
+            base_url = checked or base_url
+            explicit = True
+
+        keys: list[str] = []
+        key_env = f"{prefix}_API_KEY"
+        for file_key in ("api_key", "keys"):
+            if file_key in entry:
+                keys += _str_list(entry[file_key], f"[providers.{name}] {file_key}", problems)
+        if env.get(f"{prefix}_API_KEYS"):
+            keys = _split_keys(env[f"{prefix}_API_KEYS"])
+            key_env = f"{prefix}_API_KEYS"
+        elif env.get(key_env):
+            keys = _split_keys(env[key_env])
+        keys = list(dict.fromkeys(keys))
+        if keys and not builtin_only:
+            explicit = True
+        if preset.key_prefix:
+            for key in keys:
+                if not key.startswith(preset.key_prefix):
+                    warnings.append(
+                        f"{name}: key {mask_key(key)} does not look like a {name} key "
+                        f"(they usually start with {preset.key_prefix!r})"
+                    )
+
+        models = _str_list(entry.get("models", []), f"[providers.{name}] models", problems)
+        headers_raw = entry.get("headers", {})
+        headers: tuple[tuple[str, str], ...] = preset.headers
+        if not isinstance(headers_raw, dict) or not all(
+            isinstance(v, str) for v in headers_raw.values()
+        ):
+            problems.append(f"[providers.{name}] headers must be a table of strings")
+        else:
+            headers = headers + tuple(headers_raw.items())
+        key_required = bool(entry.get("key_required", preset.key_required))
+
+        result[name] = ProviderConfig(
+            name=name,
+            wire=preset.wire,
+            base_url=base_url,
+            keys=tuple(keys),
+            key_env=key_env,
+            key_required=key_required,
+            models=tuple(models),
+            headers=headers,
+            explicit=explicit,
+        )
+    return result
+
+
+def _aliases(
+    file: Mapping[str, Any],
+    env: Mapping[str, str],
+    providers: Mapping[str, ProviderConfig],
+    problems: list[str],
+) -> dict[str, str]:
+    aliases: dict[str, Any] = dict(_table(file, "aliases", problems))
+    raw = env.get("MINI_LLM_MODEL_ALIASES")
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError as e:
+            problems.append(f"MINI_LLM_MODEL_ALIASES is not valid JSON: {e}")
+            parsed = {}
+        if not isinstance(parsed, dict):
+            problems.append("MINI_LLM_MODEL_ALIASES must be a JSON object of alias -> model")
+            parsed = {}
+        aliases.update(parsed)
+
+    result: dict[str, str] = {}
+    for name, target in aliases.items():
+        if not isinstance(name, str) or not ALIAS_NAME.fullmatch(name):
+            problems.append(
+                f"alias {name!r}: invalid name (letters, digits and . _ : @ + / -, at most 128)"
+            )
+            continue
+        if not isinstance(target, str) or not target:
+            problems.append(f"alias {name!r}: target must be a model name, got {target!r}")
+            continue
+        result[name] = target
+    for name in result:
+        resolved = resolve_name(name, result, providers)
+        if resolved is None or resolved[0] not in providers:
+            problems.append(
+                f"alias {name!r} -> {result[name]!r}: unknown target (use provider/model with "
+                f"one of: {', '.join(sorted(providers))}; or a model another alias names)"
+            )
+    return result

@@ -1,0 +1,122 @@
+"""The gateway application: everything per-request that can be done once is done here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from .. import __version__
+from ..config import Settings
+from ..errors import GatewayError, MethodNotAllowedError, NotFoundError
+from ..logs import Redactor
+from ..providers.mock import MOCK_MODELS
+from ..providers.registry import build_providers
+from ..routing.router import Router
+from ..upstream import HttpTransport
+from .openai_routes import OpenAIRoutes
+from .proxy import Proxy
+from .responses import Dialect, error_response
+
+__all__ = ["Gateway", "build_app"]
+
+log = logging.getLogger("mini_llm.gateway")
+
+
+class Gateway:
+    """The state one gateway process shares across requests, built once at start-up."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self._started_monotonic = time.monotonic()
+        self.http = HttpTransport(settings.timeouts, settings.pool_size, f"mini-llm/{__version__}")
+        self.providers = build_providers(settings.providers, self.http)
+        self.router = Router(settings.aliases, self.providers)
+        self.redact = Redactor(settings.secrets())
+        self.proxy = Proxy(self.redact)
+        self.models_body = msgspec.json.encode(
+            {"object": "list", "data": self._model_list(int(self.started_at))}
+        )
+
+    def uptime(self) -> float:
+        return time.monotonic() - self._started_monotonic
+
+    def _model_list(self, created: int) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for alias, target in self.settings.aliases.items():
+            seen[alias] = {"id": alias, "object": "model", "created": created, "owned_by": "alias"}
+            seen[alias]["target"] = target
+        for provider in self.providers.values():
+            config = provider.config
+            names = MOCK_MODELS if config.base_url.startswith("mock:") else config.models
+            if not (config.explicit or names):
+                continue
+            for model in names:
+                ident = f"{provider.name}/{model}"
+                seen.setdefault(
+                    ident,
+                    {"id": ident, "object": "model", "created": created, "owned_by": provider.name},
+                )
+        return list(seen.values())
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        await self.http.start()
+        yield
+        await self.http.close()
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def build_app(settings: Settings) -> web.Application:
+    gateway = Gateway(settings)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[GATEWAY] = gateway
+    app.cleanup_ctx.append(gateway.lifespan)
+
+    openai = OpenAIRoutes(gateway.router, gateway.proxy, settings.max_body_bytes)
+    known: dict[str, tuple[str, ...]] = {}
+
+    def add(method: str, path: str, handler: Any) -> None:
+        app.router.add_route(method, path, handler)
+        known[path] = (*known.get(path, ()), method)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "uptime_s": round(gateway.uptime(), 3),
+                "started_at": gateway.started_at,
+            },
+            dumps=lambda o: msgspec.json.encode(o).decode(),
+        )
+
+    async def models(request: web.Request) -> web.Response:
+        return web.Response(body=gateway.models_body, content_type="application/json")
+
+    add("GET", "/health", health)
+    add("GET", "/v1/models", models)
+    add("POST", "/v1/chat/completions", openai.chat_completions)
+    add("POST", "/chat/completions", openai.chat_completions)
+
+    async def unknown_route(request: web.Request) -> web.Response:
+        error: GatewayError
+        methods = known.get(request.path)
+        if methods:
+            error = MethodNotAllowedError(
+                f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}."
+            )
+            response = error_response(error, Dialect.OPENAI)
+            response.headers["Allow"] = ", ".join(methods)
+            return response
+        error = NotFoundError(f"Unknown route: {request.method} {request.path}")
+        return error_response(error, Dialect.OPENAI)
+
+    app.router.add_route("*", "/{tail:.*}", unknown_route)
+    return app

@@ -1,0 +1,1 @@
+"""Provider wire formats, transports and the registry."""

@@ -1,0 +1,111 @@
+"""The provider seam: a pure wire format plus a transport, and what passes between them.
+
+A `WireFormat` turns a canonical (OpenAI Chat Completions) request into an `UpstreamRequest`
+and reads error bodies; it does no I/O. A `Transport` sends an `UpstreamRequest` and returns
+an `UpstreamResponse`; the aiohttp transport does real HTTP, the mock transport answers in
+process. A `Provider` is one configured upstream: its config, wire format, keys and transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..config import ProviderConfig
+from ..routing.keys import KeyEntry, KeyPool
+
+__all__ = [
+    "ErrorInfo",
+    "Provider",
+    "StreamReader",
+    "Transport",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "WireFormat",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What an upstream's error body says, to show the client (never the raw body)."""
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+
+class StreamReader(Protocol):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class UpstreamResponse(Protocol):
+    """What a transport returns; `aiohttp.ClientResponse` is one as it is."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> StreamReader: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> Any: ...
+
+    def close(self) -> Any:
+        """Drop the connection (an answer not read to its end must not go back to the pool)."""
+        ...
+
+
+class Transport(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class WireFormat(Protocol):
+    """A provider API's wire format. Pure: no I/O, no clock, no globals."""
+
+    name: str
+
+    def chat_url(self, config: ProviderConfig) -> str: ...
+
+    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
+        """Every header a request with this key carries ("" for none), built once per key."""
+        ...
+
+    def chat_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None
+    ) -> UpstreamRequest: ...
+
+    def error_info(self, status: int, body: bytes) -> ErrorInfo: ...
+
+
+class Provider:
+    """One configured upstream, assembled once at start-up."""
+
+    __slots__ = ("chat_url", "config", "keyless_headers", "keys", "name", "transport", "wire")
+
+    def __init__(self, config: ProviderConfig, wire: WireFormat, transport: Transport) -> None:
+        self.name = config.name
+        self.config = config
+        self.wire = wire
+        self.transport = transport
+        self.keys = KeyPool(config.keys, lambda k: wire.auth_headers(config, k))
+        self.keyless_headers = wire.auth_headers(config, "")
+        self.chat_url = wire.chat_url(config)
+
+    def acquire_key(self) -> KeyEntry | None:
+        return self.keys.acquire()

@@ -1,0 +1,1 @@
+"""Model resolution, keys and targets."""

@@ -1,0 +1,1 @@
+"""msgspec Structs for the wire formats the gateway reads."""

@@ -1,0 +1,69 @@
+"""The one pooled upstream HTTP client of the process, and how its failures map to errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from .config import Timeouts
+from .errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
+from .providers.base import UpstreamRequest, UpstreamResponse
+
+__all__ = ["HttpTransport", "upstream_failure"]
+
+
+def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
+    """The client-facing error for a transport exception (its text never holds a key)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeoutError(f"upstream {provider} timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectionError(f"upstream {provider} is unreachable")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return UpstreamError(f"upstream {provider} closed the connection before answering in full")
+    return UpstreamError(f"upstream {provider} failed: {type(exc).__name__}")
+
+
+class HttpTransport:
+    """One `aiohttp.ClientSession` for every upstream: keep-alive, bounded pool, TCP_NODELAY
+    (aiohttp sets it on every connection), compressed answers decoded."""
+
+    def __init__(self, timeouts: Timeouts, pool_size: int, user_agent: str) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeouts.total,
+            connect=None,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.first_byte,
+        )
+        self._pool_size = pool_size
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers={"User-Agent": self._user_agent},
+            auto_decompress=True,
+            trust_env=False,
+        )
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        session = self._session
+        assert session is not None, "HttpTransport.start() was not awaited"
+        return await session.request(
+            request.method, request.url, data=request.body, headers=request.headers
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
