@@ -1,0 +1,96 @@
+"""Real servers on 127.0.0.1 for tests: an event loop in a thread runs aiohttp apps."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from mini_llm.config import Settings, load_settings
+from mini_llm.gateway.app import build_app
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio loop running in a daemon thread; `run()` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class RunningApp:
+    """An aiohttp application served on 127.0.0.1 on a free port."""
+
+    def __init__(self, loop: LoopThread, app: web.Application) -> None:
+        self._loop = loop
+        self.app = app
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port: int = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        async def start() -> None:
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+
+        loop.run(start())
+
+    def stop(self) -> None:
+        self._loop.run(self._runner.cleanup())
+
+
+def gateway_settings(
+    env: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+    **flags: Any,
+) -> Settings:
+    """Settings from an explicit environment only: the test machine's variables never leak in."""
+    return load_settings(env=dict(env or {}), config_path=config_path, flags=flags)
+
+
+def start_gateway(loop: LoopThread, settings: Settings) -> RunningApp:
+    return RunningApp(loop, build_app(settings))
+
+
+def http(
+    method: str,
+    url: str,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    """One plain HTTP request (no client library smoothing anything over)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, path, body=data, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()

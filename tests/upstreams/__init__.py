@@ -1,0 +1,1 @@
+"""Mock upstream servers that speak the providers' real wire formats, for tests."""
