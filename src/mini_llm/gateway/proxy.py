@@ -1,108 +1,111 @@
-"""Forwarding one chat request to its target and bringing the answer back.
+"""Sending one chat request upstream and bringing the answer back, raw or canonical.
 
-When the client's dialect is the provider's wire format the answer's bytes go back as they
-come, streams included: nothing is re-encoded.
+`Proxy.open` is the one place a request leaves the gateway: it picks a key, builds the upstream
+request through the provider's wire format, sends it, and turns an error status into an
+`UpstreamStatusError`. On top of it:
+
+- `relay` yields the answer's bytes as they come (pass-through: the client speaks the
+  provider's format, nothing is decoded or re-encoded);
+- `complete` and `chunks` bring a translated answer back in canonical form (an OpenAI
+  `chat.completion` dict, or `chat.completion.chunk` dicts from a stream).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-
-from aiohttp import web
 
 from ..errors import AuthenticationError, GatewayError, UpstreamStatusError
 from ..providers.base import Provider, UpstreamResponse
 from ..routing.router import Target
+from ..sse import SSEParser
 from ..upstream import upstream_failure
-from .responses import Dialect, error_body
 
 __all__ = ["Proxy"]
 
 log = logging.getLogger("mini_llm.gateway")
-
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 class Proxy:
     def __init__(self, redact: Callable[[str], str]) -> None:
         self._redact = redact
 
-    async def send(self, target: Target, body: dict[str, Any]) -> UpstreamResponse:
-        """Send the request to the target; an error status becomes an `UpstreamStatusError`."""
+    async def open(
+        self, target: Target, body: dict[str, Any], *, native: bool, stream: bool
+    ) -> UpstreamResponse:
+        """Send the request; the answer has a success status or this raises `GatewayError`."""
         provider = target.provider
         key = provider.acquire_key()
         if key is None and provider.config.key_required:
             raise _missing_key(provider)
         body["model"] = target.model
-        request = provider.wire.chat_request(provider, body, key)
+        wire = provider.wire
+        build = wire.native_request if native else wire.chat_request
+        request = build(provider, body, key, stream)
         try:
             response = await provider.transport.send(request)
         except Exception as e:
-            raise self._failure(e, provider) from None
+            raise self.failure(e, provider) from None
         if response.status >= 400:
             try:
                 raw = await response.read()
             except Exception as e:
-                raise self._failure(e, provider) from None
+                raise self.failure(e, provider) from None
             finally:
                 response.release()
             raise self._status_error(provider, response.status, raw)
         return response
 
-    async def pass_through(
-        self,
-        request: web.Request,
-        target: Target,
-        body: dict[str, Any],
-        stream: bool,
-        dialect: Dialect,
-    ) -> web.StreamResponse:
-        response = await self.send(target, body)
-        provider = target.provider
-        content_type = response.headers.get("Content-Type", "application/json")
-        if not (stream and content_type.startswith("text/event-stream")):
-            try:
-                data = await response.read()
-            except Exception as e:
-                raise self._failure(e, provider) from None
-            finally:
-                response.release()
-            return web.Response(body=data, headers={"Content-Type": content_type})
+    async def read(self, response: UpstreamResponse, provider: Provider) -> bytes:
+        try:
+            return await response.read()
+        except Exception as e:
+            raise self.failure(e, provider) from None
+        finally:
+            response.release()
 
-        out = web.StreamResponse(headers=_SSE_HEADERS)
-        await out.prepare(request)
+    async def relay(self, response: UpstreamResponse, provider: Provider) -> AsyncIterator[bytes]:
+        """The answer's bytes as they arrive; failures become `GatewayError`s."""
+        complete = False
         try:
             async for chunk in response.content.iter_any():
-                await out.write(chunk)
-        except (ConnectionResetError, OSError) as e:
-            if request.transport is None or request.transport.is_closing():
-                log.info("client went away during a stream from %s", provider.name)
-                response.close()
-                return out
-            await self._end_stream_with_error(out, self._failure(e, provider), dialect)
-            response.close()
-            return out
+                yield chunk
+            complete = True
+        except GatewayError:
+            raise
         except Exception as e:
-            await self._end_stream_with_error(out, self._failure(e, provider), dialect)
-            response.close()
-            return out
-        response.release()
-        await out.write_eof()
-        return out
+            raise self.failure(e, provider) from None
+        finally:
+            # an answer not read to its end must not go back to the pool
+            if complete:
+                response.release()
+            else:
+                response.close()
 
-    async def _end_stream_with_error(
-        self, out: web.StreamResponse, error: GatewayError, dialect: Dialect
-    ) -> None:
-        event = b"event: error\n" if dialect is Dialect.ANTHROPIC else b""
-        try:
-            await out.write(event + b"data: " + error_body(error, dialect) + b"\n\n")
-            await out.write_eof()
-        except (ConnectionResetError, OSError):
-            pass
+    async def complete(self, target: Target, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-stream answer in canonical form."""
+        response = await self.open(target, body, native=False, stream=False)
+        raw = await self.read(response, target.provider)
+        return target.provider.wire.parse_chat_response(raw)
 
-    def _failure(self, exc: BaseException, provider: Provider) -> GatewayError:
+    async def chunks(self, target: Target, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A stream's canonical chunks, translated as the upstream's events arrive."""
+        provider = target.provider
+        response = await self.open(target, body, native=False, stream=True)
+        translator = provider.wire.stream_translator()
+        parser = SSEParser()
+        async for data in self.relay(response, provider):
+            for event in parser.feed(data):
+                for chunk in translator.feed(event):
+                    yield chunk
+        for event in parser.flush():
+            for chunk in translator.feed(event):
+                yield chunk
+        for chunk in translator.finish():
+            yield chunk
+
+    def failure(self, exc: BaseException, provider: Provider) -> GatewayError:
         error = upstream_failure(exc, provider.name)
         log.warning(
             "upstream %s failed: %s", provider.name, self._redact(f"{type(exc).__name__}: {exc}")

@@ -14,8 +14,10 @@ from typing import Any, Protocol
 
 from ..config import ProviderConfig
 from ..routing.keys import KeyEntry, KeyPool
+from ..sse import SSEEvent
 
 __all__ = [
+    "ChatStreamTranslator",
     "ErrorInfo",
     "Provider",
     "StreamReader",
@@ -75,8 +77,28 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+class ChatStreamTranslator(Protocol):
+    """Turns one upstream stream's parsed SSE events into canonical chunk dicts.
+
+    A small state machine, one per stream: `feed` takes each event in order and returns the
+    canonical (OpenAI `chat.completion.chunk`) dicts it completes; `finish` is called once
+    when the upstream stream ends and returns any last chunks. Both raise `GatewayError`
+    for an error event or a stream that ended before its answer was complete.
+    """
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+
 class WireFormat(Protocol):
-    """A provider API's wire format. Pure: no I/O, no clock, no globals."""
+    """A provider API's wire format. Pure: no I/O, no clock, no globals.
+
+    `native_request` sends a body already in this wire's own format (pass-through: only
+    `model` is rewritten); `chat_request` sends a canonical (OpenAI Chat Completions) body,
+    translating it. `parse_chat_response` and `stream_translator` bring answers back to
+    canonical form.
+    """
 
     name: str
 
@@ -86,9 +108,17 @@ class WireFormat(Protocol):
         """Every header a request with this key carries ("" for none), built once per key."""
         ...
 
-    def chat_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None
+    def native_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest: ...
+
+    def chat_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    ) -> UpstreamRequest: ...
+
+    def parse_chat_response(self, raw: bytes) -> dict[str, Any]: ...
+
+    def stream_translator(self) -> ChatStreamTranslator: ...
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo: ...
 

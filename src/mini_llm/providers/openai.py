@@ -11,10 +11,12 @@ from typing import Any
 import msgspec
 
 from ..config import ProviderConfig
+from ..errors import UpstreamError
 from ..routing.keys import KeyEntry
+from ..sse import SSEEvent
 from .base import ErrorInfo, Provider, UpstreamRequest
 
-__all__ = ["OPENAI_WIRE", "OpenAIWire", "openai_error_info"]
+__all__ = ["OPENAI_WIRE", "OpenAIStreamReader", "OpenAIWire", "openai_error_info"]
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -57,6 +59,42 @@ def openai_error_info(status: int, body: bytes) -> ErrorInfo:
     return ErrorInfo(f"upstream answered HTTP {status}")
 
 
+class OpenAIStreamReader:
+    """Canonical chunks from an OpenAI-format stream: the events' JSON, as it is."""
+
+    __slots__ = ("_done", "_finished")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._finished = False
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
+        data = event.data
+        if data == "[DONE]":
+            self._done = True
+            return []
+        if not data or self._done:
+            return []
+        try:
+            chunk = _decode(data)
+        except msgspec.DecodeError:
+            raise UpstreamError("upstream sent a malformed stream event") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("upstream sent a malformed stream event")
+        if "error" in chunk:
+            info = openai_error_info(502, data.encode())
+            raise UpstreamError(info.message, code=info.code or "upstream_error")
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self._finished = True
+        return [chunk]
+
+    def finish(self) -> list[dict[str, Any]]:
+        if not (self._done or self._finished):
+            raise UpstreamError("upstream stream ended before the answer was complete")
+        return []
+
+
 class OpenAIWire:
     name = "openai"
 
@@ -69,11 +107,26 @@ class OpenAIWire:
             headers["Authorization"] = "Bearer " + key
         return headers
 
-    def chat_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None
+    def native_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest:
         headers = key.headers if key is not None else provider.keyless_headers
         return UpstreamRequest("POST", provider.chat_url, headers, _encode(body))
+
+    # The canonical format is this wire's own: nothing to translate.
+    chat_request = native_request
+
+    def parse_chat_response(self, raw: bytes) -> dict[str, Any]:
+        try:
+            answer = _decode(raw)
+        except msgspec.DecodeError:
+            raise UpstreamError("upstream answered with malformed JSON") from None
+        if not isinstance(answer, dict):
+            raise UpstreamError("upstream answered with malformed JSON")
+        return answer
+
+    def stream_translator(self) -> OpenAIStreamReader:
+        return OpenAIStreamReader()
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo:
         return openai_error_info(status, body)
