@@ -45,7 +45,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"mini-llm {__version__} listening on {url_for(host, port)}", flush=True)
 
     try:
-        run(settings, ready=ready)
+        run(settings, ready=ready, workers=args.workers)
     except BindError as e:
         _err(str(e))
         return 1
@@ -68,6 +68,13 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mini-llm", description="A small, fast LLM gateway (OpenAI and Anthropic APIs)."
@@ -84,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument(
         "--port", type=int, help="port (default 3333; 0 lets the OS choose; taken: next ones)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port with SO_REUSEPORT (default 1; about one per core)",
     )
     with_config(serve)
     serve.set_defaults(func=_cmd_serve)

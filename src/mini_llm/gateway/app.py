@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -93,6 +94,7 @@ def build_app(settings: Settings) -> web.Application:
                 "version": __version__,
                 "uptime_s": round(gateway.uptime(), 3),
                 "started_at": gateway.started_at,
+                "pid": os.getpid(),
             },
             dumps=lambda o: msgspec.json.encode(o).decode(),
         )

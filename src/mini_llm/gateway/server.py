@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,7 +18,7 @@ from aiohttp import web
 from ..config import Settings
 from .app import build_app
 
-__all__ = ["BindError", "bind_socket", "run", "serve", "url_for"]
+__all__ = ["BindError", "bind_socket", "bind_worker_sockets", "run", "serve", "url_for"]
 
 log = logging.getLogger("mini_llm.server")
 
@@ -29,7 +32,7 @@ def url_for(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _bind_one(host: str, port: int) -> socket.socket:
+def _bind_one(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     last: OSError | None = None
     for family, type_, proto, _, addr in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -37,6 +40,8 @@ def _bind_one(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, type_, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(addr)
@@ -66,18 +71,47 @@ def bind_socket(host: str, port: int, retries: int) -> socket.socket:
     raise BindError(errno.EADDRINUSE, f"{tried} on {host} are all in use")
 
 
+def bind_worker_sockets(host: str, port: int, retries: int, count: int) -> list[socket.socket]:
+    """`count` listening sockets on one port with SO_REUSEPORT: the kernel spreads connections.
+
+    The port is chosen by an exclusive bind first (so that we never join another process's
+    SO_REUSEPORT group by accident), released, and bound again `count` times at once; if
+    someone takes it in between, the whole choice starts over.
+    """
+    for _ in range(5):
+        probe = bind_socket(host, port, retries)
+        chosen = probe.getsockname()[1]
+        probe.close()
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(count):
+                socks.append(_bind_one(host, chosen, reuse_port=True))
+            return socks
+        except OSError as e:
+            for sock in socks:
+                sock.close()
+            if e.errno != errno.EADDRINUSE:
+                raise BindError(e.errno, f"cannot listen on {url_for(host, chosen)}: {e}") from e
+    raise BindError(errno.EADDRINUSE, f"could not hold a port on {host} for the workers")
+
+
 async def serve(
     settings: Settings,
     *,
     ready: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or `stop` is set), then close cleanly."""
+    """Serve until SIGINT/SIGTERM (or `stop` is set), then close cleanly.
+
+    `sock` is an already listening socket (a worker's); without it the configured port is bound.
+    """
     app = build_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
     await runner.setup()
     try:
-        sock = bind_socket(settings.host, settings.port, settings.port_retries)
+        if sock is None:
+            sock = bind_socket(settings.host, settings.port, settings.port_retries)
         site = web.SockSite(runner, sock)
         await site.start()
         port = sock.getsockname()[1]
@@ -95,16 +129,123 @@ async def serve(
         await runner.cleanup()
 
 
-def run(settings: Settings, ready: Callable[[str, int], None] | None = None) -> None:
-    """Run `serve` on uvloop when it is installed."""
+def run(
+    settings: Settings, ready: Callable[[str, int], None] | None = None, workers: int = 1
+) -> None:
+    """Run `serve` on uvloop when it is installed; `workers` > 1 forks that many processes."""
+    if workers > 1:
+        _run_workers(settings, ready, workers)
+        return
+    _run_one(settings, ready)
+
+
+def _run_one(
+    settings: Settings,
+    ready: Callable[[str, int], None] | None = None,
+    sock: socket.socket | None = None,
+) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        asyncio.run(serve(settings, ready=ready))
+        asyncio.run(serve(settings, ready=ready, sock=sock))
         return
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(settings, ready=ready))
+            runner.run(serve(settings, ready=ready, sock=sock))
     else:  # pragma: no cover
         uvloop.install()
-        asyncio.run(serve(settings, ready=ready))
+        asyncio.run(serve(settings, ready=ready, sock=sock))
+
+
+_WORKER_STOP_GRACE = 15.0  # the app's own shutdown_timeout (10 s) plus a margin
+
+
+def _run_workers(
+    settings: Settings, ready: Callable[[str, int], None] | None, workers: int
+) -> None:
+    """One process per worker, each with its own SO_REUSEPORT socket on the same port.
+
+    The parent binds every socket (so that bind errors surface here, once), forks, closes its
+    copies and only supervises: SIGINT/SIGTERM are passed on to the workers, which drain and
+    exit; one that has not exited after a grace period is killed. A worker that dies on its own
+    takes the others down too (exit status 1), so that whatever supervises the gateway sees it.
+    Each worker has its own in-memory state; share state across workers through Redis.
+    """
+    socks = bind_worker_sockets(settings.host, settings.port, settings.port_retries, workers)
+    port = socks[0].getsockname()[1]
+    pids: list[int] = []
+    for sock in socks:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the worker process
+            code = 0
+            try:
+                for other in socks:
+                    if other is not sock:
+                        other.close()
+                _run_one(settings, sock=sock)
+            except KeyboardInterrupt:
+                pass
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        pids.append(pid)
+    for sock in socks:
+        sock.close()
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if not stopping:
+            stopping.append(signum)
+            _signal_all(pids, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        log.info("%d workers (pids %s)", workers, ", ".join(map(str, pids)))
+        if ready is not None:
+            ready(settings.host, port)
+        failed = _supervise(pids, stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        raise SystemExit(1)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _supervise(pids: list[int], stopping: list[int]) -> bool:
+    """Wait until every worker has exited; True when one exited without being asked to."""
+    alive = set(pids)
+    failed = False
+    deadline: float | None = None
+    while alive:
+        if stopping and deadline is None:
+            deadline = time.monotonic() + _WORKER_STOP_GRACE
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG if deadline is not None else 0)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            assert deadline is not None
+            if time.monotonic() > deadline:
+                log.warning("workers %s did not stop in time; killing them", sorted(alive))
+                _signal_all(sorted(alive), signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.05)
+            continue
+        if pid not in alive:
+            continue
+        alive.discard(pid)
+        if not stopping:
+            log.error("worker %d exited (status %d); stopping the others", pid, status)
+            failed = True
+            stopping.append(0)
+            _signal_all(sorted(alive), signal.SIGTERM)
+    return failed
