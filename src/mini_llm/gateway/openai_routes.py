@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,10 +65,20 @@ class OpenAIRoutes:
     ) -> web.StreamResponse:
         if not stream:
             answer = await self._proxy.complete(target, body)
+            answer["created"] = answer.get("created") or int(time.time())
             return web.Response(body=_encode(answer), content_type=_JSON)
         return await write_stream(request, self._sse(target, body), Dialect.OPENAI)
 
     async def _sse(self, target: Target, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        # translators always end with a usage chunk (no choices); only sent when asked for
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        created = int(time.time())
         async for chunk in self._proxy.chunks(target, body):
+            if not chunk.get("created"):
+                chunk["created"] = created
+            if "usage" in chunk and not include_usage:
+                if not chunk.get("choices"):
+                    continue
+                del chunk["usage"]
             yield b"data: " + _encode(chunk) + b"\n\n"
         yield DONE

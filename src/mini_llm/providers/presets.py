@@ -32,6 +32,10 @@ PRESETS: dict[str, ProviderPreset] = {
     p.name: p
     for p in (
         ProviderPreset("openai", "openai", "https://api.openai.com/v1", key_prefix="sk-"),
+        ProviderPreset(
+            "anthropic", "anthropic", "https://api.anthropic.com/v1", key_prefix="sk-ant-"
+        ),
+        ProviderPreset("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta"),
         ProviderPreset("groq", "openai", "https://api.groq.com/openai/v1", key_prefix="gsk_"),
         ProviderPreset("mistral", "openai", "https://api.mistral.ai/v1"),
         ProviderPreset("together", "openai", "https://api.together.xyz/v1"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..config import ProviderConfig
+from .anthropic import ANTHROPIC_WIRE
 from .base import Provider, Transport, WireFormat
+from .gemini import GEMINI_WIRE
 from .mock import MockTransport
 from .openai import OPENAI_WIRE
 
@@ -23,6 +25,8 @@ def wire_formats() -> Mapping[str, WireFormat]:
 
 
 register_wire(OPENAI_WIRE)
+register_wire(ANTHROPIC_WIRE)
+register_wire(GEMINI_WIRE)
 
 
 def build_providers(configs: Mapping[str, ProviderConfig], http: Transport) -> dict[str, Provider]:

@@ -1,0 +1,371 @@
+"""The Anthropic Messages wire format: canonical (OpenAI chat) requests out, answers back.
+
+Pure: dicts in, dicts out, no I/O, no clock, no state that outlives a call. The mapping:
+
+- system/developer messages -> `system` text blocks; consecutive same-role turns merged;
+- `tools` -> `input_schema` tools; `tool_choice` auto/none/required(->any)/named(->tool);
+  `parallel_tool_calls: false` -> `disable_parallel_tool_use`;
+- assistant `tool_calls` -> `tool_use` blocks; `tool` messages -> `tool_result` blocks;
+- image parts: data URLs -> base64 sources, http(s) URLs -> url sources;
+- `max_tokens`/`max_completion_tokens` (a per-model default when absent), `stop`,
+  `temperature`, `top_p`, `user` -> `metadata.user_id`, `reasoning_effort` -> `thinking`;
+- `response_format` JSON: a forced tool whose input is the JSON answer (read back as text);
+- thinking blocks travel in `thinking_blocks` on assistant messages, signatures included;
+- tool-call ids Anthropic would reject are carried as `mllm_<base64url>` and mapped back.
+
+Answers and streams come back through `anthropic_answer.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ..config import ProviderConfig
+from ..errors import InvalidRequestError
+from ..routing.keys import KeyEntry
+from .anthropic_answer import (
+    JSON_TOOL,
+    AnthropicStreamTranslator,
+    anthropic_error_info,
+    from_anthropic_id,
+    parse_anthropic_message,
+    to_anthropic_id,
+)
+from .base import ErrorInfo, Provider, UpstreamRequest
+
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "ANTHROPIC_WIRE",
+    "AnthropicWire",
+    "default_max_tokens",
+    "from_anthropic_id",
+    "to_anthropic_id",
+    "to_anthropic_request",
+]
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+# Anthropic requires max_tokens; when the client gives none, a model's usual ceiling. First
+# matching prefix wins.
+_DEFAULT_MAX_TOKENS: tuple[tuple[str, int], ...] = (
+    ("claude-3-5", 8192),
+    ("claude-3-haiku", 4096),
+    ("claude-3-opus", 4096),
+    ("claude-3-sonnet", 4096),
+)
+_FALLBACK_MAX_TOKENS = 8192
+
+# reasoning_effort -> thinking budget_tokens (Anthropic's minimum is 1024)
+_THINKING_BUDGET: dict[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+
+_DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
+
+
+def default_max_tokens(model: str) -> int:
+    for prefix, value in _DEFAULT_MAX_TOKENS:
+        if model.startswith(prefix):
+            return value
+    return _FALLBACK_MAX_TOKENS
+
+
+def _bad(param: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid request at '{param}': {message}", param=param)
+
+
+def _image_block(url: Any, param: str) -> dict[str, Any]:
+    if not isinstance(url, str):
+        raise _bad(param, "image_url.url must be a string")
+    if url.startswith("data:"):
+        match = _DATA_URL.fullmatch(url)
+        if match is None:
+            raise _bad(param, "a data URL must be data:<media type>;base64,<data>")
+        source = {"type": "base64", "media_type": match.group(1), "data": match.group(2)}
+        return {"type": "image", "source": source}
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise _bad(param, "an image URL must be http(s) or a base64 data URL")
+
+
+def _file_block(file: Any, param: str) -> dict[str, Any]:
+    data = file.get("file_data") if isinstance(file, dict) else None
+    match = _DATA_URL.fullmatch(data) if isinstance(data, str) else None
+    if match is None:
+        raise _bad(param, "only inline file_data (a base64 data URL) is supported for Anthropic")
+    source = {"type": "base64", "media_type": match.group(1), "data": match.group(2)}
+    return {"type": "document", "source": source}
+
+
+def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
+    """Anthropic content blocks for an OpenAI message content (a string or parts)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise _bad(param, "content must be a string or a list of parts")
+    blocks: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        where = f"{param}.{i}"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" or kind == "input_text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _bad(where, "a text part needs a string text")
+            if not text:
+                continue
+            block: dict[str, Any] = {"type": "text", "text": text}
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            block = _image_block(url, where)
+        elif kind == "file":
+            block = _file_block(part.get("file"), where)
+        else:
+            raise _bad(where, f"content part type {kind!r} is not supported for Anthropic")
+        if "cache_control" in part:
+            block["cache_control"] = part["cache_control"]
+        blocks.append(block)
+    return blocks
+
+
+def _tool_use(call: Any, param: str) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _bad(param, "a tool call needs function.name")
+    arguments = function.get("arguments") or ""
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            parsed: Any = {}
+        else:
+            try:
+                parsed = _decode(arguments)
+            except msgspec.DecodeError:
+                raise _bad(param + ".function.arguments", "arguments are not valid JSON") from None
+    else:
+        parsed = arguments
+    if not isinstance(parsed, dict):
+        raise _bad(param + ".function.arguments", "arguments must be a JSON object")
+    ident = call.get("id")
+    return {
+        "type": "tool_use",
+        "id": to_anthropic_id(ident if isinstance(ident, str) else ""),
+        "name": function["name"],
+        "input": parsed,
+    }
+
+
+def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = message.get("thinking_blocks")
+    if not isinstance(blocks, list):
+        return []
+    kept: list[dict[str, Any]] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "thinking" and block.get("signature"):
+            thinking = {"thinking": block.get("thinking", ""), "signature": block["signature"]}
+            kept.append({"type": "thinking", **thinking})
+        elif block.get("type") == "redacted_thinking" and block.get("data"):
+            kept.append({"type": "redacted_thinking", "data": block["data"]})
+    return kept
+
+
+def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
+    ident = message.get("tool_call_id") or message.get("name") or ""
+    content = message.get("content")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": to_anthropic_id(str(ident))}
+    if isinstance(content, str):
+        result["content"] = content
+    elif content is not None:
+        result["content"] = _blocks(content, param + ".content")
+    return result
+
+
+def _messages(
+    messages: list[Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+
+    for i, message in enumerate(messages):
+        param = f"messages.{i}"
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            system.extend(_blocks(content, param + ".content"))
+        elif role == "user":
+            add("user", _blocks(content, param + ".content"))
+        elif role == "assistant":
+            blocks = _thinking_blocks(message) + _blocks(content, param + ".content")
+            for j, call in enumerate(message.get("tool_calls") or ()):
+                blocks.append(_tool_use(call, f"{param}.tool_calls.{j}"))
+            add("assistant", blocks)
+        elif role in ("tool", "function"):
+            add("user", [_tool_result(message, param)])
+        else:
+            raise _bad(param + ".role", f"unknown role {role!r}")
+    return system, turns
+
+
+def _tools(tools: list[Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _bad(f"tools.{i}.function", "a tool needs function.name")
+        schema = function.get("parameters") or {"type": "object", "properties": {}}
+        entry: dict[str, Any] = {"name": function["name"], "input_schema": schema}
+        if function.get("description"):
+            entry["description"] = function["description"]
+        if "cache_control" in tool:
+            entry["cache_control"] = tool["cache_control"]
+        out.append(entry)
+    return out
+
+
+def _tool_choice(choice: Any) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if choice == "auto":
+        return {"type": "auto"}
+    if choice == "none":
+        return {"type": "none"}
+    if choice == "required":
+        return {"type": "any"}
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return {"type": "tool", "name": function["name"]}
+    raise _bad("tool_choice", "must be auto, none, required or a named function")
+
+
+def _json_tool(response_format: Any) -> dict[str, Any] | None:
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        schema = schema if isinstance(schema, dict) else {"type": "object"}
+    elif kind == "json_object":
+        schema = {"type": "object"}
+    else:
+        return None
+    return {
+        "name": JSON_TOOL,
+        "description": "Give the final answer as this tool's input, which is the JSON requested.",
+        "input_schema": schema,
+    }
+
+
+def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
+    """An Anthropic Messages request for a canonical (OpenAI chat) request."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise _bad("messages", "must be a list")
+    if (body.get("n") or 1) != 1:
+        raise _bad("n", "Anthropic models return one choice per request (n must be 1)")
+    system, turns = _messages(messages)
+    model = str(body.get("model", ""))
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    out: dict[str, Any] = {"model": model, "messages": turns}
+    if system:
+        out["system"] = system
+
+    effort = body.get("reasoning_effort")
+    budget = _THINKING_BUDGET.get(effort) if isinstance(effort, str) else None
+    if budget is not None:
+        limit = max_tokens if isinstance(max_tokens, int) else default_max_tokens(model)
+        out["max_tokens"] = limit if limit > budget else limit + budget
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    else:
+        out["max_tokens"] = max_tokens if isinstance(max_tokens, int) else default_max_tokens(model)
+        for name in ("temperature", "top_p"):
+            if body.get(name) is not None:
+                out[name] = body[name]
+    if body.get("top_k") is not None:
+        out["top_k"] = body["top_k"]
+
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        out["stop_sequences"] = [stop]
+    elif isinstance(stop, list) and stop:
+        out["stop_sequences"] = stop
+    if isinstance(body.get("user"), str):
+        out["metadata"] = {"user_id": body["user"]}
+
+    tools = _tools(body["tools"]) if body.get("tools") else []
+    choice = _tool_choice(body.get("tool_choice")) if tools else None
+    json_tool = _json_tool(body.get("response_format"))
+    if json_tool is not None:
+        if not tools:  # with tools of its own the model may still call them first
+            choice = {"type": "tool", "name": JSON_TOOL}
+        tools.append(json_tool)
+    if tools:
+        out["tools"] = tools
+        if body.get("parallel_tool_calls") is False:
+            choice = {"type": "auto", **(choice or {}), "disable_parallel_tool_use": True}
+        if choice is not None:
+            out["tool_choice"] = choice
+    if stream:
+        out["stream"] = True
+    return out
+
+
+class AnthropicWire:
+    name = "anthropic"
+
+    def chat_url(self, config: ProviderConfig) -> str:
+        return config.base_url + "/messages"
+
+    def count_tokens_url(self, config: ProviderConfig) -> str:
+        return config.base_url + "/messages/count_tokens"
+
+    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+            **dict(config.headers),
+        }
+        if key:
+            headers["x-api-key"] = key
+        return headers
+
+    def native_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    ) -> UpstreamRequest:
+        headers = key.headers if key is not None else provider.keyless_headers
+        return UpstreamRequest("POST", provider.chat_url, headers, _encode(body))
+
+    def chat_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    ) -> UpstreamRequest:
+        headers = key.headers if key is not None else provider.keyless_headers
+        payload = _encode(to_anthropic_request(body, stream))
+        return UpstreamRequest("POST", provider.chat_url, headers, payload)
+
+    def parse_chat_response(self, raw: bytes) -> dict[str, Any]:
+        return parse_anthropic_message(raw)
+
+    def stream_translator(self) -> AnthropicStreamTranslator:
+        return AnthropicStreamTranslator()
+
+    def error_info(self, status: int, body: bytes) -> ErrorInfo:
+        return anthropic_error_info(status, body)
+
+
+ANTHROPIC_WIRE = AnthropicWire()

@@ -1,0 +1,337 @@
+"""Anthropic answers back to canonical form: a message, a stream of events, an error body.
+
+Pure: no I/O, no clock (`created` is left 0 for the route to stamp). The stream translator is
+a small state machine over parsed SSE events: `message_start` gives the id and input usage;
+each `content_block_start` opens a text, thinking or `tool_use` block (a tool call gets its
+`index`, `id` and `name` on its first delta, then `arguments` deltas); `message_delta` gives
+the stop reason and output usage; `message_stop` ends it. `ping` is ignored and an `error`
+event raises a `GatewayError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import msgspec
+
+from ..errors import (
+    GatewayError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
+from ..sse import SSEEvent
+from .base import ErrorInfo
+
+__all__ = [
+    "FINISH_REASONS",
+    "JSON_TOOL",
+    "AnthropicStreamTranslator",
+    "anthropic_error_info",
+    "canonical_usage",
+    "from_anthropic_id",
+    "parse_anthropic_message",
+    "to_anthropic_id",
+]
+
+JSON_TOOL = "mini_llm_json_answer"
+"""The tool a JSON `response_format` is forced through; its input is the answer's text."""
+
+FINISH_REASONS: dict[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+_VALID_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_ID_PREFIX = "mllm_"
+
+
+def to_anthropic_id(ident: str) -> str:
+    """An id Anthropic accepts (`^[a-zA-Z0-9_-]+$`), reversibly: bad ones become base64url."""
+    if _VALID_ID.fullmatch(ident) and not ident.startswith(_ID_PREFIX):
+        return ident
+    return _ID_PREFIX + base64.urlsafe_b64encode(ident.encode()).decode().rstrip("=")
+
+
+def from_anthropic_id(ident: str) -> str:
+    """The id a client first gave, for one `to_anthropic_id` made."""
+    if not ident.startswith(_ID_PREFIX):
+        return ident
+    data = ident[len(_ID_PREFIX) :]
+    try:
+        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ident
+
+
+class _ErrorDetail(msgspec.Struct):
+    type: Any = None
+    message: Any = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail | None = None
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+def anthropic_error_info(status: int, body: bytes) -> ErrorInfo:
+    try:
+        error = _error_decoder.decode(body).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ErrorInfo(f"upstream answered HTTP {status}")
+    if error is None or not isinstance(error.message, str) or not error.message:
+        return ErrorInfo(f"upstream answered HTTP {status}")
+    kind = error.type if isinstance(error.type, str) else None
+    return ErrorInfo(error.message, kind)
+
+
+def _stream_error(data: dict[str, Any]) -> GatewayError:
+    raw = data.get("error")
+    error: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    kind = error.get("type")
+    message = str(error.get("message") or "upstream stream failed")
+    if kind == "overloaded_error":
+        return ServiceUnavailableError(message, code="overloaded")
+    if kind == "rate_limit_error":
+        return RateLimitError(message)
+    return UpstreamError(message, code=kind if isinstance(kind, str) else "upstream_error")
+
+
+def canonical_usage(usage: Any) -> dict[str, Any]:
+    """OpenAI usage for Anthropic usage: cache reads and writes count as prompt tokens."""
+    if not isinstance(usage, dict):
+        usage = {}
+    fresh = int(usage.get("input_tokens") or 0)
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    prompt = fresh + read + written
+    completion = int(usage.get("output_tokens") or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read},
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+    }
+
+
+def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
+    """A canonical `chat.completion` for an Anthropic message."""
+    try:
+        message = _decode(raw)
+    except msgspec.DecodeError:
+        raise UpstreamError("upstream answered with malformed JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        raise UpstreamError("upstream answered with an unexpected message shape")
+    texts: list[str] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    json_answer = False
+    for block in message["content"]:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "thinking":
+            reasoning.append(str(block.get("thinking", "")))
+            thinking_blocks.append(block)
+        elif kind == "redacted_thinking":
+            thinking_blocks.append(block)
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL:
+            texts.append(_encode(block.get("input", {})).decode())
+            json_answer = True
+        elif kind == "tool_use":
+            tool_calls.append(
+                {
+                    "id": from_anthropic_id(str(block.get("id", ""))),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name", ""),
+                        "arguments": _encode(block.get("input", {})).decode(),
+                    },
+                }
+            )
+    reply: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not tool_calls else None,
+        "refusal": None,
+    }
+    if tool_calls:
+        reply["tool_calls"] = tool_calls
+    if reasoning:
+        reply["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        reply["thinking_blocks"] = thinking_blocks
+    stop = message.get("stop_reason")
+    finish = FINISH_REASONS.get(stop, "stop") if isinstance(stop, str) else "stop"
+    if json_answer and finish == "tool_calls":
+        finish = "stop"
+    return {
+        "id": message.get("id", ""),
+        "object": "chat.completion",
+        "created": 0,
+        "model": message.get("model", ""),
+        "choices": [{"index": 0, "message": reply, "logprobs": None, "finish_reason": finish}],
+        "usage": canonical_usage(message.get("usage")),
+    }
+
+
+class AnthropicStreamTranslator:
+    """Anthropic stream events -> canonical chunks (one instance per stream)."""
+
+    __slots__ = (
+        "_blocks",
+        "_done",
+        "_finish",
+        "_id",
+        "_json_answer",
+        "_model",
+        "_thinking",
+        "_tools",
+        "_usage",
+    )
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._model = ""
+        self._usage: dict[str, Any] = {}
+        # block index -> ("text" | "thinking" | "json" | "tool", tool index or -1)
+        self._blocks: dict[int, tuple[str, int]] = {}
+        self._thinking: dict[int, list[str]] = {}
+        self._tools = 0
+        self._finish: str | None = None
+        self._json_answer = False
+        self._done = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
+        if not event.data or self._done:
+            return []
+        try:
+            data = _decode(event.data)
+        except msgspec.DecodeError:
+            raise UpstreamError("upstream sent a malformed stream event") from None
+        if not isinstance(data, dict):
+            raise UpstreamError("upstream sent a malformed stream event")
+        kind = data.get("type") or event.event
+        if kind == "content_block_delta":
+            return self._delta(data)
+        if kind == "content_block_start":
+            return self._start(data)
+        if kind == "content_block_stop":
+            return self._stop(data)
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self._id = str(message.get("id", ""))
+            self._model = str(message.get("model", ""))
+            self._usage = dict(message.get("usage") or {})
+            return [self._chunk({"role": "assistant", "content": ""})]
+        if kind == "message_delta":
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                self._usage.update({k: v for k, v in usage.items() if v is not None})
+            stop = (data.get("delta") or {}).get("stop_reason")
+            finish = FINISH_REASONS.get(stop, "stop") if isinstance(stop, str) else "stop"
+            if self._json_answer and finish == "tool_calls":
+                finish = "stop"
+            self._finish = finish
+            return [self._chunk({}, finish)]
+        if kind == "message_stop":
+            self._done = True
+            usage = self._chunk({})
+            usage["choices"] = []
+            usage["usage"] = canonical_usage(self._usage)
+            return [usage]
+        if kind == "error":
+            raise _stream_error(data)
+        return []  # ping, and event types added after this was written
+
+    def _start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        index = int(data.get("index", 0))
+        block = data.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "text":
+            self._blocks[index] = ("text", -1)
+            text = block.get("text")
+            return [self._chunk({"content": text})] if text else []
+        if kind == "thinking":
+            self._blocks[index] = ("thinking", -1)
+            self._thinking[index] = [str(block.get("thinking") or ""), ""]
+            return []
+        if kind == "redacted_thinking":
+            return [self._chunk({"thinking_blocks": [block]})]
+        if kind == "tool_use" and block.get("name") == JSON_TOOL:
+            self._blocks[index] = ("json", -1)
+            self._json_answer = True
+            return []
+        if kind == "tool_use":
+            tool = self._tools
+            self._tools += 1
+            self._blocks[index] = ("tool", tool)
+            call = {
+                "index": tool,
+                "id": from_anthropic_id(str(block.get("id", ""))),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
+            return [self._chunk({"tool_calls": [call]})]
+        return []
+
+    def _delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        index = int(data.get("index", 0))
+        delta = data.get("delta") or {}
+        kind = delta.get("type")
+        block, tool = self._blocks.get(index, ("", -1))
+        if kind == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if kind == "input_json_delta":
+            partial = delta.get("partial_json", "")
+            if not partial:
+                return []
+            if block == "json":
+                return [self._chunk({"content": partial})]
+            if block == "tool":
+                call = {"index": tool, "function": {"arguments": partial}}
+                return [self._chunk({"tool_calls": [call]})]
+            return []
+        if kind == "thinking_delta":
+            text = str(delta.get("thinking", ""))
+            if index in self._thinking:
+                self._thinking[index][0] += text
+            return [self._chunk({"reasoning_content": text})]
+        if kind == "signature_delta" and index in self._thinking:
+            self._thinking[index][1] += str(delta.get("signature", ""))
+        return []
+
+    def _stop(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        thinking = self._thinking.pop(int(data.get("index", 0)), None)
+        if thinking is None:
+            return []
+        block = {"type": "thinking", "thinking": thinking[0], "signature": thinking[1]}
+        return [self._chunk({"thinking_blocks": [block]})]
+
+    def finish(self) -> list[dict[str, Any]]:
+        if not self._done:
+            raise UpstreamError("upstream stream ended before the answer was complete")
+        return []

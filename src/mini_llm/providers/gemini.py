@@ -1,0 +1,376 @@
+"""The Gemini `generateContent` wire format: canonical (OpenAI chat) requests out.
+
+Pure: dicts in, dicts out. The mapping:
+
+- messages -> `contents` with roles `user`/`model` (consecutive same-role turns merged);
+  system/developer -> `systemInstruction`;
+- assistant `tool_calls` -> `functionCall` parts (a Gemini thought signature rides in
+  `extra_content.google.thought_signature`, as Google's own OpenAI endpoint does);
+  `tool` messages -> `functionResponse` parts, named after the call they answer;
+- `tools` -> `functionDeclarations`, their JSON schema cleaned to the subset Gemini accepts;
+- `tool_choice` -> `toolConfig.functionCallingConfig` (AUTO, NONE, ANY, allowed names);
+- generation parameters -> `generationConfig`; `response_format` -> `responseMimeType` and
+  `responseJsonSchema`; `reasoning_effort` -> `thinkingConfig`;
+- image parts: data URLs -> `inlineData`, http(s) URLs -> `fileData`.
+
+The URL depends on the model and on streaming (`:streamGenerateContent?alt=sse`); the key goes
+in the `x-goog-api-key` header, never in the URL. Answers come back through `gemini_answer.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ..config import ProviderConfig
+from ..errors import InvalidRequestError
+from ..routing.keys import KeyEntry
+from .base import ErrorInfo, Provider, UpstreamRequest
+from .gemini_answer import (
+    SYNTHETIC_ID_PREFIX,
+    GeminiStreamTranslator,
+    gemini_error_info,
+    parse_gemini_response,
+)
+
+__all__ = ["GEMINI_WIRE", "GeminiWire", "clean_schema", "to_gemini_request"]
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+_DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
+_MIME_BY_SUFFIX = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".heic": "image/heic",
+    ".pdf": "application/pdf",
+}
+
+# The JSON-schema keywords Gemini's function `parameters` (an OpenAPI subset) accept; anything
+# else ($schema, additionalProperties, $defs, strict, ...) is dropped.
+_SCHEMA_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "items",
+        "minItems",
+        "maxItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "example",
+    }
+)
+
+_THINKING_BUDGET: dict[str, int] = {
+    "none": 0,
+    "minimal": 0,
+    "low": 1024,
+    "medium": 8192,
+    "high": 24576,
+}
+
+_FUNCTION_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+
+
+def _bad(param: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(f"Invalid request at '{param}': {message}", param=param)
+
+
+def clean_schema(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
+    """A JSON schema reduced to what Gemini accepts: local `$ref`s inlined, unknown keywords
+    dropped, `type: [x, "null"]` -> `type: x, nullable: true`, `const` -> `enum`."""
+    if isinstance(schema, list):
+        return [clean_schema(item, defs, depth + 1) for item in schema]
+    if not isinstance(schema, dict) or depth > 32:
+        return schema
+    if defs is None:
+        defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref.rsplit("/", 1)[-1])
+        if isinstance(target, dict):
+            return clean_schema(target, defs, depth + 1)
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "type" and isinstance(value, list):
+            kinds = [k for k in value if k != "null"]
+            out["type"] = kinds[0] if kinds else "string"
+            if "null" in value:
+                out["nullable"] = True
+        elif key == "properties" and isinstance(value, dict):
+            out[key] = {name: clean_schema(sub, defs, depth + 1) for name, sub in value.items()}
+        elif key in ("items", "anyOf"):
+            out[key] = clean_schema(value, defs, depth + 1)
+        elif key in _SCHEMA_KEYS:
+            out[key] = value
+    if out.get("type") == "object" and "properties" in out and "required" in out:
+        out["required"] = [r for r in out["required"] if r in out["properties"]]
+    return out
+
+
+def _mime_of(url: str) -> str:
+    path = url.split("?", 1)[0].lower()
+    for suffix, mime in _MIME_BY_SUFFIX.items():
+        if path.endswith(suffix):
+            return mime
+    return "image/jpeg"
+
+
+def _media_part(url: Any, param: str) -> dict[str, Any]:
+    if not isinstance(url, str):
+        raise _bad(param, "image_url.url must be a string")
+    if url.startswith("data:"):
+        match = _DATA_URL.fullmatch(url)
+        if match is None:
+            raise _bad(param, "a data URL must be data:<media type>;base64,<data>")
+        return {"inlineData": {"mimeType": match.group(1), "data": match.group(2)}}
+    if url.startswith(("http://", "https://", "gs://")):
+        return {"fileData": {"mimeType": _mime_of(url), "fileUri": url}}
+    raise _bad(param, "an image URL must be http(s) or a base64 data URL")
+
+
+def _parts(content: Any, param: str) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    if not isinstance(content, list):
+        raise _bad(param, "content must be a string or a list of parts")
+    parts: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "input_text"):
+            if part.get("text"):
+                parts.append({"text": str(part["text"])})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            parts.append(_media_part(image.get("url") if isinstance(image, dict) else image, param))
+        elif kind == "file":
+            file = part.get("file") or {}
+            parts.append(_media_part(file.get("file_data"), f"{param}.{i}"))
+        else:
+            raise _bad(f"{param}.{i}", f"content part type {kind!r} is not supported for Gemini")
+    return parts
+
+
+def _function_call(call: Any, param: str) -> tuple[str, dict[str, Any]]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise _bad(param, "a tool call needs function.name")
+    arguments = function.get("arguments") or "{}"
+    try:
+        args = _decode(arguments) if isinstance(arguments, str) else arguments
+    except msgspec.DecodeError:
+        raise _bad(param + ".function.arguments", "arguments are not valid JSON") from None
+    if not isinstance(args, dict):
+        raise _bad(param + ".function.arguments", "arguments must be a JSON object")
+    ident = str(call.get("id") or "")
+    body: dict[str, Any] = {"name": function["name"], "args": args}
+    if ident and not ident.startswith(SYNTHETIC_ID_PREFIX):
+        body["id"] = ident
+    part: dict[str, Any] = {"functionCall": body}
+    google = (call.get("extra_content") or {}).get("google") or {}
+    if isinstance(google, dict) and google.get("thought_signature"):
+        part["thoughtSignature"] = google["thought_signature"]
+    return ident, part
+
+
+def _function_response(message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    ident = str(message.get("tool_call_id") or "")
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    result: Any = content if content is not None else ""
+    if isinstance(result, str):
+        try:
+            decoded = _decode(result)
+        except msgspec.DecodeError:
+            decoded = None
+        result = decoded if isinstance(decoded, dict) else {"result": result}
+    name = names.get(ident) or message.get("name") or ""
+    body: dict[str, Any] = {"name": name, "response": result}
+    if ident and not ident.startswith(SYNTHETIC_ID_PREFIX):
+        body["id"] = ident
+    return {"functionResponse": body}
+
+
+def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name, for the results
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for i, message in enumerate(messages):
+        param = f"messages.{i}"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(_parts(message.get("content"), param + ".content"))
+        elif role == "user":
+            add("user", _parts(message.get("content"), param + ".content"))
+        elif role == "assistant":
+            parts = _parts(message.get("content"), param + ".content")
+            for j, call in enumerate(message.get("tool_calls") or ()):
+                ident, part = _function_call(call, f"{param}.tool_calls.{j}")
+                names[ident] = part["functionCall"]["name"]
+                parts.append(part)
+            add("model", parts)
+        elif role in ("tool", "function"):
+            add("user", [_function_response(message, names)])
+        else:
+            raise _bad(param + ".role", f"unknown role {role!r}")
+    return system, contents
+
+
+def _tools(tools: list[Any]) -> list[dict[str, Any]]:
+    declarations: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _bad(f"tools.{i}.function", "a tool needs function.name")
+        entry: dict[str, Any] = {"name": function["name"]}
+        if function.get("description"):
+            entry["description"] = function["description"]
+        schema = clean_schema(function.get("parameters"))
+        if isinstance(schema, dict) and schema.get("properties"):
+            entry["parameters"] = schema  # Gemini refuses an object with no properties
+        declarations.append(entry)
+    return [{"functionDeclarations": declarations}]
+
+
+def _tool_config(choice: Any) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str) and choice in _FUNCTION_MODES:
+        return {"functionCallingConfig": {"mode": _FUNCTION_MODES[choice]}}
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            config = {"mode": "ANY", "allowedFunctionNames": [function["name"]]}
+            return {"functionCallingConfig": config}
+    raise _bad("tool_choice", "must be auto, none, required or a named function")
+
+
+def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for name, gemini_name in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("n", "candidateCount"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+        ("seed", "seed"),
+    ):
+        if body.get(name) is not None:
+            config[gemini_name] = body[name]
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit is not None:
+        config["maxOutputTokens"] = limit
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else stop
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    ):
+        config["responseMimeType"] = "application/json"
+        spec = response_format.get("json_schema")
+        if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+            config["responseJsonSchema"] = spec["schema"]
+    effort = body.get("reasoning_effort")
+    if isinstance(effort, str) and effort in _THINKING_BUDGET:
+        budget = _THINKING_BUDGET[effort]
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    return config
+
+
+def to_gemini_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A Gemini `generateContent` body for a canonical (OpenAI chat) request."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise _bad("messages", "must be a list")
+    system, contents = _contents(messages)
+    out: dict[str, Any] = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": system}
+    if body.get("tools"):
+        out["tools"] = _tools(body["tools"])
+        tool_config = _tool_config(body.get("tool_choice"))
+        if tool_config is not None:
+            out["toolConfig"] = tool_config
+    config = _generation_config(body)
+    if config:
+        out["generationConfig"] = config
+    return out
+
+
+class GeminiWire:
+    name = "gemini"
+
+    def chat_url(self, config: ProviderConfig) -> str:
+        return config.base_url + "/models/"
+
+    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **dict(config.headers)}
+        if key:
+            headers["x-goog-api-key"] = key
+        return headers
+
+    def _url(self, provider: Provider, model: str, stream: bool) -> str:
+        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        return provider.chat_url + model + method
+
+    def native_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    ) -> UpstreamRequest:
+        headers = key.headers if key is not None else provider.keyless_headers
+        model = str(body.pop("model", ""))
+        return UpstreamRequest("POST", self._url(provider, model, stream), headers, _encode(body))
+
+    def chat_request(
+        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    ) -> UpstreamRequest:
+        headers = key.headers if key is not None else provider.keyless_headers
+        url = self._url(provider, str(body.get("model", "")), stream)
+        return UpstreamRequest("POST", url, headers, _encode(to_gemini_request(body)))
+
+    def parse_chat_response(self, raw: bytes) -> dict[str, Any]:
+        return parse_gemini_response(raw)
+
+    def stream_translator(self) -> GeminiStreamTranslator:
+        return GeminiStreamTranslator()
+
+    def error_info(self, status: int, body: bytes) -> ErrorInfo:
+        return gemini_error_info(status, body)
+
+
+GEMINI_WIRE = GeminiWire()

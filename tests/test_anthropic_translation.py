@@ -1,0 +1,203 @@
+"""The Anthropic wire format, pure: golden fixtures in, canonical dicts out (no server)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import pytest
+
+from mini_llm.errors import InvalidRequestError, ServiceUnavailableError, UpstreamError
+from mini_llm.providers.anthropic import (
+    ANTHROPIC_WIRE,
+    default_max_tokens,
+    from_anthropic_id,
+    to_anthropic_id,
+    to_anthropic_request,
+)
+from mini_llm.sse import SSEEvent
+
+from .fixture_files import load_bytes, load_events, load_json
+
+
+@pytest.mark.parametrize("name", ["request_full", "request_thinking", "request_json_schema"])
+def test_request_matches_golden(name: str) -> None:
+    fixture = load_json("anthropic", f"{name}.json")
+    canonical = fixture["canonical"]
+    assert to_anthropic_request(canonical, bool(canonical.get("stream"))) == fixture["anthropic"]
+
+
+@pytest.mark.parametrize(
+    "ident", ["call_abc", "toolu_01A09q90qw90lq917835lq9", "call.2:rome", "", "mllm_x", "é/ü"]
+)
+def test_tool_call_ids_round_trip_and_are_accepted(ident: str) -> None:
+    mapped = to_anthropic_id(ident)
+    assert re.fullmatch(r"[a-zA-Z0-9_-]+", mapped)
+    assert from_anthropic_id(mapped) == ident
+
+
+def test_default_max_tokens_per_model() -> None:
+    assert default_max_tokens("claude-3-haiku-20240307") == 4096
+    assert default_max_tokens("claude-3-5-sonnet-latest") == 8192
+    assert default_max_tokens("claude-sonnet-4-5") == 8192
+    explicit = to_anthropic_request(
+        {
+            "model": "claude-3-haiku",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 9,
+        },
+        False,
+    )
+    assert explicit["max_tokens"] == 9
+
+
+def test_tool_choice_variants() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    base: dict[str, Any] = {"model": "claude-x", "messages": [{"role": "user", "content": "x"}]}
+
+    def choice(value: Any) -> Any:
+        return to_anthropic_request({**base, "tools": tools, "tool_choice": value}, False).get(
+            "tool_choice"
+        )
+
+    assert choice("auto") == {"type": "auto"}
+    assert choice("none") == {"type": "none"}
+    assert choice({"type": "function", "function": {"name": "f"}}) == {"type": "tool", "name": "f"}
+    with pytest.raises(InvalidRequestError) as info:
+        choice("sometimes")
+    assert info.value.param == "tool_choice"
+    only_parallel = to_anthropic_request(
+        {**base, "tools": tools, "parallel_tool_calls": False}, False
+    )
+    assert only_parallel["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+
+def test_bad_arguments_name_the_field() -> None:
+    body = {
+        "model": "claude-x",
+        "messages": [
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": "{nope"}}],
+            }
+        ],
+    }
+    with pytest.raises(InvalidRequestError) as info:
+        to_anthropic_request(body, False)
+    assert info.value.param == "messages.0.tool_calls.0.function.arguments"
+
+
+def test_message_with_tools_thinking_and_cache_usage() -> None:
+    answer = ANTHROPIC_WIRE.parse_chat_response(load_bytes("anthropic", "message_tool_use.json"))
+    (choice,) = answer["choices"]
+    message = choice["message"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert message["content"] == "Checking both cities."
+    assert message["reasoning_content"] == "The user wants weather."
+    assert message["thinking_blocks"][0]["signature"] == "EqQBCgIYAhIM"
+    calls = message["tool_calls"]
+    assert [c["id"] for c in calls] == ["toolu_01A09q90qw90lq917835lq9", "call.2:rome"]
+    assert msgspec.json.decode(calls[1]["function"]["arguments"]) == {"city": "Rome"}
+    usage = answer["usage"]
+    assert usage["prompt_tokens"] == 420
+    assert usage["completion_tokens"] == 45
+    assert usage["total_tokens"] == 465
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 300}
+    assert usage["cache_creation_input_tokens"] == 100
+
+
+def test_message_text_and_max_tokens_finish() -> None:
+    answer = ANTHROPIC_WIRE.parse_chat_response(load_bytes("anthropic", "message_text.json"))
+    assert answer["choices"][0]["message"]["content"] == "Hello! How can I help?"
+    assert answer["choices"][0]["finish_reason"] == "length"
+    assert "tool_calls" not in answer["choices"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("stop", "finish"),
+    [("end_turn", "stop"), ("stop_sequence", "stop"), ("refusal", "content_filter")],
+)
+def test_finish_reasons(stop: str, finish: str) -> None:
+    raw = msgspec.json.encode(
+        {"id": "m", "content": [], "stop_reason": stop, "usage": {"input_tokens": 1}}
+    )
+    assert ANTHROPIC_WIRE.parse_chat_response(raw)["choices"][0]["finish_reason"] == finish
+
+
+def test_json_answer_tool_becomes_text() -> None:
+    raw = msgspec.json.encode(
+        {
+            "id": "m",
+            "content": [
+                {"type": "tool_use", "id": "t", "name": "mini_llm_json_answer", "input": {"a": 1}}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+    )
+    choice = ANTHROPIC_WIRE.parse_chat_response(raw)["choices"][0]
+    assert choice["message"]["content"] == '{"a":1}'
+    assert choice["finish_reason"] == "stop"
+
+
+def _translate(events: list[SSEEvent]) -> list[dict[str, Any]]:
+    translator = ANTHROPIC_WIRE.stream_translator()
+    chunks: list[dict[str, Any]] = []
+    for event in events:
+        chunks += translator.feed(event)
+    return chunks + translator.finish()
+
+
+def test_stream_with_thinking_and_two_tool_calls() -> None:
+    chunks = _translate(load_events("anthropic", "stream_tool_use.sse"))
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "I should call the tool."
+    (blocks,) = [d["thinking_blocks"] for d in deltas if "thinking_blocks" in d]
+    assert blocks == [
+        {
+            "type": "thinking",
+            "thinking": "I should call the tool.",
+            "signature": "EqQBCgIYAhIM1gbcDa9GJwZA",
+        }
+    ]
+    assert "".join(d.get("content") or "" for d in deltas) == "Okay, checking"
+    calls = [call for d in deltas for call in d.get("tool_calls", [])]
+    firsts = [c for c in calls if "id" in c]
+    assert [(c["index"], c["id"], c["function"]["name"]) for c in firsts] == [
+        (0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"),
+        (1, "toolu_02", "get_time"),
+    ]
+    args0 = "".join(c["function"]["arguments"] for c in calls if c["index"] == 0)
+    assert msgspec.json.decode(args0) == {"city": "Paris"}
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finishes[-1] == "tool_calls"
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == []
+    assert usage["prompt_tokens"] == 480
+    assert usage["completion_tokens"] == 89
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 8
+    assert all(c["id"] == "msg_014p7gG3wDgGV9EUtLvnow3U" for c in chunks)
+
+
+def test_stream_error_event_raises_clean_error() -> None:
+    translator = ANTHROPIC_WIRE.stream_translator()
+    events = load_events("anthropic", "stream_error.sse")
+    with pytest.raises(ServiceUnavailableError, match="Overloaded"):
+        for event in events:
+            translator.feed(event)
+
+
+def test_stream_cut_short_raises() -> None:
+    translator = ANTHROPIC_WIRE.stream_translator()
+    for event in load_events("anthropic", "stream_error.sse")[:3]:
+        translator.feed(event)
+    with pytest.raises(UpstreamError, match="ended before"):
+        translator.finish()
+
+
+def test_error_body() -> None:
+    info = ANTHROPIC_WIRE.error_info(529, load_bytes("anthropic", "error_overloaded.json"))
+    assert (info.message, info.type) == ("Overloaded", "overloaded_error")
+    assert ANTHROPIC_WIRE.error_info(500, b"<html>").message == "upstream answered HTTP 500"
