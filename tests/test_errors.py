@@ -19,6 +19,19 @@ USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 KEYS = "sk-test-key-one-aaaa,sk-test-key-two-bbbb"
 
 
+@pytest.fixture
+def gateway(make_gateway: GatewayFactory, openai_upstream_url: str) -> RunningApp:
+    """Error mapping on its own: one key and one attempt, so nothing is retried."""
+    return make_gateway(
+        {
+            "OPENAI_BASE_URL": openai_upstream_url,
+            "OPENAI_API_KEY": "sk-test-key-one-aaaa",
+            "MINI_LLM_RETRY_ATTEMPTS": "1",
+            "MINI_LLM_MODEL_ALIASES": '{"fast": "openai/gpt-4o-mini"}',
+        }
+    )
+
+
 def post(gateway: RunningApp, body: Any, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
     data = raw if raw is not None else json.dumps(body).encode()
     status, _, payload = http(
@@ -259,6 +272,7 @@ def test_first_byte_timeout_is_504(
             "OPENAI_BASE_URL": openai_upstream_url,
             "OPENAI_API_KEY": "sk-test-aaaa1",
             "MINI_LLM_TIMEOUT_FIRST_BYTE": "0.3",
+            "MINI_LLM_RETRY_ATTEMPTS": "1",
         }
     )
     openai_upstream.push(up.stall(3))
@@ -275,6 +289,7 @@ def test_total_timeout_is_504(
             "OPENAI_BASE_URL": openai_upstream_url,
             "OPENAI_API_KEY": "sk-test-aaaa1",
             "MINI_LLM_TIMEOUT_TOTAL": "0.5",
+            "MINI_LLM_RETRY_ATTEMPTS": "1",
         }
     )
     openai_upstream.push(up.stream(["a"] * 50, delay=0.05))

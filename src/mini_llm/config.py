@@ -11,12 +11,22 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .providers.presets import PRESETS, ProviderPreset, env_prefix
 from .routing.models import ALIAS_NAME, resolve_name
+from .routing.policies import (
+    STRATEGIES,
+    Deployment,
+    Overrides,
+    RetryPolicy,
+    Timeouts,
+    parse_deployments,
+    parse_overrides,
+    parse_retries,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,6 +38,7 @@ __all__ = [
     "DEFAULT_PORT",
     "ConfigError",
     "ProviderConfig",
+    "RetryPolicy",
     "Settings",
     "Timeouts",
     "load_settings",
@@ -49,15 +60,6 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds: to connect, until the upstream's response headers arrive, for the whole call."""
-
-    connect: float = 10.0
-    first_byte: float = 300.0
-    total: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
     wire: str
@@ -67,6 +69,7 @@ class ProviderConfig:
     key_required: bool = True
     models: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    overrides: Overrides = field(default_factory=lambda: Overrides({}, {}))
     explicit: bool = False
     """Set up by the user (keys, base URL or a config entry), not only a built-in preset."""
 
@@ -83,8 +86,16 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "info"
     timeouts: Timeouts = field(default_factory=Timeouts)
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    strategy: str = "round-robin"
+    shutdown_grace: float = 30.0
     pool_size: int = 256
     aliases: Mapping[str, str] = field(default_factory=dict)
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Aliases that name an ordered list of models: each is tried when the one before fails."""
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    deployments: Mapping[str, Deployment] = field(default_factory=dict)
+    model_overrides: Mapping[str, Overrides] = field(default_factory=dict)
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     config_path: str | None = None
     warnings: tuple[str, ...] = ()
@@ -105,12 +116,20 @@ class Settings:
                 "log_level": self.log_level,
                 "pool_size": self.pool_size,
             },
-            "timeouts": {
-                "connect": self.timeouts.connect,
-                "first_byte": self.timeouts.first_byte,
-                "total": self.timeouts.total,
+            "timeouts": asdict(self.timeouts),
+            "retries": asdict(self.retries),
+            "strategy": self.strategy,
+            "shutdown_grace": self.shutdown_grace,
+            "aliases": {**self.aliases, **{k: list(v) for k, v in self.chains.items()}},
+            "fallbacks": {k: list(v) for k, v in self.fallbacks.items()},
+            "deployments": {
+                d.name: {
+                    "strategy": d.strategy,
+                    "targets": [{"model": m, "weight": w} for m, w in d.targets],
+                    "fallbacks": list(d.fallbacks),
+                }
+                for d in self.deployments.values()
             },
-            "aliases": dict(self.aliases),
             "providers": {
                 p.name: {
                     "format": p.wire,
@@ -182,7 +201,7 @@ def load_settings(
 
     defaults = Timeouts()
     timeout_values: dict[str, float] = {}
-    for name in ("connect", "first_byte", "total"):
+    for name in ("connect", "first_byte", "idle", "total"):
         env_name = f"MINI_LLM_TIMEOUT_{name.upper()}"
         raw: Any = getattr(defaults, name)
         source = f"[timeouts] {name}"
@@ -193,8 +212,36 @@ def load_settings(
         timeout_values[name] = _positive_float(raw, source, problems)
     timeouts = Timeouts(**timeout_values)
 
+    retries_table = dict(_table(file, "retries", problems))
+    for name in ("attempts", "backoff", "backoff_max", "budget"):
+        env_name = f"MINI_LLM_RETRY_{name.upper()}"
+        if env.get(env_name):
+            try:
+                retries_table[name] = (int if name == "attempts" else float)(env[env_name])
+            except ValueError:
+                problems.append(f"{env_name} must be a number, got {env[env_name]!r}")
+    retries = parse_retries(retries_table, problems)
+
+    routing = _table(file, "routing", problems)
+    strategy = env.get("MINI_LLM_STRATEGY") or routing.get("strategy", "round-robin")
+    if strategy not in STRATEGIES:
+        problems.append(
+            f"routing strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+        )
+        strategy = "round-robin"
+    grace_raw: Any = env.get("MINI_LLM_SHUTDOWN_GRACE") or server.get("shutdown_grace", 30.0)
+    shutdown_grace = _positive_float(grace_raw, "shutdown_grace", problems)
+
     providers = _providers(file, env, problems, warnings)
-    aliases = _aliases(file, env, providers, problems)
+    aliases, chains = _aliases(file, env, problems)
+    fallbacks = _fallbacks(file, env, problems)
+    deployments = parse_deployments(_table(file, "deployments", problems), strategy, problems)
+    model_overrides = {
+        name: parse_overrides(entry, f'[models."{name}"]', problems)
+        for name, entry in _table(file, "models", problems).items()
+        if isinstance(entry, dict)
+    }
+    _check_names(aliases, chains, fallbacks, deployments, model_overrides, providers, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -205,8 +252,15 @@ def load_settings(
         max_body_bytes=max_body,
         log_level=log_level,
         timeouts=timeouts,
+        retries=retries,
+        strategy=strategy,
+        shutdown_grace=shutdown_grace,
         pool_size=pool_size,
         aliases=aliases,
+        chains=chains,
+        fallbacks=fallbacks,
+        deployments=deployments,
+        model_overrides=model_overrides,
         providers=providers,
         config_path=str(path) if path else None,
         warnings=tuple(warnings),
@@ -358,6 +412,7 @@ def _providers(
         else:
             headers = headers + tuple(headers_raw.items())
         key_required = bool(entry.get("key_required", preset.key_required))
+        overrides = parse_overrides(entry, f"[providers.{name}]", problems)
 
         result[name] = ProviderConfig(
             name=name,
@@ -368,46 +423,127 @@ def _providers(
             key_required=key_required,
             models=tuple(models),
             headers=headers,
+            overrides=overrides,
             explicit=explicit,
         )
     return result
 
 
-def _aliases(
-    file: Mapping[str, Any],
-    env: Mapping[str, str],
-    providers: Mapping[str, ProviderConfig],
-    problems: list[str],
-) -> dict[str, str]:
-    aliases: dict[str, Any] = dict(_table(file, "aliases", problems))
-    raw = env.get("MINI_LLM_MODEL_ALIASES")
-    if raw:
-        try:
-            parsed = json.loads(raw)
-        except ValueError as e:
-            problems.append(f"MINI_LLM_MODEL_ALIASES is not valid JSON: {e}")
-            parsed = {}
-        if not isinstance(parsed, dict):
-            problems.append("MINI_LLM_MODEL_ALIASES must be a JSON object of alias -> model")
-            parsed = {}
-        aliases.update(parsed)
+def _json_env(env: Mapping[str, str], name: str, problems: list[str]) -> dict[str, Any]:
+    raw = env.get(name)
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError as e:
+        problems.append(f"{name} is not valid JSON: {e}")
+        return {}
+    if not isinstance(parsed, dict):
+        problems.append(f"{name} must be a JSON object")
+        return {}
+    return parsed
 
-    result: dict[str, str] = {}
+
+def _aliases(
+    file: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Aliases naming one model, and aliases naming an ordered fallback chain."""
+    aliases: dict[str, Any] = dict(_table(file, "aliases", problems))
+    aliases.update(_json_env(env, "MINI_LLM_MODEL_ALIASES", problems))
+    single: dict[str, str] = {}
+    chains: dict[str, tuple[str, ...]] = {}
     for name, target in aliases.items():
         if not isinstance(name, str) or not ALIAS_NAME.fullmatch(name):
             problems.append(
                 f"alias {name!r}: invalid name (letters, digits and . _ : @ + / -, at most 128)"
             )
-            continue
-        if not isinstance(target, str) or not target:
-            problems.append(f"alias {name!r}: target must be a model name, got {target!r}")
-            continue
-        result[name] = target
-    for name in result:
-        resolved = resolve_name(name, result, providers)
-        if resolved is None or resolved[0] not in providers:
+        elif isinstance(target, str) and target:
+            single[name] = target
+        elif isinstance(target, list) and target and all(isinstance(t, str) and t for t in target):
+            chains[name] = tuple(target)
+        else:
             problems.append(
-                f"alias {name!r} -> {result[name]!r}: unknown target (use provider/model with "
-                f"one of: {', '.join(sorted(providers))}; or a model another alias names)"
+                f"alias {name!r}: target must be a model name or a list of them, got {target!r}"
             )
+    return single, chains
+
+
+def _fallbacks(
+    file: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
+) -> dict[str, tuple[str, ...]]:
+    table: dict[str, Any] = dict(_table(file, "fallbacks", problems))
+    table.update(_json_env(env, "MINI_LLM_FALLBACKS", problems))
+    for name, entry in _table(file, "models", problems).items():
+        if isinstance(entry, dict) and "fallbacks" in entry:
+            table.setdefault(name, entry["fallbacks"])
+    result: dict[str, tuple[str, ...]] = {}
+    for name, chain in table.items():
+        if isinstance(chain, str):
+            chain = [chain]
+        if not isinstance(chain, list) or not all(isinstance(c, str) and c for c in chain):
+            problems.append(f"fallbacks for {name!r} must be a list of model names")
+            continue
+        result[name] = tuple(chain)
     return result
+
+
+def _check_names(
+    aliases: Mapping[str, str],
+    chains: Mapping[str, tuple[str, ...]],
+    fallbacks: Mapping[str, tuple[str, ...]],
+    deployments: Mapping[str, Deployment],
+    model_overrides: Mapping[str, Overrides],
+    providers: Mapping[str, ProviderConfig],
+    problems: list[str],
+) -> None:
+    """Every name the routing tables use must lead to a provider, without cycles."""
+    hint = (
+        f"use provider/model with one of: {', '.join(sorted(providers))}; "
+        "or an alias, chain or deployment name"
+    )
+
+    def reaches(name: str, path: tuple[str, ...]) -> str | None:
+        """None when `name` resolves; else what is wrong."""
+        if name in path:
+            return "a cycle: " + " -> ".join((*path, name))
+        path = (*path, name)
+        if name in deployments:
+            for model, _ in deployments[name].targets:
+                why = reaches(model, path)
+                if why:
+                    return why
+            return None
+        if name in chains:
+            for model in chains[name]:
+                why = reaches(model, path)
+                if why:
+                    return why
+            return None
+        if name in aliases:
+            return reaches(aliases[name], path)
+        resolved = resolve_name(name, {}, providers)
+        if resolved is None or resolved[0] not in providers:
+            return f"{name!r} is unknown ({hint})"
+        return None
+
+    for name in (*aliases, *chains):
+        why = reaches(name, ())
+        if why:
+            problems.append(f"alias {name!r}: {why}")
+    for name, deployment in deployments.items():
+        why = reaches(name, ())
+        if why:
+            problems.append(f"[deployments.{name}]: {why}")
+        for fallback in deployment.fallbacks:
+            why = reaches(fallback, ())
+            if why:
+                problems.append(f"[deployments.{name}] fallback: {why}")
+    for name, chain in fallbacks.items():
+        for model in (name, *chain):
+            why = reaches(model, ())
+            if why:
+                problems.append(f"fallbacks of {name!r}: {why}")
+    for name in model_overrides:
+        resolved = resolve_name(name, {}, providers)
+        if resolved is None or resolved[0] not in providers:
+            problems.append(f'[models."{name}"]: not a provider/model name ({hint})')

@@ -219,6 +219,8 @@ class UpstreamStatusError(GatewayError):
         self.upstream_status = upstream_status
         self.raw = raw
         self.upstream_type = upstream_type
+        self.retry_after: float | None = None
+        """Seconds the upstream asked to wait (Retry-After / retry-after-ms), when it said."""
 
     @property
     def http_status(self) -> int:

@@ -6,9 +6,9 @@ import asyncio
 
 import aiohttp
 
-from .config import Timeouts
 from .errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 from .providers.base import UpstreamRequest, UpstreamResponse
+from .routing.policies import Timeouts
 
 __all__ = ["HttpTransport", "upstream_failure"]
 
@@ -21,25 +21,35 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
         return UpstreamTimeoutError(f"upstream {provider} timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamConnectionError(f"upstream {provider} is unreachable")
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+    if isinstance(
+        exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionError)
+    ):
         return UpstreamError(f"upstream {provider} closed the connection before answering in full")
     return UpstreamError(f"upstream {provider} failed: {type(exc).__name__}")
 
 
 class HttpTransport:
     """One `aiohttp.ClientSession` for every upstream: keep-alive, bounded pool, TCP_NODELAY
-    (aiohttp sets it on every connection), compressed answers decoded."""
+    (aiohttp sets it on every connection), compressed answers decoded.
+
+    aiohttp enforces the connect and total timeouts; the time to first byte and the silence
+    between stream reads are watched by the caller (see `gateway.dispatch`).
+    """
 
     def __init__(self, timeouts: Timeouts, pool_size: int, user_agent: str) -> None:
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeouts.total,
-            connect=None,
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.first_byte,
-        )
+        self._default = timeouts
+        self._client_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
         self._pool_size = pool_size
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        found = self._client_timeouts.get(timeouts)
+        if found is None:
+            found = self._client_timeouts[timeouts] = aiohttp.ClientTimeout(
+                total=timeouts.total, connect=None, sock_connect=timeouts.connect
+            )
+        return found
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -50,17 +60,23 @@ class HttpTransport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=self._timeout,
+            timeout=self._client_timeout(self._default),
             headers={"User-Agent": self._user_agent},
             auto_decompress=True,
             trust_env=False,
         )
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(
+        self, request: UpstreamRequest, timeouts: Timeouts | None = None
+    ) -> UpstreamResponse:
         session = self._session
         assert session is not None, "HttpTransport.start() was not awaited"
         return await session.request(
-            request.method, request.url, data=request.body, headers=request.headers
+            request.method,
+            request.url,
+            data=request.body,
+            headers=request.headers,
+            timeout=self._client_timeout(timeouts or self._default),
         )
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from ..providers.mock import MOCK_MODELS
 from ..providers.registry import build_providers
 from ..routing.router import Router
 from ..upstream import HttpTransport
+from .dispatch import Dispatcher
 from .openai_routes import OpenAIRoutes
 from .proxy import Proxy
 from .responses import Dialect, error_response
@@ -37,12 +38,17 @@ class Gateway:
         self._started_monotonic = time.monotonic()
         self.http = HttpTransport(settings.timeouts, settings.pool_size, f"mini-llm/{__version__}")
         self.providers = build_providers(settings.providers, self.http)
-        self.router = Router(settings.aliases, self.providers)
+        self.router = Router(settings.aliases, self.providers, settings)
         self.redact = Redactor(settings.secrets())
         self.proxy = Proxy(self.redact)
+        self.dispatcher = Dispatcher(self.redact)
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(int(self.started_at))}
         )
+
+    def provider_health(self) -> dict[str, Any]:
+        """Key health of every provider that has keys (never the keys: last 4 characters)."""
+        return {p.name: p.keys.status() for p in self.providers.values() if len(p.keys)}
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_monotonic
@@ -80,7 +86,7 @@ def build_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
 
-    openai = OpenAIRoutes(gateway.router, gateway.proxy, settings.max_body_bytes)
+    openai = OpenAIRoutes(gateway.router, gateway.dispatcher, settings.max_body_bytes)
     known: dict[str, tuple[str, ...]] = {}
 
     def add(method: str, path: str, handler: Any) -> None:
@@ -95,6 +101,7 @@ def build_app(settings: Settings) -> web.Application:
                 "uptime_s": round(gateway.uptime(), 3),
                 "started_at": gateway.started_at,
                 "pid": os.getpid(),
+                "providers": gateway.provider_health(),
             },
             dumps=lambda o: msgspec.json.encode(o).decode(),
         )

@@ -11,13 +11,13 @@ import msgspec
 from aiohttp import web
 
 from ..errors import GatewayError
-from ..routing.router import Router, Target
+from ..routing.router import Router
 from ..schema.openai import validate_chat_request
 from ..sse import DONE
 from .body import read_json_object
-from .proxy import Proxy
-from .responses import Dialect, error_response, internal_error
-from .streaming import write_stream
+from .dispatch import Answer, ChatCall, Dispatcher
+from .responses import Dialect, error_response, internal_error, request_id
+from .streaming import canonical_chunks, write_stream
 
 __all__ = ["OpenAIRoutes"]
 
@@ -28,52 +28,47 @@ _JSON = "application/json"
 
 
 class OpenAIRoutes:
-    def __init__(self, router: Router, proxy: Proxy, max_body_bytes: int) -> None:
+    def __init__(self, router: Router, dispatcher: Dispatcher, max_body_bytes: int) -> None:
         self._router = router
-        self._proxy = proxy
+        self._dispatcher = dispatcher
         self._limit = max_body_bytes
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        rid = request_id(request)
         try:
             body = await read_json_object(request, self._limit)
             chat = validate_chat_request(body)
-            target = self._router.resolve(chat.model)
+            route = self._router.route(chat.model)
             stream = bool(chat.stream)
-            if target.provider.wire.name == "openai":
-                return await self._pass_through(request, target, body, stream)
-            return await self._translated(request, target, body, stream)
+            call = ChatCall(body, native_wire="openai", stream=stream)
+            answer = await self._dispatcher.run(route, call)
+            headers = answer.headers()
+            headers["x-request-id"] = rid
+            if answer.stream is None:
+                return self._whole(answer, headers)
+            events = answer.stream if answer.native else self._sse(answer, body)
+            return await write_stream(request, events, Dialect.OPENAI, headers=headers)
         except GatewayError as e:
-            return error_response(e, Dialect.OPENAI)
+            return error_response(e, Dialect.OPENAI, rid)
         except Exception:
             log.exception("unexpected failure in /v1/chat/completions")
-            return error_response(internal_error(), Dialect.OPENAI)
+            return error_response(internal_error(), Dialect.OPENAI, rid)
 
-    async def _pass_through(
-        self, request: web.Request, target: Target, body: dict[str, Any], stream: bool
-    ) -> web.StreamResponse:
-        proxy = self._proxy
-        provider = target.provider
-        response = await proxy.open(target, body, native=True, stream=stream)
-        content_type = response.headers.get("Content-Type", _JSON)
-        if stream and content_type.startswith("text/event-stream"):
-            return await write_stream(request, proxy.relay(response, provider), Dialect.OPENAI)
-        data = await proxy.read(response, provider)
-        return web.Response(body=data, headers={"Content-Type": content_type})
+    def _whole(self, answer: Answer, headers: dict[str, str]) -> web.Response:
+        data = answer.data or b""
+        if not answer.native:
+            completion = answer.target.provider.wire.parse_chat_response(data)
+            completion["created"] = completion.get("created") or int(time.time())
+            data = _encode(completion)
+        headers["Content-Type"] = _JSON
+        return web.Response(body=data, headers=headers)
 
-    async def _translated(
-        self, request: web.Request, target: Target, body: dict[str, Any], stream: bool
-    ) -> web.StreamResponse:
-        if not stream:
-            answer = await self._proxy.complete(target, body)
-            answer["created"] = answer.get("created") or int(time.time())
-            return web.Response(body=_encode(answer), content_type=_JSON)
-        return await write_stream(request, self._sse(target, body), Dialect.OPENAI)
-
-    async def _sse(self, target: Target, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def _sse(self, answer: Answer, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        assert answer.stream is not None
         # translators always end with a usage chunk (no choices); only sent when asked for
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         created = int(time.time())
-        async for chunk in self._proxy.chunks(target, body):
+        async for chunk in canonical_chunks(answer.stream, answer.target.provider.wire):
             if not chunk.get("created"):
                 chunk["created"] = created
             if "usage" in chunk and not include_usage:

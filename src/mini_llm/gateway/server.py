@@ -107,7 +107,15 @@ async def serve(
     `sock` is an already listening socket (a worker's); without it the configured port is bound.
     """
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
+    # handler_cancellation: a client that goes away cancels its upstream call at once;
+    # shutdown_timeout: on SIGTERM, in-flight requests and streams get this long to finish
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        handler_cancellation=True,
+        shutdown_timeout=settings.shutdown_grace,
+    )
     await runner.setup()
     try:
         if sock is None:

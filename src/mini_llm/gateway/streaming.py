@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from ..errors import GatewayError
+from ..providers.base import WireFormat
+from ..sse import SSEParser
 from .responses import Dialect, error_body
 
-__all__ = ["SSE_HEADERS", "write_stream"]
+__all__ = ["SSE_HEADERS", "canonical_chunks", "write_stream"]
 
 log = logging.getLogger("mini_llm.gateway")
 
@@ -42,7 +45,7 @@ async def write_stream(
     except BaseException:
         await _close(iterator)
         raise
-    out = web.StreamResponse(headers=headers or SSE_HEADERS)
+    out = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
     try:
         await out.prepare(request)
         if first:
@@ -68,3 +71,23 @@ async def _close(iterator: AsyncIterator[bytes]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def canonical_chunks(
+    stream: AsyncIterator[bytes], wire: WireFormat
+) -> AsyncIterator[dict[str, Any]]:
+    """Canonical chunks from an upstream stream's bytes, through the one SSE parser."""
+    translator = wire.stream_translator()
+    parser = SSEParser()
+    try:
+        async for data in stream:
+            for event in parser.feed(data):
+                for chunk in translator.feed(event):
+                    yield chunk
+        for event in parser.flush():
+            for chunk in translator.feed(event):
+                yield chunk
+        for chunk in translator.finish():
+            yield chunk
+    finally:
+        await _close(stream)

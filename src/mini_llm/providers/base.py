@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from ..config import ProviderConfig
 from ..routing.keys import KeyEntry, KeyPool
+from ..routing.policies import Timeouts
 from ..sse import SSEEvent
 
 __all__ = [
@@ -72,7 +73,9 @@ class UpstreamResponse(Protocol):
 
 
 class Transport(Protocol):
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+    async def send(
+        self, request: UpstreamRequest, timeouts: Timeouts | None = None
+    ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...
 
@@ -133,7 +136,7 @@ class Provider:
         self.config = config
         self.wire = wire
         self.transport = transport
-        self.keys = KeyPool(config.keys, lambda k: wire.auth_headers(config, k))
+        self.keys = KeyPool(config.keys, lambda k: wire.auth_headers(config, k), config.name)
         self.keyless_headers = wire.auth_headers(config, "")
         self.chat_url = wire.chat_url(config)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from ..routing.policies import Timeouts
 from .base import UpstreamRequest, UpstreamResponse
 
 __all__ = ["MOCK_MODELS", "MockTransport", "count_tokens"]
@@ -84,7 +85,9 @@ def _error(status: int, message: str, type_: str, code: str | None) -> MockRespo
 class MockTransport:
     """Answers `UpstreamRequest`s for the `mock` provider without any I/O."""
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(
+        self, request: UpstreamRequest, timeouts: Timeouts | None = None
+    ) -> UpstreamResponse:
         body: dict[str, Any] = _decode(request.body)
         model = str(body.get("model", ""))
         if model.startswith("error-") and model[6:].isdigit():

@@ -1,41 +1,166 @@
-"""Router: a request's model name to the provider and upstream model that serve it."""
+"""Router: a request's model name to the ordered targets that may serve it.
+
+A `Route` is a list of `Group`s tried in order (the first, then its fallbacks). A group holds
+one target, or several deployments of one public model name balanced round-robin (weighted)
+or by least requests in flight; the balancer picks which member goes first and the others
+follow before the route moves to its fallbacks. Routes are built once per name and cached;
+`Target`s are shared, so in-flight counts are per upstream model.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError
 from ..providers.base import Provider
 from .models import resolve_name
+from .policies import Deployment, Overrides, RetryPolicy, Timeouts
 
-__all__ = ["Router", "Target"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["Group", "Route", "Router", "Target"]
 
 _CACHE_LIMIT = 4096
+_MAX_DEPTH = 16
 
 
 class Target:
-    __slots__ = ("model", "provider")
+    """One upstream model at one provider, with its effective timeouts and retry policy."""
 
-    def __init__(self, provider: Provider, model: str) -> None:
+    __slots__ = ("in_flight", "label", "model", "provider", "retries", "timeouts")
+
+    def __init__(
+        self,
+        provider: Provider,
+        model: str,
+        timeouts: Timeouts | None = None,
+        retries: RetryPolicy | None = None,
+    ) -> None:
         self.provider = provider
         self.model = model
+        self.label = f"{provider.name}/{model}"
+        self.timeouts = timeouts or Timeouts()
+        self.retries = retries or RetryPolicy()
+        self.in_flight = 0
 
     def __repr__(self) -> str:
-        return f"Target({self.provider.name}/{self.model})"
+        return f"Target({self.label})"
+
+
+class Group:
+    """Targets of one public name; `order()` says who goes first."""
+
+    __slots__ = ("_current", "_next", "_total", "_weights", "strategy", "targets")
+
+    def __init__(
+        self, targets: tuple[Target, ...], weights: tuple[float, ...], strategy: str
+    ) -> None:
+        self.targets = targets
+        self.strategy = strategy
+        self._weights = weights
+        self._total = sum(weights)
+        self._current = [0.0] * len(targets)
+        self._next = 0
+
+    def order(self) -> tuple[Target, ...]:
+        targets = self.targets
+        if len(targets) == 1:
+            return targets
+        first = self._pick()
+        return (targets[first], *targets[:first], *targets[first + 1 :])
+
+    def _pick(self) -> int:
+        count = len(self.targets)
+        if self.strategy == "least-in-flight":
+            start = self._next
+            self._next = (start + 1) % count
+            best = start
+            for step in range(1, count):
+                i = (start + step) % count
+                if self.targets[i].in_flight < self.targets[best].in_flight:
+                    best = i
+            return best
+        # smooth weighted round-robin: spreads picks evenly in proportion to the weights
+        current = self._current
+        best = 0
+        for i, weight in enumerate(self._weights):
+            current[i] += weight
+            if current[i] > current[best]:
+                best = i
+        current[best] -= self._total
+        return best
+
+
+class Route:
+    __slots__ = ("groups", "name")
+
+    def __init__(self, name: str, groups: tuple[Group, ...]) -> None:
+        self.name = name
+        self.groups = groups
+
+    @property
+    def primary(self) -> Target:
+        return self.groups[0].targets[0]
+
+    @property
+    def budget(self) -> float:
+        return self.primary.retries.budget
 
 
 class Router:
-    """Resolves names once and remembers them; aliases are checked at start-up."""
+    """Resolves names once and remembers them; the configuration was checked at start-up."""
 
-    def __init__(self, aliases: Mapping[str, str], providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self,
+        aliases: Mapping[str, str],
+        providers: Mapping[str, Provider],
+        settings: Settings | None = None,
+    ) -> None:
         self._aliases = dict(aliases)
         self._providers = dict(providers)
-        self._cache: dict[str, Target] = {}
+        self._chains: Mapping[str, tuple[str, ...]] = settings.chains if settings else {}
+        self._fallbacks: Mapping[str, tuple[str, ...]] = settings.fallbacks if settings else {}
+        self._deployments: Mapping[str, Deployment] = settings.deployments if settings else {}
+        self._model_overrides: Mapping[str, Overrides] = (
+            settings.model_overrides if settings else {}
+        )
+        self._timeouts = settings.timeouts if settings else Timeouts()
+        self._retries = settings.retries if settings else RetryPolicy()
+        self._targets: dict[tuple[str, str], Target] = {}
+        self._routes: dict[str, Route] = {}
+
+    def route(self, name: str) -> Route:
+        route = self._routes.get(name)
+        if route is not None:
+            return route
+        groups = self._dedupe(self._groups(name, 0))
+        route = Route(name, groups)
+        if len(self._routes) >= _CACHE_LIMIT:
+            self._routes.clear()
+        self._routes[name] = route
+        return route
 
     def resolve(self, name: str) -> Target:
-        target = self._cache.get(name)
-        if target is not None:
-            return target
+        """The first target a name routes to."""
+        return self.route(name).primary
+
+    def targets(self) -> list[Target]:
+        return list(self._targets.values())
+
+    def _target(self, provider: Provider, model: str) -> Target:
+        key = (provider.name, model)
+        target = self._targets.get(key)
+        if target is None:
+            timeouts, retries = provider.config.overrides.apply(self._timeouts, self._retries)
+            override = self._model_overrides.get(f"{provider.name}/{model}")
+            if override is not None:
+                timeouts, retries = override.apply(timeouts, retries)
+            target = self._targets[key] = Target(provider, model, timeouts, retries)
+        return target
+
+    def _single(self, name: str) -> Target:
         resolved = resolve_name(name, self._aliases, self._providers)
         if resolved is None:
             raise ModelNotFoundError(self._not_found(name), param="model")
@@ -47,11 +172,42 @@ class Router:
                 f"does not have. {self._available()}",
                 param="model",
             )
-        target = Target(provider, model)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[name] = target
-        return target
+        return self._target(provider, model)
+
+    def _groups(self, name: str, depth: int) -> list[Group]:
+        if depth > _MAX_DEPTH:
+            raise ModelNotFoundError(f"The model '{name}' is defined in a cycle.", param="model")
+        groups: list[Group]
+        fallbacks = self._fallbacks.get(name, ())
+        deployment = self._deployments.get(name)
+        if deployment is not None:
+            members = tuple(self._single(model) for model, _ in deployment.targets)
+            weights = tuple(weight for _, weight in deployment.targets)
+            groups = [Group(members, weights, deployment.strategy)]
+            fallbacks = (*deployment.fallbacks, *fallbacks)
+        elif name in self._chains:
+            groups = [g for model in self._chains[name] for g in self._groups(model, depth + 1)]
+        elif name in self._aliases:
+            groups = self._groups(self._aliases[name], depth + 1)
+        else:
+            groups = [Group((self._single(name),), (1.0,), "round-robin")]
+        for fallback in fallbacks:
+            groups += self._groups(fallback, depth + 1)
+        return groups
+
+    @staticmethod
+    def _dedupe(groups: list[Group]) -> tuple[Group, ...]:
+        """A target tried once already is not tried again further down the route."""
+        seen: set[int] = set()
+        result: list[Group] = []
+        for group in groups:
+            fresh = tuple(t for t in group.targets if id(t) not in seen)
+            seen.update(id(t) for t in fresh)
+            if len(fresh) == len(group.targets):
+                result.append(group)
+            elif fresh:
+                result.append(Group(fresh, (1.0,) * len(fresh), group.strategy))
+        return tuple(result)
 
     def _available(self) -> str:
         configured = sorted(
@@ -61,8 +217,9 @@ class Router:
         text = f"Configured providers: {', '.join(configured)}."
         if builtin:
             text += f" Other built-in providers: {', '.join(builtin)}."
-        if self._aliases:
-            text += f" Aliases: {', '.join(sorted(self._aliases))}."
+        names = sorted({*self._aliases, *self._chains, *self._deployments})
+        if names:
+            text += f" Aliases: {', '.join(names)}."
         return text
 
     def _not_found(self, name: str) -> str:
