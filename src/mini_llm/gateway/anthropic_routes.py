@@ -1,0 +1,138 @@
+"""The Anthropic API: `/v1/messages` and `/v1/messages/count_tokens`, for any provider.
+
+To an Anthropic provider the request passes through (only `model` rewritten; the answer's
+bytes, streams included, come back untouched). To any other provider it is translated to
+canonical form and the answer back into an Anthropic message or Anthropic stream events.
+The client's `x-api-key` or bearer token is accepted and never forwarded: the gateway's own
+keys are used upstream. Errors have Anthropic's shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..errors import GatewayError
+from ..providers.base import UpstreamRequest
+from ..providers.mock import count_tokens
+from ..routing.router import Router, Target
+from ..schema.anthropic import MessagesRequest, validate_messages_request
+from ..translate.anthropic_request import to_canonical_request
+from ..translate.anthropic_response import AnthropicEventWriter, to_anthropic_message
+from .body import read_json_object
+from .dispatch import Answer, ChatCall, Dispatcher
+from .responses import Dialect, error_response, internal_error, request_id
+from .streaming import canonical_chunks, write_stream
+
+__all__ = ["AnthropicRoutes"]
+
+log = logging.getLogger("mini_llm.gateway")
+
+_encode = msgspec.json.encode
+_JSON = "application/json"
+_ESTIMATE_HEADER = {"x-mini-llm-token-count": "estimate"}
+
+
+class AnthropicRoutes:
+    def __init__(self, router: Router, dispatcher: Dispatcher, max_body_bytes: int) -> None:
+        self._router = router
+        self._dispatcher = dispatcher
+        self._limit = max_body_bytes
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        rid = request_id(request)
+        try:
+            body = await read_json_object(request, self._limit)
+            parsed = validate_messages_request(body)
+            route = self._router.route(parsed.model)
+            stream = bool(parsed.stream)
+            call = ChatCall(
+                body,
+                native_wire="anthropic",
+                stream=stream,
+                to_canonical=lambda _: to_canonical_request(parsed),
+            )
+            answer = await self._dispatcher.run(route, call)
+            headers = answer.headers()
+            headers["x-request-id"] = rid
+            if answer.stream is None:
+                return self._whole(answer, parsed.model, headers)
+            events = answer.stream if answer.native else self._events(answer, parsed.model)
+            return await write_stream(request, events, Dialect.ANTHROPIC, headers=headers)
+        except GatewayError as e:
+            return error_response(e, Dialect.ANTHROPIC, rid)
+        except Exception:
+            log.exception("unexpected failure in /v1/messages")
+            return error_response(internal_error(), Dialect.ANTHROPIC, rid)
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        rid = request_id(request)
+        try:
+            body = await read_json_object(request, self._limit)
+            parsed = validate_messages_request(body, count_only=True)
+            target = self._router.route(parsed.model).primary
+            if target.provider.wire.name == "anthropic":
+                return await self._count_upstream(target, body)
+            estimate = {"input_tokens": _estimate(parsed), "estimated": True}
+            headers = {**_ESTIMATE_HEADER, "x-request-id": rid}
+            return web.Response(body=_encode(estimate), content_type=_JSON, headers=headers)
+        except GatewayError as e:
+            return error_response(e, Dialect.ANTHROPIC, rid)
+        except Exception:
+            log.exception("unexpected failure in /v1/messages/count_tokens")
+            return error_response(internal_error(), Dialect.ANTHROPIC, rid)
+
+    def _whole(self, answer: Answer, model: str, headers: dict[str, str]) -> web.Response:
+        data = answer.data or b""
+        if not answer.native:
+            canonical = answer.target.provider.wire.parse_chat_response(data)
+            data = _encode(to_anthropic_message(canonical, model))
+        headers["Content-Type"] = _JSON
+        return web.Response(body=data, headers=headers)
+
+    async def _events(self, answer: Answer, model: str) -> AsyncIterator[bytes]:
+        assert answer.stream is not None
+        writer = AnthropicEventWriter(model)
+        async for chunk in canonical_chunks(answer.stream, answer.target.provider.wire):
+            for event in writer.feed(chunk):
+                yield event
+        for event in writer.finish():
+            yield event
+
+    async def _count_upstream(self, target: Target, body: dict[str, Any]) -> web.Response:
+        provider = target.provider
+        key = provider.acquire_key()
+        headers = key.headers if key is not None else provider.keyless_headers
+        body["model"] = target.model
+        body.pop("max_tokens", None)
+        body.pop("stream", None)
+        url = provider.config.base_url + "/messages/count_tokens"
+        upstream = UpstreamRequest("POST", url, headers, _encode(body))
+        dispatcher = self._dispatcher
+        try:
+            response = await provider.transport.send(upstream, target.timeouts)
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+        except Exception as e:
+            raise dispatcher.failure(e, provider) from None
+        if response.status >= 400:
+            raise dispatcher.status_error(provider, response, raw)
+        return web.Response(body=raw, content_type=_JSON)
+
+
+def _estimate(request: MessagesRequest) -> int:
+    """About 4 characters a token over the request's text, tools included: an estimate."""
+    total = 0
+    if request.system:
+        total += count_tokens(_encode(request.system).decode())
+    for message in request.messages:
+        total += 4 + count_tokens(_encode(message.content).decode())
+    if request.tools:
+        total += count_tokens(_encode(request.tools).decode())
+    return total

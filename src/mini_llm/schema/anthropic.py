@@ -1,0 +1,203 @@
+"""What the gateway checks of an Anthropic Messages request (`/v1/messages`).
+
+Content blocks are a tagged union on `type`, as Anthropic defines them. Blocks the gateway
+only passes along (server tools, search results...) are typed by their tag alone. Unknown
+fields are allowed (`cache_control`, `citations`, ...): to an Anthropic provider the request
+travels as the client sent it, only `model` rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ..errors import InvalidRequestError
+from .openai import validation_error
+
+__all__ = [
+    "Block",
+    "DocumentBlock",
+    "ImageBlock",
+    "Message",
+    "MessagesRequest",
+    "RedactedThinkingBlock",
+    "TextBlock",
+    "ThinkingBlock",
+    "Tool",
+    "ToolChoice",
+    "ToolResultBlock",
+    "ToolUseBlock",
+    "validate_messages_request",
+]
+
+
+class Base64Source(msgspec.Struct, tag="base64"):
+    media_type: str
+    data: str
+
+
+class URLSource(msgspec.Struct, tag="url"):
+    url: str
+
+
+class FileSource(msgspec.Struct, tag="file"):
+    file_id: str
+
+
+class TextSource(msgspec.Struct, tag="text"):
+    data: str
+    media_type: str = "text/plain"
+
+
+class ContentSource(msgspec.Struct, tag="content"):
+    content: Any = None
+
+
+class TextBlock(msgspec.Struct, tag="text"):
+    text: str
+
+
+class ImageBlock(msgspec.Struct, tag="image"):
+    source: Base64Source | URLSource | FileSource
+
+
+class DocumentBlock(msgspec.Struct, tag="document"):
+    source: Base64Source | URLSource | FileSource | TextSource | ContentSource
+    title: str | None = None
+
+
+class ToolUseBlock(msgspec.Struct, tag="tool_use"):
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ThinkingBlock(msgspec.Struct, tag="thinking"):
+    thinking: str
+    signature: str = ""
+
+
+class RedactedThinkingBlock(msgspec.Struct, tag="redacted_thinking"):
+    data: str
+
+
+class SearchResultBlock(msgspec.Struct, tag="search_result"):
+    pass
+
+
+ToolResultPart = TextBlock | ImageBlock | DocumentBlock | SearchResultBlock
+
+
+class ToolResultBlock(msgspec.Struct, tag="tool_result"):
+    tool_use_id: str
+    content: str | list[ToolResultPart] | None = None
+    is_error: bool | None = None
+
+
+# Blocks only an Anthropic provider understands; translation refuses them by name.
+class ServerToolUseBlock(msgspec.Struct, tag="server_tool_use"):
+    pass
+
+
+class WebSearchToolResultBlock(msgspec.Struct, tag="web_search_tool_result"):
+    pass
+
+
+class WebFetchToolResultBlock(msgspec.Struct, tag="web_fetch_tool_result"):
+    pass
+
+
+class CodeExecutionToolResultBlock(msgspec.Struct, tag="code_execution_tool_result"):
+    pass
+
+
+class McpToolUseBlock(msgspec.Struct, tag="mcp_tool_use"):
+    pass
+
+
+class McpToolResultBlock(msgspec.Struct, tag="mcp_tool_result"):
+    pass
+
+
+class ContainerUploadBlock(msgspec.Struct, tag="container_upload"):
+    pass
+
+
+Block = (
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | SearchResultBlock
+    | ServerToolUseBlock
+    | WebSearchToolResultBlock
+    | WebFetchToolResultBlock
+    | CodeExecutionToolResultBlock
+    | McpToolUseBlock
+    | McpToolResultBlock
+    | ContainerUploadBlock
+)
+
+
+class Message(msgspec.Struct):
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class Tool(msgspec.Struct):
+    name: str
+    input_schema: dict[str, Any] | None = None
+    description: str | None = None
+    type: str | None = None
+    """None or "custom" for a client tool; anything else is an Anthropic server tool."""
+
+
+class ToolChoice(msgspec.Struct):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Thinking(msgspec.Struct):
+    type: str
+    budget_tokens: int | None = None
+
+
+class Metadata(msgspec.Struct):
+    user_id: str | None = None
+
+
+class MessagesRequest(msgspec.Struct):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: list[Message]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    system: str | list[TextBlock] | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    metadata: Metadata | None = None
+    thinking: Thinking | None = None
+
+
+def validate_messages_request(body: dict[str, Any], *, count_only: bool = False) -> MessagesRequest:
+    """The typed request, or a 400 naming the offending field.
+
+    `max_tokens` is required for `/v1/messages` and not for `/v1/messages/count_tokens`.
+    """
+    try:
+        request = msgspec.convert(body, MessagesRequest)
+    except msgspec.ValidationError as e:
+        raise validation_error(e) from None
+    if request.max_tokens is None and not count_only:
+        raise InvalidRequestError(
+            "Invalid request: Object missing required field `max_tokens`", param="max_tokens"
+        )
+    return request

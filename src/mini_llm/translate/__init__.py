@@ -1,0 +1,1 @@
+"""Client dialects <-> canonical (OpenAI chat) form, pure: the Anthropic `/v1/messages` edge."""
