@@ -19,6 +19,7 @@ from ..providers.mock import MOCK_MODELS
 from ..providers.registry import build_providers
 from ..routing.router import Router
 from ..upstream import HttpTransport
+from .anthropic_routes import AnthropicRoutes
 from .dispatch import Dispatcher
 from .openai_routes import OpenAIRoutes
 from .proxy import Proxy
@@ -113,6 +114,9 @@ def build_app(settings: Settings) -> web.Application:
     add("GET", "/v1/models", models)
     add("POST", "/v1/chat/completions", openai.chat_completions)
     add("POST", "/chat/completions", openai.chat_completions)
+    anthropic = AnthropicRoutes(gateway.router, gateway.dispatcher, settings.max_body_bytes)
+    add("POST", "/v1/messages", anthropic.messages)
+    add("POST", "/v1/messages/count_tokens", anthropic.count_tokens)
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError
