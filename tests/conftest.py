@@ -8,6 +8,8 @@ import pytest
 from mini_llm.config import Settings
 
 from .harness import LoopThread, RunningApp, gateway_settings, start_gateway
+from .upstreams.anthropic_upstream import AnthropicUpstream
+from .upstreams.gemini_upstream import GeminiUpstream
 from .upstreams.openai_upstream import OpenAIUpstream
 
 
@@ -36,6 +38,50 @@ def openai_upstream(_openai_upstream_server: tuple[OpenAIUpstream, RunningApp]) 
 @pytest.fixture
 def openai_upstream_url(_openai_upstream_server: tuple[OpenAIUpstream, RunningApp]) -> str:
     return _openai_upstream_server[1].url + "/v1"
+
+
+@pytest.fixture(scope="session")
+def _anthropic_upstream_server(
+    loop_thread: LoopThread,
+) -> Iterator[tuple[AnthropicUpstream, RunningApp]]:
+    upstream = AnthropicUpstream()
+    running = RunningApp(loop_thread, upstream.app())
+    yield upstream, running
+    running.stop()
+
+
+@pytest.fixture
+def anthropic_upstream(
+    _anthropic_upstream_server: tuple[AnthropicUpstream, RunningApp],
+) -> AnthropicUpstream:
+    upstream, _ = _anthropic_upstream_server
+    upstream.reset()
+    return upstream
+
+
+@pytest.fixture
+def anthropic_upstream_url(_anthropic_upstream_server: tuple[AnthropicUpstream, RunningApp]) -> str:
+    return _anthropic_upstream_server[1].url + "/v1"
+
+
+@pytest.fixture(scope="session")
+def _gemini_upstream_server(loop_thread: LoopThread) -> Iterator[tuple[GeminiUpstream, RunningApp]]:
+    upstream = GeminiUpstream()
+    running = RunningApp(loop_thread, upstream.app())
+    yield upstream, running
+    running.stop()
+
+
+@pytest.fixture
+def gemini_upstream(_gemini_upstream_server: tuple[GeminiUpstream, RunningApp]) -> GeminiUpstream:
+    upstream, _ = _gemini_upstream_server
+    upstream.reset()
+    return upstream
+
+
+@pytest.fixture
+def gemini_upstream_url(_gemini_upstream_server: tuple[GeminiUpstream, RunningApp]) -> str:
+    return _gemini_upstream_server[1].url + "/v1beta"
 
 
 GatewayFactory = Callable[..., RunningApp]
