@@ -1,4 +1,8 @@
-"""The `mini-llm` command line."""
+"""The `mini-llm` command line.
+
+Exit statuses: 0 success, 1 failure, 2 usage or configuration error, 3 `status`: not running,
+130 interrupted. Imports are lazy so that `mini-llm --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,29 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 
+if TYPE_CHECKING:
+    from .sdk.client import Client
+    from .sdk.manager import GatewayManager
+    from .sdk.state import GatewayState
+
 __all__ = ["main"]
 
+EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_NOT_RUNNING = 3
 
 
 def _err(message: str) -> None:
     print(f"mini-llm: {message}", file=sys.stderr)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _settings(args: argparse.Namespace, **flags: Any) -> Any:
@@ -25,10 +41,34 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Any:
     return load_settings(config_path=args.config, flags=flags)
 
 
+def _manager(args: argparse.Namespace, **options: Any) -> GatewayManager:
+    from .sdk.manager import GatewayManager
+
+    return GatewayManager(state_dir=args.state_dir, **options)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n]
+    return " ".join(shown[:2])
+
+
+# serving
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import time
+
     from .config import ConfigError
     from .gateway.server import BindError, run, url_for
     from .logs import setup_logging
+    from .sdk.state import GatewayState, remove_state_if_pid, write_state
 
     try:
         settings = _settings(args, host=args.host, port=args.port)
@@ -38,19 +78,39 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     for warning in settings.warnings:
         print(f"mini-llm: warning: {warning}", file=sys.stderr)
+    state_file = Path(args.state_file).absolute() if args.state_file else None
 
     def ready(host: str, port: int) -> None:
         if settings.port not in (0, port):
             print(f"mini-llm: port {settings.port} is in use; bound {port} instead", flush=True)
         print(f"mini-llm {__version__} listening on {url_for(host, port)}", flush=True)
+        if state_file is not None:
+            # published only now that the socket is bound: a reader never sees a port that
+            # is not listening yet
+            reachable = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+            state = GatewayState(
+                pid=os.getpid(),
+                host=host,
+                port=port,
+                url=url_for(reachable, port),
+                version=__version__,
+                started_at=time.time(),
+            )
+            write_state(state_file, state)
 
     try:
         run(settings, ready=ready, workers=args.workers)
     except BindError as e:
         _err(str(e))
-        return 1
+        return EXIT_FAILURE
+    except OSError as e:
+        _err(f"cannot publish the state file {state_file}: {e}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         pass
+    finally:
+        if state_file is not None:
+            remove_state_if_pid(state_file, os.getpid())
     return 0
 
 
@@ -62,10 +122,233 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _err(str(e))
         return EXIT_CONFIG
-    print(json.dumps(settings.describe(), indent=2, ensure_ascii=False))
+    _print_json(settings.describe())
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+# the background gateway
+
+
+def _state_dict(state: GatewayState, **extra: Any) -> dict[str, Any]:
+    return {
+        "url": state.url,
+        "pid": state.pid,
+        "version": state.version,
+        "started_at": state.started_at,
+        **extra,
+    }
+
+
+def _start_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "host": args.host,
+        "port": args.port,
+        "config_path": args.config,
+        "start_timeout": args.timeout,
+    }
+
+
+def _cmd_start(args: argparse.Namespace) -> int:
+    manager = _manager(args, **_start_options(args))
+    state, started = manager.ensure_state()
+    if args.json:
+        _print_json(_state_dict(state, started=started, log_file=str(manager.log_file)))
+    elif started:
+        print(f"mini-llm gateway started at {state.url} (pid {state.pid})")
+    else:
+        print(f"mini-llm gateway already running at {state.url} (pid {state.pid})")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    manager = _manager(args, stop_grace=args.grace)
+    state = manager.stop()
+    if args.json:
+        _print_json({"stopped": state is not None, "pid": state.pid if state else None})
+    elif state is not None:
+        print(f"mini-llm gateway stopped (pid {state.pid}, {state.url})")
+    else:
+        print("no mini-llm gateway is running")
+    return 0
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    from .sdk.state import read_state
+
+    options = _start_options(args)
+    manager = _manager(args, **options)
+    previous = read_state(manager.state_file)
+    if previous is not None:
+        # keep the address clients already know, unless told otherwise
+        options["host"] = args.host or previous.host
+        options["port"] = previous.port if args.port is None else args.port
+        manager = _manager(args, **options)
+    state = manager.restart()
+    if args.json:
+        _print_json(_state_dict(state, started=True, log_file=str(manager.log_file)))
+    else:
+        print(f"mini-llm gateway restarted at {state.url} (pid {state.pid})")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _manager(args).status()
+    info = status.to_dict()
+    code = 0 if status.running else EXIT_NOT_RUNNING
+    if args.json:
+        _print_json(info)
+        return code
+    if not status.running:
+        if status.state is not None:
+            print(
+                f"not running (the state file names pid {status.state.pid} at "
+                f"{status.state.url}, which does not answer)"
+            )
+        else:
+            print("not running")
+        return code
+    version = str(info["version"])
+    if version != __version__:
+        version += f" (this mini-llm is {__version__}; `mini-llm restart` upgrades it)"
+    rows = [
+        ("url", info["url"]),
+        ("pid", info["pid"]),
+        ("version", version),
+        ("uptime", _duration(status.uptime_s or 0.0)),
+        ("health", info["health"]),
+        ("log", info["log_file"]),
+    ]
+    print("mini-llm gateway: running")
+    for name, value in rows:
+        print(f"  {name:<8} {value}")
+    return code
+
+
+def _tail(path: Path, lines: int) -> list[bytes]:
+    """The last `lines` lines of a file, reading only its end."""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        end = f.tell()
+        size = min(end, max(4096, lines * 200))
+        while True:
+            f.seek(end - size)
+            data = f.read(size)
+            found = data.splitlines(keepends=True)
+            if len(found) > lines or size == end:
+                return found[-lines:] if lines else []
+            size = min(end, size * 2)
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    import time
+
+    path = _manager(args).log_file
+    if not path.exists():
+        _err(f"no log yet ({path} does not exist); `mini-llm start` creates it")
+        return EXIT_FAILURE
+    out = sys.stdout.buffer
+    for line in _tail(path, args.lines):
+        out.write(line)
+    out.flush()
+    if not args.follow:
+        return 0
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        try:
+            while True:
+                data = f.read(64 * 1024)
+                if data:
+                    out.write(data)
+                    out.flush()
+                    continue
+                try:
+                    if path.stat().st_size < f.tell() or path.stat().st_ino != _ino(f):
+                        f = path.open("rb")  # truncated or rotated: start the new file
+                except OSError:
+                    pass
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            f.close()
+
+
+def _ino(f: Any) -> int:
+    import os
+
+    return os.fstat(f.fileno()).st_ino
+
+
+# talking to the gateway
+
+
+def _client(args: argparse.Namespace) -> Client:
+    import os
+
+    from .sdk.client import Client
+
+    url = args.url or os.environ.get("MINI_LLM_BASE_URL")
+    if not url:
+        url = _manager(args).ensure()
+    return Client(url, timeout=args.timeout)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    import msgspec
+
+    prompt = args.prompt
+    if prompt is None or prompt == "-":
+        prompt = sys.stdin.read()
+    messages: list[dict[str, str]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    params: dict[str, Any] = {}
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+
+    with _client(args) as client:
+        if not args.stream:
+            completion = client.chat(args.model, messages, **params)
+            if args.json:
+                print(msgspec.json.encode(completion).decode())
+            else:
+                print(completion.text)
+            return 0
+        with client.stream(args.model, messages, **params) as stream:
+            for chunk in stream:
+                if args.json:
+                    print(msgspec.json.encode(chunk).decode(), flush=True)
+                else:
+                    print(chunk.text, end="", flush=True)
+        if not args.json:
+            print()
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import msgspec
+
+    with _client(args) as client:
+        models = client.models()
+    if args.json:
+        _print_json(msgspec.to_builtins(models))
+        return 0
+    if not models:
+        print("no models configured (add providers or aliases; `mock/echo` is always there)")
+        return 0
+    width = max(len("MODEL"), *(len(m.id) for m in models))
+    print(f"{'MODEL':<{width}}  OWNED BY")
+    for model in models:
+        print(f"{model.id:<{width}}  {model.owned_by}")
+    return 0
+
+
+# the parser
 
 
 def _positive_int(text: str) -> int:
@@ -77,7 +360,9 @@ def _positive_int(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mini-llm", description="A small, fast LLM gateway (OpenAI and Anthropic APIs)."
+        prog="mini-llm",
+        description="A small, fast LLM gateway (OpenAI and Anthropic APIs), shared by every "
+        "process of this user on this machine.",
     )
     parser.add_argument("--version", action="version", version=f"mini-llm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,17 +372,113 @@ def _parser() -> argparse.ArgumentParser:
             "--config", metavar="FILE", help="mini-llm.toml to read (default: $MINI_LLM_CONFIG)"
         )
 
-    serve = sub.add_parser("serve", help="run the gateway in the foreground")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument(
-        "--port", type=int, help="port (default 3333; 0 lets the OS choose; taken: next ones)"
+    def with_state_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="where the state, lock and log files live (default: $MINI_LLM_STATE_DIR, "
+            "else $XDG_RUNTIME_DIR/mini-llm)",
+        )
+
+    def with_json(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+    def with_address(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        p.add_argument(
+            "--port", type=int, help="port (default 3333; 0 lets the OS choose; taken: next ones)"
+        )
+
+    def with_url(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--url",
+            help="gateway base URL (default: $MINI_LLM_BASE_URL, else the shared gateway, "
+            "started if needed)",
+        )
+        p.add_argument(
+            "--timeout", type=float, default=600.0, help="seconds to wait for the answer"
+        )
+
+    start = sub.add_parser("start", help="start the shared gateway in the background")
+    with_address(start)
+    with_config(start)
+    start.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for it to be ready"
     )
+    with_state_dir(start)
+    with_json(start)
+    start.set_defaults(func=_cmd_start)
+
+    stop = sub.add_parser("stop", help="stop the shared gateway (SIGTERM, then SIGKILL)")
+    stop.add_argument(
+        "--grace",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="time to drain before SIGKILL (default 15)",
+    )
+    with_state_dir(stop)
+    with_json(stop)
+    stop.set_defaults(func=_cmd_stop)
+
+    restart = sub.add_parser(
+        "restart", help="stop and start the shared gateway (same address unless given)"
+    )
+    with_address(restart)
+    with_config(restart)
+    restart.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for it to be ready"
+    )
+    with_state_dir(restart)
+    with_json(restart)
+    restart.set_defaults(func=_cmd_restart)
+
+    status = sub.add_parser(
+        "status", help="is the shared gateway running? (exit 0 running, 3 not running)"
+    )
+    with_state_dir(status)
+    with_json(status)
+    status.set_defaults(func=_cmd_status)
+
+    logs = sub.add_parser("logs", help="show the shared gateway's log")
+    logs.add_argument(
+        "-n", "--lines", type=int, default=50, help="how many last lines (default 50)"
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until Ctrl-C")
+    with_state_dir(logs)
+    logs.set_defaults(func=_cmd_logs)
+
+    chat = sub.add_parser("chat", help="send one prompt and print the answer")
+    chat.add_argument("prompt", nargs="?", help="the prompt ('-' or nothing: read stdin)")
+    chat.add_argument("-m", "--model", required=True, help="model, e.g. mock/echo")
+    chat.add_argument("--system", help="a system message")
+    chat.add_argument("--stream", action="store_true", help="print the answer as it arrives")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-tokens", type=int)
+    with_url(chat)
+    with_state_dir(chat)
+    with_json(chat)
+    chat.set_defaults(func=_cmd_chat)
+
+    models = sub.add_parser("models", help="list the models the gateway offers")
+    with_url(models)
+    with_state_dir(models)
+    with_json(models)
+    models.set_defaults(func=_cmd_models)
+
+    serve = sub.add_parser("serve", help="run the gateway in the foreground")
+    with_address(serve)
     serve.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
         metavar="N",
         help="worker processes sharing the port with SO_REUSEPORT (default 1; about one per core)",
+    )
+    serve.add_argument(
+        "--state-file",
+        metavar="FILE",
+        help="publish pid, host, port and version here once listening (what `start` uses)",
     )
     with_config(serve)
     serve.set_defaults(func=_cmd_serve)
@@ -125,5 +506,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    result: int = func(args)
+    from .sdk.errors import MiniLLMError
+
+    try:
+        result: int = func(args)
+    except MiniLLMError as e:
+        _err(str(e))
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
     return result

@@ -1,0 +1,276 @@
+"""The `mini-llm` command line driven as a user would: real processes, one state dir each."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mini_llm
+from mini_llm.sdk.state import read_state
+
+from .sdk_harness import (
+    FakeGateway,
+    alive,
+    clean_env,
+    free_port,
+    gateway_pids,
+    kill_gateways,
+    run_cli,
+    wait_for,
+)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "state"
+    yield path
+    leftovers = kill_gateways(path)
+    assert not leftovers, f"the test left gateways running: {leftovers}"
+
+
+@pytest.fixture
+def env(state_dir: Path) -> dict[str, str]:
+    return clean_env(state_dir, MINI_LLM_PORT="0")
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mini-llm: ")
+    return lines[0]
+
+
+def test_a_user_session(env: dict[str, str], state_dir: Path) -> None:
+    started = run_cli("start", env=env)
+    assert started.returncode == 0, started.stderr
+    state = read_state(state_dir / "gateway.json")
+    assert state is not None
+    assert started.stdout.strip() == f"mini-llm gateway started at {state.url} (pid {state.pid})"
+
+    again = run_cli("start", "--json", env=env)
+    assert again.returncode == 0
+    info = json.loads(again.stdout)
+    assert (info["url"], info["pid"], info["started"]) == (state.url, state.pid, False)
+
+    status = run_cli("status", "--json", env=env)
+    assert status.returncode == 0
+    info = json.loads(status.stdout)
+    assert info["running"] is True
+    assert (info["pid"], info["url"], info["version"]) == (
+        state.pid,
+        state.url,
+        mini_llm.__version__,
+    )
+    assert info["health"] == "ok"
+    assert info["uptime_s"] >= 0
+
+    human = run_cli("status", env=env)
+    assert human.returncode == 0
+    assert "running" in human.stdout
+    assert state.url in human.stdout
+    assert str(state.pid) in human.stdout
+
+    chat = run_cli("chat", "Hello", "-m", "mock/echo", env=env)
+    assert (chat.returncode, chat.stdout) == (0, "Hello\n")
+    streamed = run_cli("chat", "Hello, stream", "-m", "mock/echo", "--stream", env=env)
+    assert (streamed.returncode, streamed.stdout) == (0, "Hello, stream\n")
+    with_system = run_cli(
+        "chat", "-m", "mock/echo", "--system", "be brief", "--json", env=env, stdin="from stdin"
+    )
+    assert with_system.returncode == 0, with_system.stderr
+    assert json.loads(with_system.stdout)["choices"][0]["message"]["content"] == "from stdin"
+
+    models = run_cli("models", env=env)
+    assert models.returncode == 0
+    assert models.stdout.splitlines()[0].split() == ["MODEL", "OWNED", "BY"]
+    assert "mock/echo" in models.stdout
+    models_json = json.loads(run_cli("models", "--json", env=env).stdout)
+    assert "mock/echo" in {m["id"] for m in models_json}
+
+    logs = run_cli("logs", "-n", "5", env=env)
+    assert logs.returncode == 0
+    assert f"listening on {state.url}" in logs.stdout
+    assert len(logs.stdout.splitlines()) <= 5
+
+    stopped = run_cli("stop", env=env)
+    assert stopped.returncode == 0
+    assert f"pid {state.pid}" in stopped.stdout
+    assert not alive(state.pid)
+    assert gateway_pids(state_dir) == []
+
+    down = run_cli("status", env=env)
+    assert (down.returncode, down.stdout.strip()) == (3, "not running")
+    down_json = run_cli("status", "--json", env=env)
+    assert down_json.returncode == 3
+    assert json.loads(down_json.stdout)["running"] is False
+    again_stopped = run_cli("stop", "--json", env=env)
+    assert json.loads(again_stopped.stdout) == {"stopped": False, "pid": None}
+
+
+def test_start_stop_start_and_restart_keeps_the_address(
+    env: dict[str, str], state_dir: Path
+) -> None:
+    pids = []
+    for _ in range(2):
+        info = json.loads(run_cli("start", "--json", env=env).stdout)
+        assert info["started"] is True
+        pids.append(info["pid"])
+        assert run_cli("stop", env=env).returncode == 0
+        assert not alive(info["pid"])
+    assert pids[0] != pids[1]
+
+    first = json.loads(run_cli("start", "--json", env=env).stdout)
+    restarted = run_cli("restart", "--json", env=env)
+    assert restarted.returncode == 0, restarted.stderr
+    second = json.loads(restarted.stdout)
+    assert second["url"] == first["url"]
+    assert second["pid"] != first["pid"]
+    assert not alive(first["pid"])
+    assert run_cli("chat", "still here", "-m", "mock/echo", env=env).stdout == "still here\n"
+    assert run_cli("stop", env=env).returncode == 0
+
+
+def test_chat_starts_the_gateway_on_demand(env: dict[str, str], state_dir: Path) -> None:
+    chat = run_cli("chat", "no start needed", "-m", "mock/echo", env=env)
+    assert (chat.returncode, chat.stdout) == (0, "no start needed\n")
+    state = read_state(state_dir / "gateway.json")
+    assert state is not None
+    assert gateway_pids(state_dir) == [state.pid]
+    assert run_cli("stop", env=env).returncode == 0
+
+
+def test_errors_are_one_clear_line(env: dict[str, str], state_dir: Path) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    assert "cannot reach" in one_line_error(
+        run_cli("chat", "x", "-m", "m", "--url", nowhere, env=env)
+    )
+    assert "cannot reach" in one_line_error(run_cli("models", "--url", nowhere, env=env))
+
+    no_logs = one_line_error(run_cli("logs", env=env))
+    assert "no log yet" in no_logs
+
+    taken = clean_env(state_dir, MINI_LLM_PORT_RETRIES="0")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = str(sock.getsockname()[1])
+        failed = one_line_error(run_cli("start", "--port", port, env=taken))
+    assert "in use" in failed
+    assert gateway_pids(state_dir) == []
+
+    assert run_cli("start", env=env).returncode == 0
+    unknown = one_line_error(run_cli("chat", "x", "-m", "mock/nope", env=env))
+    assert unknown.startswith("mini-llm: 404")
+    limited = one_line_error(run_cli("chat", "x", "-m", "mock/error-429", "--stream", env=env))
+    assert limited.startswith("mini-llm: 429")
+    assert run_cli("stop", env=env).returncode == 0
+
+
+def test_help_everywhere(env: dict[str, str]) -> None:
+    for command in ("", "start", "stop", "restart", "status", "logs", "chat", "models", "serve"):
+        result = run_cli(*command.split(), "--help", env=env)
+        assert result.returncode == 0, command
+        assert result.stdout.startswith("usage: mini-llm"), command
+    assert run_cli("config", "check", "--help", env=env).returncode == 0
+    bare = run_cli(env=env)
+    assert bare.returncode == 2
+    assert "start" in bare.stdout
+
+
+def test_stop_escalates_to_sigkill_after_the_grace_period(
+    env: dict[str, str], state_dir: Path
+) -> None:
+    stubborn = FakeGateway(state_dir, mini_llm.__version__, ignore_sigterm=True)
+    try:
+        result = run_cli("stop", "--grace", "0.5", env=env)
+        assert result.returncode == 0, result.stderr
+        assert stubborn.proc.wait(5) == -signal.SIGKILL
+        assert "SIGKILL" in (state_dir / "gateway.log").read_text()
+        assert not (state_dir / "gateway.json").exists()
+    finally:
+        stubborn.close()
+
+
+def test_status_of_a_stale_state_file_is_not_running(env: dict[str, str], state_dir: Path) -> None:
+    stale = FakeGateway(state_dir, mini_llm.__version__)
+    stale.close()  # the state file now names a dead pid
+    result = run_cli("status", env=env)
+    assert result.returncode == 3
+    assert f"pid {stale.state.pid}" in result.stdout
+    assert json.loads(run_cli("status", "--json", env=env).stdout)["running"] is False
+
+
+def test_logs_follow_until_interrupted(env: dict[str, str], state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    log = state_dir / "gateway.log"
+    log.write_text("first line\n")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "mini_llm", "logs", "-f"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "first line\n"
+        with log.open("a") as f:
+            f.write("appended later\n")
+        assert follower.stdout.readline() == "appended later\n"
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        follower.communicate(timeout=10)
+
+
+def test_serve_with_a_state_file_publishes_after_binding_and_cleans_up(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    state_file = tmp_path / "elsewhere" / "gateway.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mini_llm", "serve", "--state-file", str(state_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        state = wait_for(lambda: read_state(state_file), 15, "the state file")
+        assert state.pid == proc.pid
+        assert state.port != 0
+        from .harness import http
+
+        status, _, body = http("GET", state.url + "/health", timeout=5)
+        assert status == 200
+        assert json.loads(body)["pid"] == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert not state_file.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_keys_never_appear_on_the_gateway_command_line(
+    env: dict[str, str], state_dir: Path
+) -> None:
+    key = "sk-cli-secret-never-in-argv-9876"
+    keyed = {**env, "OPENAI_API_KEY": key}
+    assert run_cli("start", env=keyed).returncode == 0
+    state = read_state(state_dir / "gateway.json")
+    assert state is not None
+    assert key.encode() not in Path(f"/proc/{state.pid}/cmdline").read_bytes()
+    environ = Path(f"/proc/{state.pid}/environ").read_bytes().split(b"\0")
+    assert f"OPENAI_API_KEY={key}".encode() in environ
+    assert run_cli("stop", env=env).returncode == 0
