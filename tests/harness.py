@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -61,6 +66,11 @@ class RunningApp:
 
         loop.run(start())
 
+    def connections(self) -> int:
+        """Client connections open to this server right now (idle keep-alive ones included)."""
+        server = self._runner.server
+        return len(server.connections) if server is not None else 0
+
     def stop(self) -> None:
         self._loop.run(self._runner.cleanup())
 
@@ -98,3 +108,51 @@ def http(
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
+
+
+# `mini-llm serve` as a real process ------------------------------------------------------------
+
+LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("MINI_LLM_") or k.endswith(("_API_KEY", "_API_KEYS", "_BASE_URL")))
+    }
+    env.update(extra)
+    return env
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], url: str, lines: list[str]) -> None:
+        self.proc = proc
+        self.url = url
+        self.lines = lines
+        self.port = int(url.rsplit(":", 1)[1])
+
+
+def start_serve(*args: str, env: dict[str, str] | None = None) -> Served:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mini_llm", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env or clean_env(),
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 15
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = LISTENING.search(line)
+        if match:
+            return Served(proc, match.group(1), lines)
+    proc.kill()
+    proc.wait(5)
+    proc.stdout.close()
+    raise AssertionError(f"gateway did not start: {lines}")

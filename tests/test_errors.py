@@ -226,7 +226,10 @@ def test_upstream_error_statuses(
     client_status: int,
     exc: type[openai.APIStatusError],
 ) -> None:
-    openai_upstream.push(up.error(upstream_status, f"upstream said {upstream_status}"))
+    # a long Retry-After: the gateway answers at once instead of waiting for the key
+    openai_upstream.push(
+        up.error(upstream_status, f"upstream said {upstream_status}", headers={"Retry-After": "60"})
+    )
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
     with pytest.raises(exc) as info:
         client.chat.completions.create(model="fast", messages=USER)

@@ -3,64 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .harness import http
-
-LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("MINI_LLM_") or k.endswith(("_API_KEY", "_API_KEYS", "_BASE_URL")))
-    }
-    env.update(extra)
-    return env
-
-
-class Served:
-    def __init__(self, proc: subprocess.Popen[str], url: str, lines: list[str]) -> None:
-        self.proc = proc
-        self.url = url
-        self.lines = lines
-        self.port = int(url.rsplit(":", 1)[1])
-
-
-def start(*args: str, env: dict[str, str] | None = None) -> Served:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mini_llm", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env or clean_env(),
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 15
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = LISTENING.search(line)
-        if match:
-            return Served(proc, match.group(1), lines)
-    proc.kill()
-    proc.wait(5)
-    proc.stdout.close()
-    raise AssertionError(f"gateway did not start: {lines}")
+from .harness import Served, clean_env, http, start_serve
 
 
 @pytest.fixture
@@ -76,7 +28,7 @@ def served() -> Iterator[list[Served]]:
 
 
 def test_serve_answers_and_stops_cleanly_on_sigterm(served: list[Served]) -> None:
-    s = start("--port", "0")
+    s = start_serve("--port", "0")
     served.append(s)
     status, _, body = http(
         "POST",
@@ -95,7 +47,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(served: list[Served]) -> Non
 
 
 def test_sigint_stops_cleanly(served: list[Served]) -> None:
-    s = start("--port", "0")
+    s = start_serve("--port", "0")
     served.append(s)
     s.proc.send_signal(signal.SIGINT)
     assert s.proc.wait(10) == 0
@@ -106,7 +58,7 @@ def test_taken_port_moves_to_the_next_one(served: list[Served]) -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         taken = blocker.getsockname()[1]
-        s = start("--port", str(taken), env=clean_env(MINI_LLM_PORT_RETRIES="5"))
+        s = start_serve("--port", str(taken), env=clean_env(MINI_LLM_PORT_RETRIES="5"))
         served.append(s)
         assert taken < s.port <= taken + 5
         assert f"port {taken} is in use" in "".join(s.lines)

@@ -174,6 +174,20 @@ def stall(seconds: float, then: Reply | None = None) -> Reply:
     return reply
 
 
+def reset_after_headers() -> Reply:
+    """Send a stream's headers, then abort the connection before its first event."""
+
+    async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
+        raise asyncio.CancelledError
+
+    return reply
+
+
 def reset_mid_stream(pieces: list[str]) -> Reply:
     """Send a few chunks, then abort the connection."""
 
@@ -190,9 +204,51 @@ def reset_mid_stream(pieces: list[str]) -> Reply:
     return reply
 
 
+def by_key(replies: dict[str, Reply], default: Reply | None = None) -> Reply:
+    """Answer by the key in the Authorization header (keys not listed get `default`)."""
+
+    async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return await replies.get(key, default or echo())(request, body)
+
+    return reply
+
+
+def stall_mid_stream(pieces: list[str], after: int, seconds: float) -> Reply:
+    """Send `after` content chunks, go silent for `seconds`, then finish the stream."""
+
+    async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        events = stream_events(body, pieces)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i, event in enumerate(events):
+            if i == after + 1:
+                await asyncio.sleep(seconds)
+            await response.write(event)
+        await response.write_eof()
+        return response
+
+    return reply
+
+
+def truncated_stream(pieces: list[str]) -> Reply:
+    """A stream that ends cleanly at the HTTP level but without its finish chunk or [DONE]."""
+
+    async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        events = stream_events(body, pieces)[: 1 + len(pieces)]
+        return await send_stream(request, events)
+
+    return reply
+
+
+def malformed_json() -> Reply:
+    return raw(200, b'{"id": "chatcmpl-1", "choices": [', "application/json")
+
+
 class OpenAIUpstream:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.active = 0  # handlers running right now
         self._script: deque[Reply] = deque()
         self.default: Reply = echo()
 
@@ -218,4 +274,8 @@ class OpenAIUpstream:
             body = {"_raw": raw_body.decode("utf-8", "replace")}
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
         reply = self._script.popleft() if self._script else self.default
-        return await reply(request, body)
+        self.active += 1
+        try:
+            return await reply(request, body)
+        finally:
+            self.active -= 1

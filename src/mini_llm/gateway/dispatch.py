@@ -125,6 +125,19 @@ def missing_key_error(provider: Provider) -> AuthenticationError:
     )
 
 
+_ROUNDS = 3
+
+
+class _RunState:
+    __slots__ = ("attempts", "cooled", "last_error", "soonest")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.last_error: GatewayError | None = None
+        self.soonest: float | None = None
+        self.cooled = False
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -140,9 +153,31 @@ class Dispatcher:
     async def run(self, route: Route, call: ChatCall) -> Answer:
         clock = self._clock
         deadline = clock() + route.budget
-        attempts = 0
-        last_error: GatewayError | None = None
-        soonest: float | None = None  # seconds until a cooling key comes back
+        state = _RunState()
+        for _ in range(_ROUNDS):
+            answer = await self._walk(route, call, deadline, state)
+            if answer is not None:
+                return answer
+            # Every target failed. When some of them only lacked a key that cools down for a
+            # moment, waiting for the first one beats failing the request.
+            wait = state.soonest
+            if wait is None or not state.cooled:
+                break
+            if wait > route.primary.retries.backoff_max or clock() + wait > deadline:
+                break
+            await asyncio.sleep(wait)
+            state.soonest = None
+        raise _final_error(state.last_error, state.soonest, state.attempts)
+
+    async def _walk(
+        self, route: Route, call: ChatCall, deadline: float, state: _RunState
+    ) -> Answer | None:
+        """One pass over the route's targets; None when none of them answered."""
+        clock = self._clock
+        state.cooled = False
+        attempts = state.attempts
+        last_error = state.last_error
+        soonest = state.soonest
         for target in _targets_in_order(route):
             if attempts and clock() >= deadline:
                 break
@@ -150,6 +185,7 @@ class Dispatcher:
             pool = provider.keys
             policy = target.retries
             tries = 0
+            cooling = False  # this target ended because all its keys cool down
             while tries < policy.attempts:
                 now = clock()
                 key = pool.acquire(now)
@@ -158,8 +194,9 @@ class Dispatcher:
                     if wait is None:
                         last_error = last_error or _all_refused(provider)
                     else:
-                        soonest = wait if soonest is None else min(soonest, wait)
+                        soonest = _min(soonest, wait)
                         last_error = last_error or _all_cooling(provider, wait)
+                        cooling = True
                     break
                 if key is None and provider.config.key_required:
                     last_error = last_error or missing_key_error(provider)
@@ -181,9 +218,13 @@ class Dispatcher:
                         if pause is None:
                             pause = backoff_delay(policy, tries - 1, self._rng)
                         pool.cool_down(key, pause, clock())
-                        if pool.has_healthy(clock()):
-                            tries -= 1
-                            continue
+                        if not pool.has_healthy(clock()):
+                            # every key cools down: fall back now, or answer 429
+                            soonest = _min(soonest, pool.soonest(clock()))
+                            cooling = True
+                            break
+                        tries -= 1
+                        continue
                     elif e.code == "context_length_exceeded":
                         break
                     elif status not in RETRYABLE:
@@ -201,7 +242,10 @@ class Dispatcher:
                 if clock() + delay > deadline:
                     break
                 await asyncio.sleep(delay)
-        raise _final_error(last_error, soonest, attempts)
+            if cooling:
+                state.cooled = True
+        state.attempts, state.last_error, state.soonest = attempts, last_error, soonest
+        return None
 
     async def _attempt(self, target: Target, key: KeyEntry | None, call: ChatCall) -> Answer:
         provider = target.provider
@@ -348,6 +392,12 @@ class Dispatcher:
         if status in (429, 503, 529):
             error.retry_after = parse_retry_after(response.headers)
         return error
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _targets_in_order(route: Route) -> Iterator[Target]:
