@@ -144,6 +144,9 @@ def test_chat_starts_the_gateway_on_demand(env: dict[str, str], state_dir: Path)
     assert (chat.returncode, chat.stdout) == (0, "no start needed\n")
     state = read_state(state_dir / "gateway.json")
     assert state is not None
+    assert f"started the shared gateway at {state.url}" in chat.stderr
+    again = run_cli("chat", "reused", "-m", "mock/echo", env=env)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "reused\n", "")
     assert gateway_pids(state_dir) == [state.pid]
     assert run_cli("stop", env=env).returncode == 0
 

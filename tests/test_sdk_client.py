@@ -172,6 +172,11 @@ def test_official_clients_point_at_the_gateway(gateway: GatewayState) -> None:
 
     anthropic = mini_llm.anthropic_client(gateway.url, auto=False)
     assert str(anthropic.base_url).rstrip("/") == gateway.url
+    message = anthropic.messages.create(
+        model="mock/echo", max_tokens=32, messages=[{"role": "user", "content": "via messages"}]
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "via messages"
     anthropic.close()
 
 

@@ -265,7 +265,8 @@ def _cmd_logs(args: argparse.Namespace) -> int:
                     continue
                 try:
                     if path.stat().st_size < f.tell() or path.stat().st_ino != _ino(f):
-                        f = path.open("rb")  # truncated or rotated: start the new file
+                        f.close()
+                        f = path.open("rb")  # truncated or rotated: read the new file
                 except OSError:
                     pass
                 time.sleep(0.2)
@@ -291,7 +292,10 @@ def _client(args: argparse.Namespace) -> Client:
 
     url = args.url or os.environ.get("MINI_LLM_BASE_URL")
     if not url:
-        url = _manager(args).ensure()
+        state, started = _manager(args).ensure_state()
+        if started:
+            _err(f"started the shared gateway at {state.url} (pid {state.pid}); `mini-llm stop`")
+        url = state.url
     return Client(url, timeout=args.timeout)
 
 
