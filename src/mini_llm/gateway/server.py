@@ -165,7 +165,7 @@ def _run_one(
         asyncio.run(serve(settings, ready=ready, sock=sock))
 
 
-_WORKER_STOP_GRACE = 15.0  # the app's own shutdown_timeout (10 s) plus a margin
+_WORKER_STOP_MARGIN = 5.0  # seconds beyond the workers' own drain (settings.shutdown_grace)
 
 
 def _run_workers(
@@ -214,7 +214,7 @@ def _run_workers(
         log.info("%d workers (pids %s)", workers, ", ".join(map(str, pids)))
         if ready is not None:
             ready(settings.host, port)
-        failed = _supervise(pids, stopping)
+        failed = _supervise(pids, stopping, settings.shutdown_grace + _WORKER_STOP_MARGIN)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -228,14 +228,14 @@ def _signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _supervise(pids: list[int], stopping: list[int]) -> bool:
+def _supervise(pids: list[int], stopping: list[int], grace: float) -> bool:
     """Wait until every worker has exited; True when one exited without being asked to."""
     alive = set(pids)
     failed = False
     deadline: float | None = None
     while alive:
         if stopping and deadline is None:
-            deadline = time.monotonic() + _WORKER_STOP_GRACE
+            deadline = time.monotonic() + grace
         try:
             pid, status = os.waitpid(-1, os.WNOHANG if deadline is not None else 0)
         except ChildProcessError:
