@@ -32,24 +32,30 @@ class HttpTransport:
     """One `aiohttp.ClientSession` for every upstream: keep-alive, bounded pool, TCP_NODELAY
     (aiohttp sets it on every connection), compressed answers decoded.
 
-    aiohttp enforces the connect and total timeouts; the time to first byte and the silence
-    between stream reads are watched by the caller (see `gateway.dispatch`).
+    aiohttp enforces the connect and total timeouts and, through `sock_read`, the wait for the
+    answer's headers (and at most that between two reads); a stream's first event and its
+    silences are watched by the caller (see `gateway.dispatch`).
     """
 
     def __init__(self, timeouts: Timeouts, pool_size: int, user_agent: str) -> None:
         self._default = timeouts
-        self._client_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        # by id: Timeouts live as long as the targets holding them, and an int hashes fast
+        self._client_timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
         self._pool_size = pool_size
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        found = self._client_timeouts.get(timeouts)
-        if found is None:
-            found = self._client_timeouts[timeouts] = aiohttp.ClientTimeout(
-                total=timeouts.total, connect=None, sock_connect=timeouts.connect
+        found = self._client_timeouts.get(id(timeouts))
+        if found is None or found[0] is not timeouts:
+            client_timeout = aiohttp.ClientTimeout(
+                total=timeouts.total,
+                connect=None,
+                sock_connect=timeouts.connect,
+                sock_read=timeouts.first_byte,
             )
-        return found
+            found = self._client_timeouts[id(timeouts)] = (timeouts, client_timeout)
+        return found[1]
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(

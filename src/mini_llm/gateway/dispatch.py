@@ -23,7 +23,6 @@ import asyncio
 import logging
 import math
 import random
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -44,11 +43,6 @@ from ..routing.policies import backoff_delay, parse_retry_after
 from ..routing.router import Route, Target
 from ..upstream import upstream_failure
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as deadline_after
-else:  # pragma: no cover - aiohttp depends on async-timeout before 3.11
-    from async_timeout import timeout as deadline_after
-
 __all__ = ["Answer", "ChatCall", "Dispatcher", "missing_key_error"]
 
 log = logging.getLogger("mini_llm.dispatch")
@@ -57,7 +51,11 @@ RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
 # what the last bytes of a complete stream contain, by wire format (pass-through check)
 STREAM_END = {"openai": b"[DONE]", "anthropic": b"message_stop"}
 
-_probe = msgspec.json.Decoder(dict[str, msgspec.Raw])
+class _JSONObject(msgspec.Struct):
+    """Decoding into a Struct with no fields checks a whole JSON object, keeping nothing."""
+
+
+_probe = msgspec.json.Decoder(_JSONObject)
 
 
 class ChatCall:
@@ -257,25 +255,22 @@ class Dispatcher:
         timeouts = target.timeouts
         target.in_flight += 1
         handed_over = False
+        started = asyncio.get_running_loop().time()
         try:
-            async with deadline_after(timeouts.first_byte):
-                response = await provider.transport.send(request, timeouts)
-                if response.status >= 400:
-                    raw = await self._read(response, provider)
-                    raise self.status_error(provider, response, raw)
-                content_type = response.headers.get("Content-Type", "")
-                if call.stream and content_type.startswith("text/event-stream"):
-                    marker = STREAM_END.get(wire.name, b"") if native else b""
-                    stream = self._relay(response, target, marker)
-                    handed_over = True
-                    first = await anext(stream, b"")
-                    return Answer(target, native, None, _prepend(first, stream))
-            async with deadline_after(timeouts.idle):
-                data = await self._read(response, provider)
-        except asyncio.TimeoutError:
-            raise self.failure(
-                UpstreamTimeoutError(f"upstream {provider.name} timed out"), provider
-            ) from None
+            # aiohttp bounds the wait for the headers (sock_read = first_byte), the connect and
+            # the total; the relay's watchdog bounds a stream's first event and its silences.
+            response = await provider.transport.send(request, timeouts)
+            if response.status >= 400:
+                raw = await self._read(response)
+                raise self.status_error(provider, response, raw)
+            content_type = response.headers.get("Content-Type", "")
+            if call.stream and content_type.startswith("text/event-stream"):
+                marker = STREAM_END.get(wire.name, b"") if native else b""
+                stream = self._relay(response, target, marker, started)
+                handed_over = True
+                first = await anext(stream, b"")
+                return Answer(target, native, None, _prepend(first, stream))
+            data = await self._read(response)
         except GatewayError:
             raise
         except Exception as e:
@@ -293,37 +288,39 @@ class Dispatcher:
                 ) from None
         return Answer(target, native, data, None)
 
-    async def _read(self, response: UpstreamResponse, provider: Provider) -> bytes:
+    async def _read(self, response: UpstreamResponse) -> bytes:
         try:
             return await response.read()
         finally:
             response.release()
 
     async def _relay(
-        self, response: UpstreamResponse, target: Target, end_marker: bytes
+        self, response: UpstreamResponse, target: Target, end_marker: bytes, started: float
     ) -> AsyncIterator[bytes]:
-        """The stream's bytes as they come, watched for silence longer than `idle`.
+        """The stream's bytes as they come, watched for a late start and for silences.
 
         The watchdog is one timer re-armed lazily: a read only stamps the time, and the timer,
-        when it fires early, sleeps again until the newest read's deadline.
+        when it fires early, sleeps again until the newest deadline: `first_byte` after the
+        attempt began until the first bytes, then `idle` after the latest read.
         """
         provider = target.provider
         loop = asyncio.get_running_loop()
         idle = target.timeouts.idle
-        last = loop.time()
+        first_byte = target.timeouts.first_byte
+        last = 0.0  # time of the latest read; 0 until the first one
         silent = False
         handle: asyncio.TimerHandle
 
         def watch() -> None:
             nonlocal handle, silent
-            due = last + idle
+            due = last + idle if last else started + first_byte
             if loop.time() >= due:
                 silent = True
                 response.close()
             else:
                 handle = loop.call_at(due, watch)
 
-        handle = loop.call_at(last + idle, watch)
+        handle = loop.call_at(started + min(first_byte, idle), watch)
         complete = False
         tail = b""
         try:
@@ -333,9 +330,7 @@ class Dispatcher:
                     tail = (tail + chunk)[-64:]
                 yield chunk
             if silent:
-                raise UpstreamTimeoutError(
-                    f"upstream {provider.name} sent nothing for {idle:g}s in the middle of a stream"
-                )
+                raise self._silence(provider, last, idle, first_byte)
             if end_marker and end_marker not in tail:
                 raise UpstreamError(
                     f"upstream {provider.name} ended the stream before the answer was complete"
@@ -346,11 +341,7 @@ class Dispatcher:
         except Exception as e:
             if silent:
                 raise self.failure(
-                    UpstreamTimeoutError(
-                        f"upstream {provider.name} sent nothing for {idle:g}s in the middle of "
-                        "a stream"
-                    ),
-                    provider,
+                    self._silence(provider, last, idle, first_byte), provider
                 ) from None
             raise self.failure(e, provider) from None
         finally:
@@ -361,6 +352,18 @@ class Dispatcher:
                 response.release()
             else:
                 response.close()
+
+    @staticmethod
+    def _silence(
+        provider: Provider, last: float, idle: float, first_byte: float
+    ) -> UpstreamTimeoutError:
+        if last:
+            return UpstreamTimeoutError(
+                f"upstream {provider.name} sent nothing for {idle:g}s in the middle of a stream"
+            )
+        return UpstreamTimeoutError(
+            f"upstream {provider.name} did not start its stream within {first_byte:g}s"
+        )
 
     def failure(self, exc: BaseException, provider: Provider) -> GatewayError:
         error = upstream_failure(exc, provider.name)
