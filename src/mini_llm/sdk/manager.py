@@ -139,7 +139,7 @@ class GatewayManager:
         on_version_mismatch: VersionPolicy = "warn",
         start_timeout: float = 20.0,
         health_timeout: float = 2.0,
-        stop_grace: float = 10.0,
+        stop_grace: float = 15.0,
     ) -> None:
         self.env = dict(env or {})
         self.state_dir = (
