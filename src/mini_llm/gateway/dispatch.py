@@ -51,6 +51,7 @@ RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
 # what the last bytes of a complete stream contain, by wire format (pass-through check)
 STREAM_END = {"openai": b"[DONE]", "anthropic": b"message_stop"}
 
+
 class _JSONObject(msgspec.Struct):
     """Decoding into a Struct with no fields checks a whole JSON object, keeping nothing."""
 
