@@ -419,7 +419,8 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         metavar="SECONDS",
-        help="time to drain before SIGKILL (default 15)",
+        help="time to drain before SIGKILL (default 15, or the gateway's own "
+        "shutdown_grace plus 5 when that is longer)",
     )
     with_state_dir(stop)
     with_json(stop)

@@ -102,6 +102,7 @@ def build_app(settings: Settings) -> web.Application:
                 "uptime_s": round(gateway.uptime(), 3),
                 "started_at": gateway.started_at,
                 "pid": os.getpid(),
+                "shutdown_grace_s": settings.shutdown_grace,
                 "providers": gateway.provider_health(),
             },
             dumps=lambda o: msgspec.json.encode(o).decode(),

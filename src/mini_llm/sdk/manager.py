@@ -383,10 +383,14 @@ class GatewayManager:
 
     def _stop_locked(self, state: GatewayState) -> bool:
         stopped = False
-        if pid_alive(state.pid) and (
-            self._probe(state) is not None or self._is_our_gateway(state.pid)
-        ):
-            self._terminate(state.pid)
+        health = self._probe(state) if pid_alive(state.pid) else None
+        if pid_alive(state.pid) and (health is not None or self._is_our_gateway(state.pid)):
+            # the gateway drains in-flight requests for its own grace: wait for that, plus a margin
+            drain = (health or {}).get("shutdown_grace_s")
+            grace = self.stop_grace
+            if isinstance(drain, (int, float)):
+                grace = max(grace, float(drain) + 5.0)
+            self._terminate(state.pid, grace)
             stopped = True
             self._event(f"stopped gateway pid {state.pid}")
         remove_state_if_pid(self.state_file, state.pid)
@@ -401,9 +405,10 @@ class GatewayManager:
             and any("mini_llm" in part or "mini-llm" in part for part in cmdline)
         )
 
-    def _terminate(self, pid: int) -> bool:
-        """SIGTERM, wait `stop_grace`, then SIGKILL; whether the process is gone."""
-        for sig, wait in ((signal.SIGTERM, self.stop_grace), (signal.SIGKILL, 5.0)):
+    def _terminate(self, pid: int, grace: float | None = None) -> bool:
+        """SIGTERM, wait `grace` (default `stop_grace`), then SIGKILL; whether it is gone."""
+        grace = self.stop_grace if grace is None else grace
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
