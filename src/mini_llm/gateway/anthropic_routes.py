@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from ..errors import GatewayError
-from ..providers.base import UpstreamRequest
+from ..providers.base import Provider, UpstreamRequest
 from ..providers.mock import count_tokens
-from ..routing.router import Router, Target
+from ..routing.keys import KeyEntry
+from ..routing.router import Group, Route, Router, Target
 from ..schema.anthropic import MessagesRequest, validate_messages_request
 from ..translate.anthropic_request import to_canonical_request
 from ..translate.anthropic_response import AnthropicEventWriter, to_anthropic_message
@@ -76,7 +78,7 @@ class AnthropicRoutes:
             parsed = validate_messages_request(body, count_only=True)
             target = self._router.route(parsed.model).primary
             if target.provider.wire.name == "anthropic":
-                return await self._count_upstream(target, body)
+                return await self._count_upstream(target, body, rid)
             estimate = {"input_tokens": _estimate(parsed), "estimated": True}
             headers = {**_ESTIMATE_HEADER, "x-request-id": rid}
             return web.Response(body=_encode(estimate), content_type=_JSON, headers=headers)
@@ -88,42 +90,42 @@ class AnthropicRoutes:
 
     def _whole(self, answer: Answer, model: str, headers: dict[str, str]) -> web.Response:
         data = answer.data or b""
-        if not answer.native:
-            canonical = answer.target.provider.wire.parse_chat_response(data)
-            data = _encode(to_anthropic_message(canonical, model))
+        if answer.completion is not None:
+            data = _encode(to_anthropic_message(answer.completion, model))
         headers["Content-Type"] = _JSON
         return web.Response(body=data, headers=headers)
 
     async def _events(self, answer: Answer, model: str) -> AsyncIterator[bytes]:
         assert answer.stream is not None
         writer = AnthropicEventWriter(model)
-        async for chunk in canonical_chunks(answer.stream, answer.target.provider.wire):
-            for event in writer.feed(chunk):
-                yield event
-        for event in writer.finish():
-            yield event
+        batches = canonical_chunks(answer.stream, answer.target.provider.wire)
+        async with aclosing(batches):
+            async for batch in batches:
+                events = [event for chunk in batch for event in writer.feed(chunk)]
+                if events:
+                    yield b"".join(events)
+        yield b"".join(writer.finish())
 
-    async def _count_upstream(self, target: Target, body: dict[str, Any]) -> web.Response:
-        provider = target.provider
-        key = provider.acquire_key()
-        headers = key.headers if key is not None else provider.keyless_headers
-        body["model"] = target.model
+    async def _count_upstream(self, target: Target, body: dict[str, Any], rid: str) -> web.Response:
+        """Anthropic counts the tokens itself: through the dispatcher, so keys rotate, cool
+        down and are set aside as for any request, and failures are retried."""
         body.pop("max_tokens", None)
         body.pop("stream", None)
-        url = provider.config.base_url + "/messages/count_tokens"
-        upstream = UpstreamRequest("POST", url, headers, _encode(body))
-        dispatcher = self._dispatcher
-        try:
-            response = await provider.transport.send(upstream, target.timeouts)
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-        except Exception as e:
-            raise dispatcher.failure(e, provider) from None
-        if response.status >= 400:
-            raise dispatcher.status_error(provider, response, raw)
-        return web.Response(body=raw, content_type=_JSON)
+        route = Route(target.label, (Group((target,), (1.0,), "round-robin"),))
+        call = ChatCall(body, native_wire="anthropic", stream=False, build=_count_tokens_request)
+        answer = await self._dispatcher.run(route, call)
+        headers = answer.headers()
+        headers["x-request-id"] = rid
+        headers["Content-Type"] = _JSON
+        return web.Response(body=answer.data or b"", headers=headers)
+
+
+def _count_tokens_request(
+    provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+) -> UpstreamRequest:
+    headers = key.headers if key is not None else provider.keyless_headers
+    url = provider.config.base_url + "/messages/count_tokens"
+    return UpstreamRequest("POST", url, headers, _encode(body))
 
 
 def _estimate(request: MessagesRequest) -> int:

@@ -37,7 +37,7 @@ from ..errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from ..providers.base import Provider, UpstreamResponse
+from ..providers.base import Provider, UpstreamRequest, UpstreamResponse
 from ..routing.keys import KeyEntry
 from ..routing.policies import backoff_delay, parse_retry_after
 from ..routing.router import Route, Target
@@ -59,10 +59,13 @@ class _JSONObject(msgspec.Struct):
 _probe = msgspec.json.Decoder(_JSONObject)
 
 
+RequestBuilder = Callable[[Provider, dict[str, Any], KeyEntry | None, bool], UpstreamRequest]
+
+
 class ChatCall:
     """One client request: its body in the client's dialect and, made on demand, canonical."""
 
-    __slots__ = ("_canonical", "_to_canonical", "body", "native_wire", "stream")
+    __slots__ = ("_canonical", "_to_canonical", "body", "build", "native_wire", "stream")
 
     def __init__(
         self,
@@ -71,10 +74,13 @@ class ChatCall:
         native_wire: str,
         stream: bool,
         to_canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        build: RequestBuilder | None = None,
     ) -> None:
         self.body = body
         self.native_wire = native_wire
         self.stream = stream
+        self.build = build
+        """Builds the upstream request instead of the wire format (another endpoint)."""
         self._to_canonical = to_canonical
         self._canonical: dict[str, Any] | None = None
 
@@ -89,21 +95,28 @@ class ChatCall:
 
 
 class Answer:
-    """The answer that began: a whole body, or a stream whose first bytes have arrived."""
+    """The answer that began: a whole body, or a stream whose first bytes have arrived.
 
-    __slots__ = ("attempts", "data", "native", "stream", "target")
+    A whole answer in the client's own format is `data` (checked to be a JSON object); a
+    translated one is `completion`, already canonical (parsed during the attempt, so a
+    malformed answer is retried like any failure).
+    """
+
+    __slots__ = ("attempts", "completion", "data", "native", "stream", "target")
 
     def __init__(
         self,
         target: Target,
         native: bool,
-        data: bytes | None,
-        stream: AsyncIterator[bytes] | None,
+        data: bytes | None = None,
+        stream: AsyncIterator[bytes] | None = None,
+        completion: dict[str, Any] | None = None,
     ) -> None:
         self.target = target
         self.native = native
         self.data = data
         self.stream = stream
+        self.completion = completion
         self.attempts = 1
 
     def headers(self) -> dict[str, str]:
@@ -187,9 +200,9 @@ class Dispatcher:
             cooling = False  # this target ended because all its keys cool down
             while tries < policy.attempts:
                 now = clock()
-                key = pool.acquire(now)
+                key = pool.acquire(now, target.refused)
                 if key is None and len(pool):
-                    wait = pool.soonest(now)
+                    wait = pool.soonest(now, target.refused)
                     if wait is None:
                         last_error = last_error or _all_refused(provider)
                     else:
@@ -208,18 +221,23 @@ class Dispatcher:
                 except UpstreamStatusError as e:
                     last_error = e
                     status = e.upstream_status
-                    if key is not None and status in (401, 403):
+                    if key is not None and status == 401:
                         pool.set_aside(key, status)
                         tries -= 1  # the key failed, not the target: the next key, at once
+                        continue
+                    if key is not None and status == 403:
+                        # forbidden for this model (or region), not necessarily for others
+                        target.refuse(key)
+                        tries -= 1
                         continue
                     if key is not None and status == 429:
                         pause = e.retry_after
                         if pause is None:
                             pause = backoff_delay(policy, tries - 1, self._rng)
                         pool.cool_down(key, pause, clock())
-                        if not pool.has_healthy(clock()):
+                        if not pool.has_healthy(clock(), target.refused):
                             # every key cools down: fall back now, or answer 429
-                            soonest = _min(soonest, pool.soonest(clock()))
+                            soonest = _min(soonest, pool.soonest(clock(), target.refused))
                             cooling = True
                             break
                         tries -= 1
@@ -251,7 +269,7 @@ class Dispatcher:
         wire = provider.wire
         body, native = call.body_for(wire.name)
         body["model"] = target.model
-        build = wire.native_request if native else wire.chat_request
+        build = call.build or (wire.native_request if native else wire.chat_request)
         request = build(provider, body, key, call.stream)
         timeouts = target.timeouts
         target.in_flight += 1
@@ -270,7 +288,7 @@ class Dispatcher:
                 stream = self._relay(response, target, marker, started)
                 handed_over = True
                 first = await anext(stream, b"")
-                return Answer(target, native, None, _prepend(first, stream))
+                return Answer(target, native, stream=_prepend(first, stream))
             data = await self._read(response)
         except GatewayError:
             raise
@@ -279,15 +297,19 @@ class Dispatcher:
         finally:
             if not handed_over:
                 target.in_flight -= 1
-        if native:
+        if not native:
             try:
-                _probe.decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                raise self.failure(
-                    UpstreamError(f"upstream {provider.name} answered with malformed JSON"),
-                    provider,
-                ) from None
-        return Answer(target, native, data, None)
+                return Answer(target, False, completion=wire.parse_chat_response(data))
+            except GatewayError as e:
+                raise self.failure(e, provider) from None
+        try:
+            _probe.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise self.failure(
+                UpstreamError(f"upstream {provider.name} answered with malformed JSON"),
+                provider,
+            ) from None
+        return Answer(target, True, data)
 
     async def _read(self, response: UpstreamResponse) -> bytes:
         try:
@@ -300,22 +322,31 @@ class Dispatcher:
     ) -> AsyncIterator[bytes]:
         """The stream's bytes as they come, watched for a late start and for silences.
 
+        In pass-through (`end_marker` set) only whole events are handed on: the bytes after the
+        last blank line wait for the next read, so an error event can never be glued onto half
+        an event, and a stream that ends mid-event or without its end marker is an error.
+
         The watchdog is one timer re-armed lazily: a read only stamps the time, and the timer,
         when it fires early, sleeps again until the newest deadline: `first_byte` after the
-        attempt began until the first bytes, then `idle` after the latest read.
+        attempt began until the first bytes, then `idle` after the latest read. Time the
+        client takes to accept a chunk is not upstream silence.
         """
         provider = target.provider
         loop = asyncio.get_running_loop()
         idle = target.timeouts.idle
         first_byte = target.timeouts.first_byte
         last = 0.0  # time of the latest read; 0 until the first one
+        reading = True  # False while the client holds a chunk
         silent = False
         handle: asyncio.TimerHandle
 
         def watch() -> None:
             nonlocal handle, silent
             due = last + idle if last else started + first_byte
-            if loop.time() >= due:
+            now = loop.time()
+            if not reading:
+                handle = loop.call_at(now + idle, watch)
+            elif now >= due:
                 silent = True
                 response.close()
             else:
@@ -323,16 +354,28 @@ class Dispatcher:
 
         handle = loop.call_at(started + min(first_byte, idle), watch)
         complete = False
+        pending = b""
         tail = b""
         try:
             async for chunk in response.content.iter_any():
                 last = loop.time()
                 if end_marker:
-                    tail = (tail + chunk)[-64:]
+                    if pending:
+                        chunk = pending + chunk
+                    cut = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\r\n\r\n") + 2) + 2
+                    if cut < 2:
+                        pending = chunk
+                        continue
+                    pending = chunk[cut:]
+                    chunk = chunk[:cut]
+                    tail = chunk[-64:]
+                reading = False
                 yield chunk
+                reading = True
+                last = loop.time()
             if silent:
                 raise self._silence(provider, last, idle, first_byte)
-            if end_marker and end_marker not in tail:
+            if end_marker and (pending.strip() or end_marker not in tail):
                 raise UpstreamError(
                     f"upstream {provider.name} ended the stream before the answer was complete"
                 )

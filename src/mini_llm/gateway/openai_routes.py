@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -56,8 +57,8 @@ class OpenAIRoutes:
 
     def _whole(self, answer: Answer, headers: dict[str, str]) -> web.Response:
         data = answer.data or b""
-        if not answer.native:
-            completion = answer.target.provider.wire.parse_chat_response(data)
+        completion = answer.completion
+        if completion is not None:
             completion["created"] = completion.get("created") or int(time.time())
             data = _encode(completion)
         headers["Content-Type"] = _JSON
@@ -68,12 +69,18 @@ class OpenAIRoutes:
         # translators always end with a usage chunk (no choices); only sent when asked for
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         created = int(time.time())
-        async for chunk in canonical_chunks(answer.stream, answer.target.provider.wire):
-            if not chunk.get("created"):
-                chunk["created"] = created
-            if "usage" in chunk and not include_usage:
-                if not chunk.get("choices"):
-                    continue
-                del chunk["usage"]
-            yield b"data: " + _encode(chunk) + b"\n\n"
+        batches = canonical_chunks(answer.stream, answer.target.provider.wire)
+        async with aclosing(batches):
+            async for batch in batches:
+                out = []
+                for chunk in batch:
+                    if not chunk.get("created"):
+                        chunk["created"] = created
+                    if "usage" in chunk and not include_usage:
+                        if not chunk.get("choices"):
+                            continue
+                        del chunk["usage"]
+                    out.append(b"data: " + _encode(chunk) + b"\n\n")
+                if out:
+                    yield b"".join(out)
         yield DONE

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from aiohttp import web
 from ..errors import GatewayError
 from ..providers.base import WireFormat
 from ..sse import SSEParser
-from .responses import Dialect, error_body
+from .responses import Dialect, error_body, internal_error
 
 __all__ = ["SSE_HEADERS", "canonical_chunks", "write_stream"]
 
@@ -60,6 +60,13 @@ async def write_stream(
     except ConnectionError:
         log.info("client went away during a stream")
         return out
+    except Exception:
+        # the headers are sent: a second response would corrupt the stream, so end it cleanly
+        log.exception("unexpected failure in the middle of a stream")
+        try:
+            await out.write(error_event(internal_error(), dialect))
+        except ConnectionError:
+            return out
     finally:
         await _close(iterator)
     with contextlib.suppress(ConnectionError):
@@ -75,19 +82,28 @@ async def _close(iterator: AsyncIterator[bytes]) -> None:
 
 async def canonical_chunks(
     stream: AsyncIterator[bytes], wire: WireFormat
-) -> AsyncIterator[dict[str, Any]]:
-    """Canonical chunks from an upstream stream's bytes, through the one SSE parser."""
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Canonical chunks from an upstream stream's bytes, through the one SSE parser: one
+    batch per upstream read, so the client gets one write for what came in one read."""
     translator = wire.stream_translator()
     parser = SSEParser()
+    batch: list[dict[str, Any]] = []
     try:
         async for data in stream:
-            for event in parser.feed(data):
-                for chunk in translator.feed(event):
-                    yield chunk
+            try:
+                for event in parser.feed(data):
+                    batch += translator.feed(event)
+            except GatewayError:
+                if batch:  # what came before the error still reaches the client
+                    yield batch
+                raise
+            if batch:
+                yield batch
+                batch = []
         for event in parser.flush():
-            for chunk in translator.feed(event):
-                yield chunk
-        for chunk in translator.finish():
-            yield chunk
+            batch += translator.feed(event)
+        batch += translator.finish()
+        if batch:
+            yield batch
     finally:
         await _close(stream)

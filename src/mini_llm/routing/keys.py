@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 __all__ = ["KeyEntry", "KeyPool"]
@@ -53,21 +53,21 @@ class KeyPool:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def acquire(self, now: float | None = None) -> KeyEntry | None:
-        """The next healthy key, or None when there are none (see `soonest`)."""
+    def acquire(self, now: float | None = None, skip: Collection[KeyEntry] = ()) -> KeyEntry | None:
+        """The next healthy key not in `skip`, or None when there are none (see `soonest`)."""
         entries = self._entries
         count = len(entries)
         if not count:
             return None
         i = self._next
         entry = entries[i]
-        if not entry.bad and not entry.cool_until:
+        if not entry.bad and not entry.cool_until and not (skip and entry in skip):
             self._next = (i + 1) % count
             return entry
         now = time.monotonic() if now is None else now
         for step in range(count):
             entry = entries[(i + step) % count]
-            if entry.bad:
+            if entry.bad or (skip and entry in skip):
                 continue
             if entry.cool_until:
                 if entry.cool_until > now:
@@ -77,9 +77,9 @@ class KeyPool:
             return entry
         return None
 
-    def has_healthy(self, now: float | None = None) -> bool:
+    def has_healthy(self, now: float | None = None, skip: Collection[KeyEntry] = ()) -> bool:
         now = time.monotonic() if now is None else now
-        return any(not e.bad and e.cool_until <= now for e in self._entries)
+        return any(not e.bad and e.cool_until <= now and e not in skip for e in self._entries)
 
     def cool_down(self, entry: KeyEntry, seconds: float, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -96,10 +96,10 @@ class KeyPool:
                 status,
             )
 
-    def soonest(self, now: float | None = None) -> float | None:
+    def soonest(self, now: float | None = None, skip: Collection[KeyEntry] = ()) -> float | None:
         """Seconds until a cooling key is usable again; None when every key is set aside."""
         now = time.monotonic() if now is None else now
-        waits = [max(0.0, e.cool_until - now) for e in self._entries if not e.bad]
+        waits = [max(0.0, e.cool_until - now) for e in self._entries if not e.bad and e not in skip]
         return min(waits) if waits else None
 
     def status(self, now: float | None = None) -> dict[str, Any]:

@@ -9,11 +9,13 @@ follow before the route moves to its fallbacks. Routes are built once per name a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError
 from ..providers.base import Provider
+from .keys import KeyEntry
 from .models import resolve_name
 from .policies import Deployment, Overrides, RetryPolicy, Timeouts
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Group", "Route", "Router", "Target"]
 
+log = logging.getLogger("mini_llm.keys")
+
 _CACHE_LIMIT = 4096
 _MAX_DEPTH = 16
 
@@ -29,7 +33,7 @@ _MAX_DEPTH = 16
 class Target:
     """One upstream model at one provider, with its effective timeouts and retry policy."""
 
-    __slots__ = ("in_flight", "label", "model", "provider", "retries", "timeouts")
+    __slots__ = ("in_flight", "label", "model", "provider", "refused", "retries", "timeouts")
 
     def __init__(
         self,
@@ -44,6 +48,15 @@ class Target:
         self.timeouts = timeouts or Timeouts()
         self.retries = retries or RetryPolicy()
         self.in_flight = 0
+        self.refused: set[KeyEntry] = set()
+        """Keys the upstream refused (403) for this model; other models may still use them."""
+
+    def refuse(self, key: KeyEntry) -> None:
+        if key not in self.refused:
+            self.refused.add(key)
+            log.warning(
+                "%s key %s was refused (HTTP 403) for %s", self.provider.name, key.hint, self.label
+            )
 
     def __repr__(self) -> str:
         return f"Target({self.label})"
@@ -128,39 +141,66 @@ class Router:
         )
         self._timeouts = settings.timeouts if settings else Timeouts()
         self._retries = settings.retries if settings else RetryPolicy()
-        self._targets: dict[tuple[str, str], Target] = {}
+        self._policies: dict[str, tuple[Timeouts, RetryPolicy]] = {}
+        # Names the configuration defines keep their routes and targets (balancer state,
+        # in-flight counts) for the life of the process; names clients make up on the fly
+        # ("openai/<anything>") live in a bounded cache.
+        self._configured = {*self._aliases, *self._chains, *self._deployments, *self._fallbacks}
+        self._fixed_routes: dict[str, Route] = {}
+        self._fixed_targets: dict[tuple[str, str], Target] = {}
         self._routes: dict[str, Route] = {}
+        self._targets: dict[tuple[str, str], Target] = {}
 
     def route(self, name: str) -> Route:
-        route = self._routes.get(name)
+        route = self._fixed_routes.get(name) or self._routes.get(name)
         if route is not None:
             return route
-        groups = self._dedupe(self._groups(name, 0))
+        fixed = name in self._configured
+        created: dict[tuple[str, str], Target] = {}
+        groups = self._dedupe(self._groups(name, 0, set(), created))
         route = Route(name, groups)
-        if len(self._routes) >= _CACHE_LIMIT:
-            self._routes.clear()
-        self._routes[name] = route
+        if fixed:
+            self._fixed_routes[name] = route
+            self._fixed_targets.update(created)
+        else:
+            if len(self._routes) >= _CACHE_LIMIT:
+                self._routes.clear()
+                self._targets.clear()
+            self._routes[name] = route
+            self._targets.update(created)
         return route
 
     def resolve(self, name: str) -> Target:
         """The first target a name routes to."""
         return self.route(name).primary
 
-    def targets(self) -> list[Target]:
-        return list(self._targets.values())
+    def refusals(self) -> dict[str, list[str]]:
+        """Keys refused with 403 per upstream model, by their last 4 characters."""
+        return {
+            t.label: sorted(k.hint for k in t.refused)
+            for t in (*self._fixed_targets.values(), *self._targets.values())
+            if t.refused
+        }
 
-    def _target(self, provider: Provider, model: str) -> Target:
+    def _target(
+        self, provider: Provider, model: str, created: dict[tuple[str, str], Target]
+    ) -> Target:
         key = (provider.name, model)
-        target = self._targets.get(key)
+        target = self._fixed_targets.get(key) or self._targets.get(key) or created.get(key)
         if target is None:
-            timeouts, retries = provider.config.overrides.apply(self._timeouts, self._retries)
+            policies = self._policies.get(provider.name)
+            if policies is None:
+                policies = self._policies[provider.name] = provider.config.overrides.apply(
+                    self._timeouts, self._retries
+                )
+            timeouts, retries = policies
             override = self._model_overrides.get(f"{provider.name}/{model}")
             if override is not None:
                 timeouts, retries = override.apply(timeouts, retries)
-            target = self._targets[key] = Target(provider, model, timeouts, retries)
+            target = created[key] = Target(provider, model, timeouts, retries)
         return target
 
-    def _single(self, name: str) -> Target:
+    def _single(self, name: str, created: dict[tuple[str, str], Target]) -> Target:
         resolved = resolve_name(name, self._aliases, self._providers)
         if resolved is None:
             raise ModelNotFoundError(self._not_found(name), param="model")
@@ -172,27 +212,41 @@ class Router:
                 f"does not have. {self._available()}",
                 param="model",
             )
-        return self._target(provider, model)
+        return self._target(provider, model, created)
 
-    def _groups(self, name: str, depth: int) -> list[Group]:
+    def _groups(
+        self,
+        name: str,
+        depth: int,
+        expanded: set[str],
+        created: dict[tuple[str, str], Target],
+    ) -> list[Group]:
+        """The groups a name stands for, its fallbacks after them. `expanded` holds the names
+        whose fallbacks are already in the route, so fallbacks naming each other end there."""
         if depth > _MAX_DEPTH:
             raise ModelNotFoundError(f"The model '{name}' is defined in a cycle.", param="model")
+        expanded.add(name)
         groups: list[Group]
         fallbacks = self._fallbacks.get(name, ())
         deployment = self._deployments.get(name)
         if deployment is not None:
-            members = tuple(self._single(model) for model, _ in deployment.targets)
+            members = tuple(self._single(model, created) for model, _ in deployment.targets)
             weights = tuple(weight for _, weight in deployment.targets)
             groups = [Group(members, weights, deployment.strategy)]
             fallbacks = (*deployment.fallbacks, *fallbacks)
         elif name in self._chains:
-            groups = [g for model in self._chains[name] for g in self._groups(model, depth + 1)]
+            groups = [
+                g
+                for model in self._chains[name]
+                for g in self._groups(model, depth + 1, expanded, created)
+            ]
         elif name in self._aliases:
-            groups = self._groups(self._aliases[name], depth + 1)
+            groups = self._groups(self._aliases[name], depth + 1, expanded, created)
         else:
-            groups = [Group((self._single(name),), (1.0,), "round-robin")]
+            groups = [Group((self._single(name, created),), (1.0,), "round-robin")]
         for fallback in fallbacks:
-            groups += self._groups(fallback, depth + 1)
+            if fallback not in expanded:
+                groups += self._groups(fallback, depth + 1, expanded, created)
         return groups
 
     @staticmethod
