@@ -129,3 +129,26 @@ def test_describe_masks_every_key() -> None:
 def test_mask_key() -> None:
     assert mask_key("sk-abcdefghijkl1234") == "…1234"
     assert "short" not in mask_key("short")
+
+
+def test_unknown_settings_are_problems(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[server]\nprot = 1\n[timeouts]\nfirst_bite = 2\n[providers.openai]\napi_kye = "x"\n'
+        "[servers]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        settings(config_path=str(config))
+    text = "\n".join(info.value.problems)
+    for wrong in ("'prot'", "'first_bite'", "'api_kye'", "'servers'"):
+        assert wrong in text
+
+
+def test_provider_header_values_are_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[providers.azure-ish]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'headers = { "api-key" = "azure-secret-value-123" }\n'
+    )
+    s = settings(config_path=str(config))
+    assert "azure-secret-value-123" in s.secrets()

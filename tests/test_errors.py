@@ -347,3 +347,28 @@ def test_health(gateway: RunningApp) -> None:
     assert health["status"] == "ok"
     assert health["version"]
     assert health["uptime_s"] >= 0
+
+
+def test_slow_body_is_408(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway({"MINI_LLM_BODY_TIMEOUT": "0.5"})
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"model": '
+        )
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"did not arrive within 0.5 s" in answer
+
+
+def test_every_answer_has_a_request_id(gateway: RunningApp) -> None:
+    for method, path in (("GET", "/v1/nothing"), ("GET", "/v1/chat/completions")):
+        _, headers, _ = http(method, gateway.url + path)
+        assert headers["x-request-id"].startswith("req_")
+    _, headers, _ = http(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        b"{",
+        {"Content-Type": "application/json", "x-request-id": "trace-7"},
+    )
+    assert headers["x-request-id"] == "trace-7"

@@ -487,3 +487,179 @@ def test_headers_say_what_happened(
     _, second, _ = chat(gateway, "nope/nothing")
     assert first["x-request-id"] != second["x-request-id"]
     assert second["x-request-id"].startswith("req_")
+
+
+# regressions found in review ---------------------------------------------------------------
+
+
+def in_flight(gateway: RunningApp) -> int:
+    return int(health(gateway)["in_flight"])
+
+
+def test_in_flight_returns_to_zero_after_every_kind_of_ending(
+    make_gateway: GatewayFactory, openai_upstream: OpenAIUpstream, openai_upstream_url: str
+) -> None:
+    gateway = make_gateway(env(openai_upstream_url, MINI_LLM_RETRY_ATTEMPTS="1"))
+    openai_upstream.push(
+        up.error(500, "down"),
+        up.reset_mid_stream(["a"]),
+        up.reset_after_headers(),
+        up.malformed_json(),
+        up.truncated_stream(["x"]),
+    )
+    chat(gateway)
+    chat(gateway, stream=True)
+    chat(gateway, stream=True)
+    chat(gateway)
+    chat(gateway, stream=True)
+    chat(gateway, stream=True)  # a healthy one
+    assert wait_until(lambda: in_flight(gateway) == 0)
+
+
+def test_fallbacks_naming_each_other_do_not_loop(
+    make_gateway: GatewayFactory, openai_upstream: OpenAIUpstream, openai_upstream_url: str
+) -> None:
+    gateway = make_gateway(
+        env(
+            openai_upstream_url,
+            MINI_LLM_RETRY_ATTEMPTS="1",
+            MINI_LLM_FALLBACKS='{"openai/gpt-a": ["mock/echo"], "mock/echo": ["openai/gpt-a"]}',
+        )
+    )
+    status, headers, _ = chat(gateway, "mock/echo")
+    assert status == 200
+    assert headers["x-mini-llm-provider"] == "mock"
+    openai_upstream.push(up.error(500, "down"))
+    status, headers, _ = chat(gateway, "openai/gpt-a")
+    assert status == 200
+    assert headers["x-mini-llm-provider"] == "mock"
+
+
+def test_slow_client_is_not_upstream_silence(
+    make_gateway: GatewayFactory, openai_upstream: OpenAIUpstream, openai_upstream_url: str
+) -> None:
+    gateway = make_gateway(env(openai_upstream_url, MINI_LLM_TIMEOUT_IDLE="0.4"))
+    big = "y" * 65536
+    openai_upstream.push(up.stream([big] * 512))  # 32 MiB: more than the sockets buffer
+
+    async def slow_reader() -> bytes:
+        import asyncio
+
+        import aiohttp
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                gateway.url + "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": USER, "stream": True},
+            ) as response,
+        ):
+            first = await response.content.read(1024)
+            await asyncio.sleep(1.5)  # the gateway waits on us, not on the upstream
+            return first + await response.content.read()
+
+    import asyncio
+
+    payload = asyncio.run(slow_reader())
+    assert payload.endswith(b"data: [DONE]\n\n")
+    assert b"upstream_timeout" not in payload
+
+
+def test_translated_malformed_answer_is_retried_and_falls_back(
+    make_gateway: GatewayFactory,
+    anthropic_upstream: Any,
+    anthropic_upstream_url: str,
+) -> None:
+    gateway = make_gateway(
+        {
+            "ANTHROPIC_BASE_URL": anthropic_upstream_url,
+            "ANTHROPIC_API_KEY": "sk-ant-test-0001",
+            "MINI_LLM_RETRY_ATTEMPTS": "2",
+            **FAST_RETRIES,
+            "MINI_LLM_FALLBACKS": '{"anthropic/claude-x": ["mock/echo"]}',
+        }
+    )
+    anthropic_upstream.push(up.malformed_json())
+    status, headers, body = chat(gateway, "anthropic/claude-x")
+    assert status == 200
+    assert headers["x-mini-llm-attempts"] == "2"
+    assert headers["x-mini-llm-provider"] == "anthropic"
+    anthropic_upstream.push(up.malformed_json(), up.malformed_json())
+    status, headers, body = chat(gateway, "anthropic/claude-x")
+    assert status == 200
+    assert headers["x-mini-llm-provider"] == "mock"
+    assert json.loads(body)["choices"][0]["message"]["content"] == "hello"
+
+
+@pytest.mark.parametrize(
+    "header", [{"Retry-After": "inf"}, {"retry-after-ms": "1e309"}, {"Retry-After": "nan"}]
+)
+def test_absurd_retry_after_is_ignored(
+    make_gateway: GatewayFactory,
+    openai_upstream: OpenAIUpstream,
+    openai_upstream_url: str,
+    header: dict[str, str],
+) -> None:
+    gateway = make_gateway(env(openai_upstream_url, keys=KEY1))
+    openai_upstream.push(up.error(503, "busy", headers=header))
+    status, _, _ = chat(gateway)
+    assert status == 200
+    openai_upstream.push(up.error(429, "slow", headers=header))
+    status, _, _ = chat(gateway)
+    assert status == 200  # backed off for a moment, then key 1 again
+    assert chat(gateway)[0] == 200
+
+
+def test_403_sets_a_key_aside_for_that_model_only(
+    make_gateway: GatewayFactory, openai_upstream: OpenAIUpstream, openai_upstream_url: str
+) -> None:
+    gateway = make_gateway(env(openai_upstream_url))
+    openai_upstream.push(up.error(403, "not allowed to use gpt-restricted"))
+    status, _, _ = chat(gateway, "openai/gpt-restricted")
+    assert status == 200
+    assert keys_seen(openai_upstream) == [KEY1, KEY2]
+    for _ in range(2):
+        chat(gateway, "openai/gpt-restricted")
+    assert keys_seen(openai_upstream)[2:] == [KEY2, KEY2]
+    # key 1 still serves other models
+    for _ in range(2):
+        chat(gateway, "openai/gpt-4o")
+    assert KEY1 in keys_seen(openai_upstream)[4:]
+    report = health(gateway)["providers"]["openai"]
+    assert report["refused_for"] == {"openai/gpt-restricted": ["…aaaa"]}
+    assert report["set_aside"] == []
+
+
+def test_unexpected_failure_mid_stream_ends_with_an_error_event(
+    make_gateway: GatewayFactory,
+    openai_upstream: OpenAIUpstream,
+    openai_upstream_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mini_llm.providers.openai import OpenAIStreamReader
+
+    gateway = make_gateway(env(openai_upstream_url))
+    original = OpenAIStreamReader.feed
+    seen = [0]
+
+    def feed(self: OpenAIStreamReader, event: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == 3:
+            raise ValueError("a bug in translation")
+        return original(self, event)
+
+    monkeypatch.setattr(OpenAIStreamReader, "feed", feed)
+    openai_upstream.push(up.stream(["one", "two", "three"], delay=0.05))
+    # an Anthropic client on an OpenAI upstream goes through the translator
+    status, _, payload = http(
+        "POST",
+        gateway.url + "/v1/messages",
+        json.dumps(
+            {"model": "openai/gpt-4o", "max_tokens": 50, "messages": USER, "stream": True}
+        ).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 200
+    assert payload.rstrip().endswith(b"}")
+    assert b"event: error" in payload
+    assert b"HTTP/1.1" not in payload

@@ -129,3 +129,43 @@ def test_two_workers_answer_and_sigterm_stops_them_all(
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in workers)
+
+
+SUPERVISE_STUCK_WORKERS = """
+import os, signal, time
+from mini_llm.gateway.server import _supervise
+
+pids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker stuck in its drain
+        time.sleep(30)
+        os._exit(0)
+    pids.append(pid)
+stopping = []
+asked = []
+
+def stop(signum, frame):  # what the parent's SIGTERM handler does, while it waits
+    asked.append(time.monotonic())
+    stopping.append(signum)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+
+signal.signal(signal.SIGALRM, stop)
+signal.setitimer(signal.ITIMER_REAL, 0.3)
+_supervise(pids, stopping, grace=0.5)
+print(round(time.monotonic() - asked[0], 2))
+"""
+
+
+def test_workers_that_ignore_sigterm_are_killed_after_the_grace() -> None:
+    """The parent's wait must not block past the deadline (an interrupted waitpid restarts)."""
+    result = subprocess.run(
+        [sys.executable, "-c", SUPERVISE_STUCK_WORKERS],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.strip()) < 3.0

@@ -104,7 +104,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_FAILURE
     except OSError as e:
-        _err(f"cannot publish the state file {state_file}: {e}")
+        where = f" (state file {state_file})" if state_file is not None else ""
+        _err(f"the gateway stopped: {e}{where}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         pass

@@ -89,6 +89,7 @@ class Settings:
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     strategy: str = "round-robin"
     shutdown_grace: float = 30.0
+    body_timeout: float = 30.0
     pool_size: int = 256
     aliases: Mapping[str, str] = field(default_factory=dict)
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -101,8 +102,11 @@ class Settings:
     warnings: tuple[str, ...] = ()
 
     def secrets(self) -> list[str]:
-        """Every configured key, for redaction."""
-        return [k for p in self.providers.values() for k in p.keys]
+        """Every configured key and extra header value (some providers take keys in their
+        own headers), for redaction."""
+        return [k for p in self.providers.values() for k in p.keys] + [
+            value for p in self.providers.values() for _, value in p.headers if len(value) >= 8
+        ]
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every key masked (for `config check`)."""
@@ -120,6 +124,7 @@ class Settings:
             "retries": asdict(self.retries),
             "strategy": self.strategy,
             "shutdown_grace": self.shutdown_grace,
+            "body_timeout": self.body_timeout,
             "aliases": {**self.aliases, **{k: list(v) for k, v in self.chains.items()}},
             "fallbacks": {k: list(v) for k, v in self.fallbacks.items()},
             "deployments": {
@@ -231,6 +236,12 @@ def load_settings(
         strategy = "round-robin"
     grace_raw: Any = env.get("MINI_LLM_SHUTDOWN_GRACE") or server.get("shutdown_grace", 30.0)
     shutdown_grace = _positive_float(grace_raw, "shutdown_grace", problems)
+    body_raw: Any = env.get("MINI_LLM_BODY_TIMEOUT") or server.get("body_timeout", 30.0)
+    body_timeout = _positive_float(body_raw, "body_timeout", problems)
+    _unknown_keys(server, _SERVER_KEYS, "[server]", problems)
+    _unknown_keys(timeouts_file, ("connect", "first_byte", "idle", "total"), "[timeouts]", problems)
+    _unknown_keys(routing, ("strategy",), "[routing]", problems)
+    _unknown_keys(file, _TOP_LEVEL, "the config file", problems)
 
     providers = _providers(file, env, problems, warnings)
     aliases, chains = _aliases(file, env, problems)
@@ -255,6 +266,7 @@ def load_settings(
         retries=retries,
         strategy=strategy,
         shutdown_grace=shutdown_grace,
+        body_timeout=body_timeout,
         pool_size=pool_size,
         aliases=aliases,
         chains=chains,
@@ -265,6 +277,48 @@ def load_settings(
         config_path=str(path) if path else None,
         warnings=tuple(warnings),
     )
+
+
+_SERVER_KEYS = (
+    "host",
+    "port",
+    "port_retries",
+    "max_body_bytes",
+    "pool_size",
+    "log_level",
+    "shutdown_grace",
+    "body_timeout",
+)
+_PROVIDER_KEYS = (
+    "format",
+    "base_url",
+    "api_key",
+    "keys",
+    "key_required",
+    "models",
+    "headers",
+    "timeouts",
+    "retries",
+)
+_TOP_LEVEL = (
+    "server",
+    "timeouts",
+    "retries",
+    "routing",
+    "aliases",
+    "fallbacks",
+    "deployments",
+    "models",
+    "providers",
+)
+
+
+def _unknown_keys(
+    table: Mapping[str, Any], known: tuple[str, ...], where: str, problems: list[str]
+) -> None:
+    for key in table:
+        if key not in known:
+            problems.append(f"{where}: unknown setting {key!r} (known: {', '.join(known)})")
 
 
 def _read_toml(path: str, problems: list[str]) -> dict[str, Any]:
@@ -354,6 +408,7 @@ def _providers(
             problems.append(f"[providers.{name}]: invalid provider name")
             continue
         entries[name] = entry
+        _unknown_keys(entry, _PROVIDER_KEYS, f"[providers.{name}]", problems)
         if name not in rows:
             wire = entry.get("format", "openai")
             if wire not in formats:

@@ -25,7 +25,7 @@ from ..routing.router import Group, Route, Router, Target
 from ..schema.anthropic import MessagesRequest, validate_messages_request
 from ..translate.anthropic_request import to_canonical_request
 from ..translate.anthropic_response import AnthropicEventWriter, to_anthropic_message
-from .body import read_json_object
+from .body import BodyReader
 from .dispatch import Answer, ChatCall, Dispatcher
 from .responses import Dialect, error_response, internal_error, request_id
 from .streaming import canonical_chunks, write_stream
@@ -40,15 +40,15 @@ _ESTIMATE_HEADER = {"x-mini-llm-token-count": "estimate"}
 
 
 class AnthropicRoutes:
-    def __init__(self, router: Router, dispatcher: Dispatcher, max_body_bytes: int) -> None:
+    def __init__(self, router: Router, dispatcher: Dispatcher, body: BodyReader) -> None:
         self._router = router
         self._dispatcher = dispatcher
-        self._limit = max_body_bytes
+        self._body = body
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         try:
-            body = await read_json_object(request, self._limit)
+            body = await self._body.read_object(request)
             parsed = validate_messages_request(body)
             route = self._router.route(parsed.model)
             stream = bool(parsed.stream)
@@ -74,7 +74,7 @@ class AnthropicRoutes:
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         try:
-            body = await read_json_object(request, self._limit)
+            body = await self._body.read_object(request)
             parsed = validate_messages_request(body, count_only=True)
             target = self._router.route(parsed.model).primary
             if target.provider.wire.name == "anthropic":

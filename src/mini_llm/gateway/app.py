@@ -20,10 +20,10 @@ from ..providers.registry import build_providers
 from ..routing.router import Router
 from ..upstream import HttpTransport
 from .anthropic_routes import AnthropicRoutes
+from .body import BodyReader
 from .dispatch import Dispatcher
 from .openai_routes import OpenAIRoutes
-from .proxy import Proxy
-from .responses import Dialect, error_response
+from .responses import Dialect, error_response, request_id
 
 __all__ = ["Gateway", "build_app"]
 
@@ -41,15 +41,19 @@ class Gateway:
         self.providers = build_providers(settings.providers, self.http)
         self.router = Router(settings.aliases, self.providers, settings)
         self.redact = Redactor(settings.secrets())
-        self.proxy = Proxy(self.redact)
         self.dispatcher = Dispatcher(self.redact)
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(int(self.started_at))}
         )
 
     def provider_health(self) -> dict[str, Any]:
-        """Key health of every provider that has keys (never the keys: last 4 characters)."""
-        return {p.name: p.keys.status() for p in self.providers.values() if len(p.keys)}
+        """Key health of every provider that has keys (never the keys: last 4 characters):
+        how many, how many cool down, which are set aside, which were refused for a model."""
+        health = {p.name: p.keys.status() for p in self.providers.values() if len(p.keys)}
+        for label, hints in self.router.refusals().items():
+            provider = label.partition("/")[0]
+            health.setdefault(provider, {}).setdefault("refused_for", {})[label] = hints
+        return health
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_monotonic
@@ -87,7 +91,8 @@ def build_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
 
-    openai = OpenAIRoutes(gateway.router, gateway.dispatcher, settings.max_body_bytes)
+    body = BodyReader(settings.max_body_bytes, settings.body_timeout)
+    openai = OpenAIRoutes(gateway.router, gateway.dispatcher, body)
     known: dict[str, tuple[str, ...]] = {}
 
     def add(method: str, path: str, handler: Any) -> None:
@@ -103,6 +108,7 @@ def build_app(settings: Settings) -> web.Application:
                 "started_at": gateway.started_at,
                 "pid": os.getpid(),
                 "shutdown_grace_s": settings.shutdown_grace,
+                "in_flight": gateway.router.in_flight(),
                 "providers": gateway.provider_health(),
             },
             dumps=lambda o: msgspec.json.encode(o).decode(),
@@ -115,7 +121,7 @@ def build_app(settings: Settings) -> web.Application:
     add("GET", "/v1/models", models)
     add("POST", "/v1/chat/completions", openai.chat_completions)
     add("POST", "/chat/completions", openai.chat_completions)
-    anthropic = AnthropicRoutes(gateway.router, gateway.dispatcher, settings.max_body_bytes)
+    anthropic = AnthropicRoutes(gateway.router, gateway.dispatcher, body)
     add("POST", "/v1/messages", anthropic.messages)
     add("POST", "/v1/messages/count_tokens", anthropic.count_tokens)
 
@@ -126,11 +132,11 @@ def build_app(settings: Settings) -> web.Application:
             error = MethodNotAllowedError(
                 f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}."
             )
-            response = error_response(error, Dialect.OPENAI)
+            response = error_response(error, Dialect.OPENAI, request_id(request))
             response.headers["Allow"] = ", ".join(methods)
             return response
         error = NotFoundError(f"Unknown route: {request.method} {request.path}")
-        return error_response(error, Dialect.OPENAI)
+        return error_response(error, Dialect.OPENAI, request_id(request))
 
     app.router.add_route("*", "/{tail:.*}", unknown_route)
     return app

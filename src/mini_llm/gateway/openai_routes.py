@@ -15,7 +15,7 @@ from ..errors import GatewayError
 from ..routing.router import Router
 from ..schema.openai import validate_chat_request
 from ..sse import DONE
-from .body import read_json_object
+from .body import BodyReader
 from .dispatch import Answer, ChatCall, Dispatcher
 from .responses import Dialect, error_response, internal_error, request_id
 from .streaming import canonical_chunks, write_stream
@@ -29,15 +29,15 @@ _JSON = "application/json"
 
 
 class OpenAIRoutes:
-    def __init__(self, router: Router, dispatcher: Dispatcher, max_body_bytes: int) -> None:
+    def __init__(self, router: Router, dispatcher: Dispatcher, body: BodyReader) -> None:
         self._router = router
         self._dispatcher = dispatcher
-        self._limit = max_body_bytes
+        self._body = body
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         try:
-            body = await read_json_object(request, self._limit)
+            body = await self._body.read_object(request)
             chat = validate_chat_request(body)
             route = self._router.route(chat.model)
             stream = bool(chat.stream)

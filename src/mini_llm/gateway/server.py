@@ -237,16 +237,17 @@ def _supervise(pids: list[int], stopping: list[int], grace: float) -> bool:
         if stopping and deadline is None:
             deadline = time.monotonic() + grace
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG if deadline is not None else 0)
+            # never a blocking wait: Python restarts an interrupted waitpid (PEP 475), so a
+            # signal would not get us back here to start the kill deadline
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
         if pid == 0:
-            assert deadline is not None
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 log.warning("workers %s did not stop in time; killing them", sorted(alive))
                 _signal_all(sorted(alive), signal.SIGKILL)
                 deadline = float("inf")
-            time.sleep(0.05)
+            time.sleep(0.05 if deadline is not None else 0.2)
             continue
         if pid not in alive:
             continue

@@ -7,6 +7,7 @@ Parsed once at start-up by `config.load_settings`; the router attaches the effec
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 from collections.abc import Mapping
@@ -168,23 +169,33 @@ def backoff_delay(policy: RetryPolicy, retry: int, rng: random.Random | None = N
     return (rng or random).uniform(0, ceiling)
 
 
+MAX_RETRY_AFTER = 86_400.0  # an upstream asking for more than a day is not taken literally
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date),
+    between 0 and a day; None when the upstream said nothing usable."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000)
+            return _bounded(float(ms) / 1000)
         except ValueError:
             pass
     value = headers.get("Retry-After") or headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return _bounded(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return _bounded(when.timestamp() - (time.time() if now is None else now))
+
+
+def _bounded(seconds: float) -> float | None:
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

@@ -174,6 +174,10 @@ class Router:
         """The first target a name routes to."""
         return self.route(name).primary
 
+    def in_flight(self) -> int:
+        """Upstream calls under way right now, over every target."""
+        return sum(t.in_flight for t in (*self._fixed_targets.values(), *self._targets.values()))
+
     def refusals(self) -> dict[str, list[str]]:
         """Keys refused with 403 per upstream model, by their last 4 characters."""
         return {

@@ -363,7 +363,7 @@ class AsyncChatStream:
                 data = await self._chunks.__anext__()
             except StopAsyncIteration:
                 data = b""
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 await self.aclose()
                 raise APITimeoutError("the gateway stopped sending the stream") from None
             except aiohttp.ClientError as e:
@@ -466,11 +466,12 @@ class AsyncClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # like Client: a bound on each wait for the gateway, not on a whole stream
+                timeout=aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout),
             )
         try:
             return await self._session.request(method, base_url + path, data=body)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise APITimeoutError(f"the gateway at {base_url} did not answer") from None
         except aiohttp.ClientError as e:
             raise APIConnectionError(
@@ -483,7 +484,7 @@ class AsyncClient:
 
         try:
             return await response.read()
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise APITimeoutError("the gateway stopped answering") from None
         except aiohttp.ClientError as e:
             raise APIConnectionError(f"lost the connection to the gateway: {e}") from None
