@@ -178,3 +178,18 @@ def test_event_writer_sequence() -> None:
     delta = events[-2][1]
     assert delta["delta"]["stop_reason"] == "tool_use"
     assert delta["usage"]["output_tokens"] == 7 and delta["usage"]["input_tokens"] == 5
+
+
+def test_usage_that_is_not_numbers_counts_zero() -> None:
+    from mini_llm.translate.anthropic_response import anthropic_usage
+
+    usage = anthropic_usage(
+        {"prompt_tokens": "abc", "completion_tokens": None, "prompt_tokens_details": {"x": 1}}
+    )
+    assert usage == {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
+    assert anthropic_usage({"prompt_tokens": 10.0, "completion_tokens": 3})["input_tokens"] == 10

@@ -9,6 +9,7 @@ usage) and `message_stop`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -33,16 +34,23 @@ def anthropic_usage(usage: Any) -> dict[str, int]:
     """Anthropic usage for canonical usage: cached prompt tokens are reported as cache reads."""
     if not isinstance(usage, dict):
         usage = {}
-    prompt = int(usage.get("prompt_tokens") or 0)
+    prompt = _count(usage.get("prompt_tokens"))
     details = usage.get("prompt_tokens_details")
-    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    written = int(usage.get("cache_creation_input_tokens") or 0)
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    written = _count(usage.get("cache_creation_input_tokens"))
     return {
         "input_tokens": max(prompt - cached - written, 0),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
+        "output_tokens": _count(usage.get("completion_tokens")),
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
+
+
+def _count(value: Any) -> int:
+    """A token count as an upstream reported it; anything that is not a number counts 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return max(int(value), 0)
+    return 0
 
 
 def _message_id(ident: Any) -> str:
