@@ -3,10 +3,10 @@
 For each target of the route in turn (the balancer's pick first, then the rest of its group,
 then the fallbacks), it tries up to the target's `attempts`:
 
-- a healthy key is taken from the provider's pool; 401/403 set that key aside and the next
-  key is tried at once; 429 cools the key down for Retry-After (or a backoff) and, when the
-  pool has another healthy key, tries it at once;
-- 429, 500, 502, 503, 504, 529, connect errors, timeouts, dropped connections and malformed
+- a healthy key is taken from the provider's pool; 401 sets that key aside (403: for this
+  target only) and the next key is tried at once; 429 cools the key down for Retry-After (or
+  a backoff) and, when the pool has another healthy key, tries it at once;
+- 408, 429, 500, 502, 503, 504, 529, connect errors, timeouts, dropped connections and malformed
   answers are retried after an exponential backoff with full jitter (Retry-After and
   retry-after-ms honoured); `context_length_exceeded` moves on to the next target; any
   other 4xx (400, 404, 422...) is the client's answer at once;
@@ -14,7 +14,9 @@ then the fallbacks), it tries up to the target's `attempts`:
   before then falls back like any request; after that, nothing is retried;
 - the whole request may spend the route's `budget` seconds waiting on retries.
 
-When every target's keys are cooling down, the client gets 429 with the soonest Retry-After.
+When every target failed and some only lacked a key that cools down within `backoff_max`,
+the walk is repeated once that key is back (at most three walks, within the budget); else the
+client gets the last error, 429 with the soonest Retry-After when keys were cooling down.
 """
 
 from __future__ import annotations
