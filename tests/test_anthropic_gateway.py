@@ -231,3 +231,44 @@ def test_thinking_from_anthropic_reaches_openai_client_and_goes_back(
     client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=history)
     again = anthropic_upstream.requests[1].body["messages"][1]["content"]
     assert again[0] == {"type": "thinking", "thinking": "hmm", "signature": "sig=="}
+
+
+def test_anthropic_beta_and_version_reach_an_anthropic_upstream_only(
+    make_gateway: GatewayFactory,
+    anthropic_upstream: AnthropicUpstream,
+    anthropic_upstream_url: str,
+    openai_upstream: Any,
+    openai_upstream_url: str,
+) -> None:
+    gateway = make_gateway(
+        {
+            "ANTHROPIC_BASE_URL": anthropic_upstream_url,
+            "ANTHROPIC_API_KEY": KEY,
+            "OPENAI_BASE_URL": openai_upstream_url,
+            "OPENAI_API_KEY": "sk-test-openai-0001",
+        }
+    )
+    client = anthropic.Anthropic(
+        base_url=gateway.url,
+        api_key="client",
+        max_retries=0,
+        default_headers={"anthropic-beta": "prompt-caching-2024-07-31"},
+    )
+    client.messages.create(
+        model="anthropic/claude-sonnet-4-5",
+        max_tokens=20,
+        messages=[{"role": "user", "content": "hello"}],
+    )
+    client.messages.count_tokens(
+        model="anthropic/claude-sonnet-4-5", messages=[{"role": "user", "content": "hello"}]
+    )
+    for seen in anthropic_upstream.requests:
+        assert seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
+        assert seen.headers["anthropic-version"] == client.default_headers["anthropic-version"]
+        assert seen.headers["x-api-key"] == KEY
+    assert len(anthropic_upstream.requests) == 2
+    # translated to another format, the Anthropic headers stay behind
+    client.messages.create(
+        model="openai/gpt-4o", max_tokens=20, messages=[{"role": "user", "content": "hello"}]
+    )
+    assert "anthropic-beta" not in openai_upstream.requests[-1].headers

@@ -57,6 +57,7 @@ class AnthropicRoutes:
                 native_wire="anthropic",
                 stream=stream,
                 to_canonical=lambda _: to_canonical_request(parsed),
+                native_headers=_forwarded(request),
             )
             answer = await self._dispatcher.run(route, call)
             headers = answer.headers()
@@ -78,7 +79,7 @@ class AnthropicRoutes:
             parsed = validate_messages_request(body, count_only=True)
             target = self._router.route(parsed.model).primary
             if target.provider.wire.name == "anthropic":
-                return await self._count_upstream(target, body, rid)
+                return await self._count_upstream(request, target, body, rid)
             estimate = {"input_tokens": _estimate(parsed), "estimated": True}
             headers = {**_ESTIMATE_HEADER, "x-request-id": rid}
             return web.Response(body=_encode(estimate), content_type=_JSON, headers=headers)
@@ -106,18 +107,37 @@ class AnthropicRoutes:
                     yield b"".join(events)
         yield b"".join(writer.finish())
 
-    async def _count_upstream(self, target: Target, body: dict[str, Any], rid: str) -> web.Response:
+    async def _count_upstream(
+        self, request: web.Request, target: Target, body: dict[str, Any], rid: str
+    ) -> web.Response:
         """Anthropic counts the tokens itself: through the dispatcher, so keys rotate, cool
         down and are set aside as for any request, and failures are retried."""
         body.pop("max_tokens", None)
         body.pop("stream", None)
         route = Route(target.label, (Group((target,), (1.0,), "round-robin"),))
-        call = ChatCall(body, native_wire="anthropic", stream=False, build=_count_tokens_request)
+        call = ChatCall(
+            body,
+            native_wire="anthropic",
+            stream=False,
+            build=_count_tokens_request,
+            native_headers=_forwarded(request),
+        )
         answer = await self._dispatcher.run(route, call)
         headers = answer.headers()
         headers["x-request-id"] = rid
         headers["Content-Type"] = _JSON
         return web.Response(body=answer.data or b"", headers=headers)
+
+
+# Client headers an Anthropic upstream should see: opt-in betas, and the API version the
+# client's request is written for (else the gateway's own).
+_FORWARDED = ("anthropic-beta", "anthropic-version")
+
+
+def _forwarded(request: web.Request) -> dict[str, str] | None:
+    headers = request.headers
+    found = {name: headers[name] for name in _FORWARDED if name in headers}
+    return found or None
 
 
 def _count_tokens_request(

@@ -67,7 +67,15 @@ RequestBuilder = Callable[[Provider, dict[str, Any], KeyEntry | None, bool], Ups
 class ChatCall:
     """One client request: its body in the client's dialect and, made on demand, canonical."""
 
-    __slots__ = ("_canonical", "_to_canonical", "body", "build", "native_wire", "stream")
+    __slots__ = (
+        "_canonical",
+        "_to_canonical",
+        "body",
+        "build",
+        "native_headers",
+        "native_wire",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -77,11 +85,15 @@ class ChatCall:
         stream: bool,
         to_canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         build: RequestBuilder | None = None,
+        native_headers: dict[str, str] | None = None,
     ) -> None:
         self.body = body
         self.native_wire = native_wire
         self.stream = stream
         self.build = build
+        self.native_headers = native_headers
+        """Client headers that go upstream when the provider speaks the client's format
+        (`anthropic-beta`, for one); a translated request does not carry them."""
         """Builds the upstream request instead of the wire format (another endpoint)."""
         self._to_canonical = to_canonical
         self._canonical: dict[str, Any] | None = None
@@ -273,6 +285,9 @@ class Dispatcher:
         body["model"] = target.model
         build = call.build or (wire.native_request if native else wire.chat_request)
         request = build(provider, body, key, call.stream)
+        if native and call.native_headers:
+            headers = {**request.headers, **call.native_headers}
+            request = UpstreamRequest(request.method, request.url, headers, request.body)
         timeouts = target.timeouts
         target.in_flight += 1
         handed_over = False
