@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -157,6 +158,7 @@ def test_stream_with_thinking_and_two_tool_calls() -> None:
     (blocks,) = [d["thinking_blocks"] for d in deltas if "thinking_blocks" in d]
     assert blocks == [
         {
+            "index": 0,
             "type": "thinking",
             "thinking": "I should call the tool.",
             "signature": "EqQBCgIYAhIM1gbcDa9GJwZA",
@@ -201,3 +203,103 @@ def test_error_body() -> None:
     info = ANTHROPIC_WIRE.error_info(529, load_bytes("anthropic", "error_overloaded.json"))
     assert (info.message, info.type) == ("Overloaded", "overloaded_error")
     assert ANTHROPIC_WIRE.error_info(500, b"<html>").message == "upstream answered HTTP 500"
+
+
+def test_streamed_tool_without_parameters_gets_empty_object_arguments() -> None:
+    from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
+    from mini_llm.sse import SSEEvent
+
+    events = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {"id": "msg_1", "model": "c", "usage": {"input_tokens": 3}},
+            },
+        ),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": ""},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use"},
+                "usage": {"output_tokens": 5},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    translator = AnthropicStreamTranslator()
+    chunks = [c for name, data in events for c in translator.feed(SSEEvent(json.dumps(data), name))]
+    calls = [
+        c
+        for ch in chunks
+        for choice in ch["choices"]
+        for c in choice["delta"].get("tool_calls", [])
+    ]
+    assert "".join(c["function"]["arguments"] for c in calls) == "{}"
+
+
+def test_two_thinking_blocks_stream_into_the_openai_accumulator() -> None:
+    """The openai package's stream accumulator needs an `index` on list entries."""
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    from openai.types.chat import ChatCompletionChunk
+
+    from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
+    from mini_llm.sse import SSEEvent
+
+    def block(i: int, kind: str, extra: dict[str, str]) -> list[tuple[str, dict[str, object]]]:
+        start = {
+            "type": "content_block_start",
+            "index": i,
+            "content_block": {"type": kind, **extra},
+        }
+        return [
+            ("content_block_start", start),
+            ("content_block_stop", {"type": "content_block_stop", "index": i}),
+        ]
+
+    events = [
+        (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {"id": "msg_1", "model": "c", "usage": {"input_tokens": 3}},
+            },
+        ),
+        *block(0, "redacted_thinking", {"data": "abc"}),
+        *block(1, "thinking", {"thinking": "hm", "signature": "sig"}),
+        *block(2, "text", {"text": "hi"}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 5},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    translator = AnthropicStreamTranslator()
+    state = ChatCompletionStreamState()
+    for name, data in events:
+        for chunk in translator.feed(SSEEvent(json.dumps(data), name)):
+            chunk["created"] = 1
+            state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
+    message = state.get_final_completion().choices[0].message
+    assert message.content == "hi"

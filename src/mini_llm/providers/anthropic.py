@@ -286,19 +286,27 @@ def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     if system:
         out["system"] = system
 
+    tools = _tools(body["tools"]) if body.get("tools") else []
+    choice = _tool_choice(body.get("tool_choice")) if tools else None
+    json_tool = _json_tool(body.get("response_format"))
+    if json_tool is not None:
+        if not tools:  # with tools of its own the model may still call them first
+            choice = {"type": "tool", "name": JSON_TOOL}
+        tools.append(json_tool)
+
     effort = body.get("reasoning_effort")
     budget = _THINKING_BUDGET.get(effort) if isinstance(effort, str) else None
+    if choice is not None and choice.get("type") in ("any", "tool"):
+        # Anthropic refuses thinking when the tool is forced; the forced tool (the client's
+        # tool_choice, or JSON mode) is a contract, reasoning effort only a preference
+        budget = None
     if budget is not None:
         limit = max_tokens if isinstance(max_tokens, int) else default_max_tokens(model)
         out["max_tokens"] = limit if limit > budget else limit + budget
         out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     else:
         out["max_tokens"] = max_tokens if isinstance(max_tokens, int) else default_max_tokens(model)
-        for name in ("temperature", "top_p"):
-            if body.get(name) is not None:
-                out[name] = body[name]
-    if body.get("top_k") is not None:
-        out["top_k"] = body["top_k"]
+        _sampling(body, out)
 
     stop = body.get("stop")
     if isinstance(stop, str):
@@ -308,13 +316,6 @@ def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"]}
 
-    tools = _tools(body["tools"]) if body.get("tools") else []
-    choice = _tool_choice(body.get("tool_choice")) if tools else None
-    json_tool = _json_tool(body.get("response_format"))
-    if json_tool is not None:
-        if not tools:  # with tools of its own the model may still call them first
-            choice = {"type": "tool", "name": JSON_TOOL}
-        tools.append(json_tool)
     if tools:
         out["tools"] = tools
         if body.get("parallel_tool_calls") is False:
@@ -324,6 +325,19 @@ def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     if stream:
         out["stream"] = True
     return out
+
+
+def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
+    """temperature (OpenAI allows up to 2, Anthropic 1), top_p and top_k; recent Claude models
+    refuse temperature and top_p together, so temperature alone goes when both are given.
+    None of them is sent with thinking on (Anthropic refuses them then)."""
+    temperature = body.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        out["temperature"] = min(max(float(temperature), 0.0), 1.0)
+    elif body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+    if body.get("top_k") is not None:
+        out["top_k"] = body["top_k"]
 
 
 class AnthropicWire:

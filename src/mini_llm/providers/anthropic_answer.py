@@ -200,6 +200,8 @@ class AnthropicStreamTranslator:
         "_json_answer",
         "_model",
         "_thinking",
+        "_thought_blocks",
+        "_tool_args",
         "_tools",
         "_usage",
     )
@@ -211,7 +213,9 @@ class AnthropicStreamTranslator:
         # block index -> ("text" | "thinking" | "json" | "tool", tool index or -1)
         self._blocks: dict[int, tuple[str, int]] = {}
         self._thinking: dict[int, list[str]] = {}
+        self._thought_blocks = 0  # thinking blocks sent so far: their `index` in the deltas
         self._tools = 0
+        self._tool_args: set[int] = set()  # tool calls that received argument text
         self._finish: str | None = None
         self._json_answer = False
         self._done = False
@@ -280,7 +284,7 @@ class AnthropicStreamTranslator:
             self._thinking[index] = [str(block.get("thinking") or ""), ""]
             return []
         if kind == "redacted_thinking":
-            return [self._chunk({"thinking_blocks": [block]})]
+            return [self._chunk({"thinking_blocks": [self._thought(block)]})]
         if kind == "tool_use" and block.get("name") == JSON_TOOL:
             self._blocks[index] = ("json", -1)
             self._json_answer = True
@@ -312,6 +316,7 @@ class AnthropicStreamTranslator:
             if block == "json":
                 return [self._chunk({"content": partial})]
             if block == "tool":
+                self._tool_args.add(tool)
                 call = {"index": tool, "function": {"arguments": partial}}
                 return [self._chunk({"tool_calls": [call]})]
             return []
@@ -325,11 +330,24 @@ class AnthropicStreamTranslator:
         return []
 
     def _stop(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        thinking = self._thinking.pop(int(data.get("index", 0)), None)
+        index = int(data.get("index", 0))
+        kind, tool = self._blocks.get(index, ("", -1))
+        if kind == "tool" and tool not in self._tool_args:
+            # a tool without parameters streams no argument text: `{}`, as unstreamed answers
+            call = {"index": tool, "function": {"arguments": "{}"}}
+            return [self._chunk({"tool_calls": [call]})]
+        thinking = self._thinking.pop(index, None)
         if thinking is None:
             return []
         block = {"type": "thinking", "thinking": thinking[0], "signature": thinking[1]}
-        return [self._chunk({"thinking_blocks": [block]})]
+        return [self._chunk({"thinking_blocks": [self._thought(block)]})]
+
+    def _thought(self, block: dict[str, Any]) -> dict[str, Any]:
+        """A thinking block for a delta, with the `index` stream accumulators (the openai
+        package's among them) need to tell one list entry from the next."""
+        out = {**block, "index": self._thought_blocks}
+        self._thought_blocks += 1
+        return out
 
     def finish(self) -> list[dict[str, Any]]:
         if not self._done:
