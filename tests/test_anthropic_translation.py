@@ -303,3 +303,30 @@ def test_two_thinking_blocks_stream_into_the_openai_accumulator() -> None:
             state.handle_chunk(ChatCompletionChunk.model_validate(chunk))
     message = state.get_final_completion().choices[0].message
     assert message.content == "hi"
+
+
+def test_forced_tool_turns_thinking_off_and_sampling_fits_anthropic() -> None:
+    base: dict[str, Any] = {"model": "claude-x", "messages": [{"role": "user", "content": "x"}]}
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    # JSON mode forces a tool: Anthropic refuses thinking with it
+    json_mode = to_anthropic_request(
+        {**base, "reasoning_effort": "high", "response_format": schema}, False
+    )
+    assert "thinking" not in json_mode
+    assert json_mode["tool_choice"]["type"] == "tool"
+    forced = to_anthropic_request(
+        {**base, "reasoning_effort": "low", "tools": tools, "tool_choice": "required"}, False
+    )
+    assert "thinking" not in forced
+    # thinking with a free tool choice stays, and then no sampling parameters go
+    thinking = to_anthropic_request(
+        {**base, "reasoning_effort": "low", "tools": tools, "temperature": 0.5, "top_k": 5}, False
+    )
+    assert thinking["thinking"]["type"] == "enabled"
+    assert not {"temperature", "top_p", "top_k"} & set(thinking)
+    # OpenAI's temperature goes up to 2, Anthropic's to 1; top_p does not go with it
+    sampled = to_anthropic_request({**base, "temperature": 1.5, "top_p": 0.9}, False)
+    assert sampled["temperature"] == 1.0
+    assert "top_p" not in sampled
+    assert to_anthropic_request({**base, "top_p": 0.9}, False)["top_p"] == 0.9
