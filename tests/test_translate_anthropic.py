@@ -193,3 +193,58 @@ def test_usage_that_is_not_numbers_counts_zero() -> None:
         "cache_creation_input_tokens": 0,
     }
     assert anthropic_usage({"prompt_tokens": 10.0, "completion_tokens": 3})["input_tokens"] == 10
+
+
+def _events(writer: AnthropicEventWriter, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    parser = SSEParser()
+    raw = b"".join(b for chunk in chunks for b in writer.feed(chunk)) + b"".join(writer.finish())
+    return [msgspec.json.decode(event.data) for event in parser.feed(raw)]
+
+
+def test_tool_calls_without_index_are_told_apart_by_id() -> None:
+    chunks = [
+        _chunk(
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "a", "function": {"name": "get", "arguments": '{"x":'}}],
+            }
+        ),
+        _chunk({"tool_calls": [{"function": {"arguments": " 1}"}}]}),
+        _chunk(
+            {"tool_calls": [{"index": 0, "id": "g", "function": {"name": "put", "arguments": ""}}]}
+        ),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        _chunk({}, "stop"),  # a server that says stop after tool calls
+    ]
+    events = _events(AnthropicEventWriter("m"), chunks)
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert [(b["id"], b["name"]) for b in starts] == [("a", "get"), ("g", "put")]
+    args: dict[int, str] = {}
+    for e in events:
+        if e["type"] == "content_block_delta":
+            args[e["index"]] = args.get(e["index"], "") + e["delta"]["partial_json"]
+    assert args == {0: '{"x": 1}', 1: "{}"}
+    (delta,) = [e for e in events if e["type"] == "message_delta"]
+    assert delta["delta"]["stop_reason"] == "tool_use"
+
+
+def test_streamed_refusal_is_text() -> None:
+    events = _events(
+        AnthropicEventWriter("m"), [_chunk({"refusal": "I can't help with that."}, "stop")]
+    )
+    texts = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
+    assert texts == ["I can't help with that."]
+
+
+def test_invented_tool_ids_do_not_repeat_across_answers() -> None:
+    def answer(ident: str) -> dict[str, Any]:
+        call = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"id": ident, "choices": [{"message": message, "finish_reason": "stop"}]}
+
+    first = to_anthropic_message(answer("chatcmpl-1"), "m")
+    second = to_anthropic_message(answer("chatcmpl-2"), "m")
+    ids = {first["content"][0]["id"], second["content"][0]["id"]}
+    assert len(ids) == 2
+    assert all(i.startswith("toolu_") for i in ids)
+    assert first["stop_reason"] == "tool_use"

@@ -10,6 +10,8 @@ usage) and `message_stop`.
 from __future__ import annotations
 
 import math
+import re
+import uuid
 from typing import Any
 
 import msgspec
@@ -95,17 +97,20 @@ def to_anthropic_message(answer: dict[str, Any], model: str) -> dict[str, Any]:
     refusal = message.get("refusal")
     if refusal and not text:
         content.append({"type": "text", "text": refusal})
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls") or ()
+    for n, call in enumerate(calls):
         function = call.get("function") or {}
         content.append(
             {
                 "type": "tool_use",
-                "id": call.get("id") or f"toolu_{len(content)}",
+                "id": call.get("id") or _invented_id(answer.get("id"), n),
                 "name": function.get("name", ""),
                 "input": _arguments(function.get("arguments")),
             }
         )
     finish = choice.get("finish_reason")
+    if calls and finish in (None, "stop"):
+        finish = "tool_calls"  # some servers say stop: agents loop on stop_reason tool_use
     return {
         "id": _message_id(answer.get("id")),
         "type": "message",
@@ -118,6 +123,16 @@ def to_anthropic_message(answer: dict[str, Any], model: str) -> dict[str, Any]:
     }
 
 
+_NOT_IN_ID = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def _invented_id(answer_id: Any, n: int) -> str:
+    """A tool_use id for a call the upstream left without one, unique across answers (Anthropic
+    refuses a conversation whose tool_use ids repeat): from the answer's id when it has one."""
+    seed = _NOT_IN_ID.sub("", str(answer_id or "")) or uuid.uuid4().hex
+    return f"toolu_{seed}_{n}"
+
+
 def _event(name: str, payload: dict[str, Any]) -> bytes:
     return format_event(name, _encode(payload))
 
@@ -125,19 +140,34 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 class AnthropicEventWriter:
     """Canonical chunks -> Anthropic SSE events, already formatted (one per stream)."""
 
-    __slots__ = ("_block", "_count", "_model", "_started", "_stop", "_tools", "_usage")
+    __slots__ = (
+        "_answer_id",
+        "_block",
+        "_count",
+        "_last_tool",
+        "_model",
+        "_started",
+        "_stop",
+        "_tool_ids",
+        "_tools",
+        "_usage",
+    )
 
     def __init__(self, model: str) -> None:
         self._model = model
         self._started = False
+        self._answer_id: Any = None
         self._count = 0  # blocks opened so far
         self._block: tuple[str, int] | None = None  # (kind, index) of the open block
         self._tools: dict[int, int] = {}  # canonical tool-call index -> block index
+        self._tool_ids: dict[str, int] = {}  # tool-call id -> block index
+        self._last_tool: int | None = None  # the block of the latest tool call
         self._stop: str | None = None
         self._usage: Any = None
 
     def _start(self, ident: Any) -> bytes:
         self._started = True
+        self._answer_id = ident
         message: dict[str, Any] = {
             "id": _message_id(ident),
             "type": "message",
@@ -185,14 +215,18 @@ class AnthropicEventWriter:
                 continue
             delta = choice.get("delta") or {}
             self._reasoning(delta, out)
-            text = delta.get("content")
-            if text:
-                index = self._current("text", {"type": "text", "text": ""}, out)
-                self._delta(index, {"type": "text_delta", "text": text}, out)
+            for text in (delta.get("content"), delta.get("refusal")):
+                if text and isinstance(text, str):
+                    index = self._current("text", {"type": "text", "text": ""}, out)
+                    self._delta(index, {"type": "text_delta", "text": text}, out)
             for call in delta.get("tool_calls") or ():
-                self._tool_call(call, out)
-            if choice.get("finish_reason"):
-                self._stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+                if isinstance(call, dict):
+                    self._tool_call(call, out)
+            finish = choice.get("finish_reason")
+            if finish:
+                if finish == "stop" and self._last_tool is not None:
+                    finish = "tool_calls"  # some servers say stop after tool calls
+                self._stop = STOP_REASONS.get(finish, "end_turn")
         return out
 
     def _reasoning(self, delta: dict[str, Any], out: list[bytes]) -> None:
@@ -220,18 +254,33 @@ class AnthropicEventWriter:
                 self._delta(self._current("thinking", empty, out), signature, out)
 
     def _tool_call(self, call: dict[str, Any], out: list[bytes]) -> None:
-        position = int(call.get("index", 0))
+        """A tool-call delta: its first one (with an id and name) opens a tool_use block, the
+        next ones add argument text. Calls are told apart by `index`, and by `id` for servers
+        that leave `index` out or repeat it."""
+        position = call.get("index")
+        ident = call.get("id")
         function = call.get("function") or {}
-        index = self._tools.get(position)
+        index: int | None = None
+        if isinstance(ident, str) and ident:
+            index = self._tool_ids.get(ident)
+        elif isinstance(position, int):
+            index = self._tools.get(position)
+        else:
+            index = self._last_tool
         if index is None:
+            n = len(self._tool_ids) + len(self._tools)
             block = {
                 "type": "tool_use",
-                "id": call.get("id") or f"toolu_{position}",
+                "id": ident or _invented_id(self._answer_id, n),
                 "name": function.get("name", ""),
                 "input": {},
             }
             index = self._open("tool", block, out)
-            self._tools[position] = index
+            if isinstance(ident, str) and ident:
+                self._tool_ids[ident] = index
+            if isinstance(position, int):  # later deltas without an id follow the latest call
+                self._tools[position] = index
+        self._last_tool = index
         arguments = function.get("arguments")
         if arguments:
             self._delta(index, {"type": "input_json_delta", "partial_json": arguments}, out)
