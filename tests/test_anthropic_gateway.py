@@ -84,8 +84,8 @@ def test_pass_through_stream_bytes_untouched(
 
 
 def test_validation_names_the_field_in_anthropic_shape(gateway: RunningApp) -> None:
-    bad_block = {
-        "model": "anthropic/claude-x",
+    bad_block = {  # a translated request: every block is checked (pass-through: by Anthropic)
+        "model": "mock/echo",
         "max_tokens": 5,
         "messages": [{"role": "user", "content": [{"type": "picture"}]}],
     }
@@ -272,3 +272,72 @@ def test_anthropic_beta_and_version_reach_an_anthropic_upstream_only(
         model="openai/gpt-4o", max_tokens=20, messages=[{"role": "user", "content": "hello"}]
     )
     assert "anthropic-beta" not in openai_upstream.requests[-1].headers
+
+
+def test_pass_through_takes_block_types_the_gateway_does_not_know(
+    gateway: RunningApp, anthropic_upstream: AnthropicUpstream
+) -> None:
+    body = {
+        "model": "anthropic/claude-sonnet-4-5",
+        "max_tokens": 20,
+        "messages": [
+            {"role": "user", "content": "run it"},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "bash_code_execution_tool_result",
+                        "tool_use_id": "srvtoolu_1",
+                        "content": {"type": "bash_code_execution_result", "stdout": "hi"},
+                    },
+                ],
+            },
+            {"role": "user", "content": "and?"},
+        ],
+    }
+    status, _ = post(gateway, "/v1/messages", body)
+    assert status == 200
+    sent = anthropic_upstream.requests[-1].body
+    assert sent["messages"][1]["content"][0]["type"] == "bash_code_execution_tool_result"
+    # a translated request still checks every block
+    body["model"] = "gemini/gemini-2.5-flash"
+    status, answer = post(gateway, "/v1/messages", body)
+    assert status == 400
+    assert json.loads(answer)["type"] == "error"
+
+
+def test_count_tokens_sends_anthropic_only_the_fields_it_takes(
+    gateway: RunningApp, anthropic_upstream: AnthropicUpstream
+) -> None:
+    body = {
+        "model": "anthropic/claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 10,
+        "temperature": 0.3,
+        "stream": True,
+        "system": "be brief",
+    }
+    status, _ = post(gateway, "/v1/messages/count_tokens", body)
+    assert status == 200
+    assert set(anthropic_upstream.requests[-1].body) == {"model", "messages", "system"}
+
+
+def test_count_tokens_estimate_counts_an_image_as_an_image(gateway: RunningApp) -> None:
+    picture = {"type": "base64", "media_type": "image/png", "data": "A" * 400_000}
+    body = {
+        "model": "gemini/gemini-2.5-flash",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "source": picture},
+                    {"type": "text", "text": "what is it?"},
+                ],
+            }
+        ],
+    }
+    status, answer = post(gateway, "/v1/messages/count_tokens", body)
+    assert status == 200
+    counted = json.loads(answer)
+    assert counted["estimated"] is True
+    assert 1000 < counted["input_tokens"] < 3000  # not 100k for 400 kB of base64

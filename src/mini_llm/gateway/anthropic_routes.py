@@ -22,7 +22,14 @@ from ..providers.base import Provider, UpstreamRequest
 from ..providers.mock import count_tokens
 from ..routing.keys import KeyEntry
 from ..routing.router import Group, Route, Router, Target
-from ..schema.anthropic import MessagesRequest, validate_messages_request
+from ..schema.anthropic import (
+    DocumentBlock,
+    ImageBlock,
+    MessagesRequest,
+    ToolResultBlock,
+    validate_messages_envelope,
+    validate_messages_request,
+)
 from ..translate.anthropic_request import to_canonical_request
 from ..translate.anthropic_response import AnthropicEventWriter, to_anthropic_message
 from .body import BodyReader
@@ -49,22 +56,24 @@ class AnthropicRoutes:
         rid = request_id(request)
         try:
             body = await self._body.read_object(request)
-            parsed = validate_messages_request(body)
-            route = self._router.route(parsed.model)
-            stream = bool(parsed.stream)
+            envelope = validate_messages_envelope(body)
+            route = self._router.route(envelope.model)
+            # a request that may be translated is checked in full now, so that a bad block is
+            # a 400 before anything is sent; one only Anthropic sees is checked by Anthropic
+            parsed = validate_messages_request(body) if _translates(route) else None
             call = ChatCall(
                 body,
                 native_wire="anthropic",
-                stream=stream,
-                to_canonical=lambda _: to_canonical_request(parsed),
+                stream=bool(envelope.stream),
+                to_canonical=lambda b: to_canonical_request(parsed or validate_messages_request(b)),
                 native_headers=_forwarded(request),
             )
             answer = await self._dispatcher.run(route, call)
             headers = answer.headers()
             headers["x-request-id"] = rid
             if answer.stream is None:
-                return self._whole(answer, parsed.model, headers)
-            events = answer.stream if answer.native else self._events(answer, parsed.model)
+                return self._whole(answer, envelope.model, headers)
+            events = answer.stream if answer.native else self._events(answer, envelope.model)
             return await write_stream(request, events, Dialect.ANTHROPIC, headers=headers)
         except GatewayError as e:
             return error_response(e, Dialect.ANTHROPIC, rid)
@@ -76,10 +85,11 @@ class AnthropicRoutes:
         rid = request_id(request)
         try:
             body = await self._body.read_object(request)
-            parsed = validate_messages_request(body, count_only=True)
-            target = self._router.route(parsed.model).primary
+            envelope = validate_messages_envelope(body, count_only=True)
+            target = self._router.route(envelope.model).primary
             if target.provider.wire.name == "anthropic":
                 return await self._count_upstream(request, target, body, rid)
+            parsed = validate_messages_request(body, count_only=True)
             estimate = {"input_tokens": _estimate(parsed), "estimated": True}
             headers = {**_ESTIMATE_HEADER, "x-request-id": rid}
             return web.Response(body=_encode(estimate), content_type=_JSON, headers=headers)
@@ -112,8 +122,7 @@ class AnthropicRoutes:
     ) -> web.Response:
         """Anthropic counts the tokens itself: through the dispatcher, so keys rotate, cool
         down and are set aside as for any request, and failures are retried."""
-        body.pop("max_tokens", None)
-        body.pop("stream", None)
+        body = {k: v for k, v in body.items() if k in _COUNT_TOKENS_FIELDS}
         route = Route(target.label, (Group((target,), (1.0,), "round-robin"),))
         call = ChatCall(
             body,
@@ -128,6 +137,11 @@ class AnthropicRoutes:
         headers["Content-Type"] = _JSON
         return web.Response(body=answer.data or b"", headers=headers)
 
+
+# What Anthropic's count_tokens endpoint takes; sampling and stream settings are refused there.
+_COUNT_TOKENS_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+)
 
 # Client headers an Anthropic upstream should see: opt-in betas, and the API version the
 # client's request is written for (else the gateway's own).
@@ -148,13 +162,37 @@ def _count_tokens_request(
     return UpstreamRequest("POST", url, headers, _encode(body))
 
 
+def _translates(route: Route) -> bool:
+    return any(t.provider.wire.name != "anthropic" for g in route.groups for t in g.targets)
+
+
+# An image or a PDF page costs Anthropic about width × height / 750 tokens: some 1,600 for a
+# picture of about 1.2 megapixels. Their base64 text says nothing about that.
+_PICTURE_TOKENS = 1600
+
+
 def _estimate(request: MessagesRequest) -> int:
-    """About 4 characters a token over the request's text, tools included: an estimate."""
+    """About 4 characters a token over the request's text, tools included, and a flat
+    amount per image or document: an estimate."""
     total = 0
     if request.system:
         total += count_tokens(_encode(request.system).decode())
     for message in request.messages:
-        total += 4 + count_tokens(_encode(message.content).decode())
+        total += 4 + _content_tokens(message.content)
     if request.tools:
         total += count_tokens(_encode(request.tools).decode())
+    return total
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return count_tokens(content)
+    total = 0
+    for block in content or ():
+        if isinstance(block, (ImageBlock, DocumentBlock)):
+            total += _PICTURE_TOKENS
+        elif isinstance(block, ToolResultBlock):
+            total += 4 + _content_tokens(block.content)
+        else:
+            total += count_tokens(_encode(block).decode())
     return total

@@ -8,7 +8,7 @@ travels as the client sent it, only `model` rewritten.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -187,13 +187,42 @@ class MessagesRequest(msgspec.Struct):
     thinking: Thinking | None = None
 
 
+class LooseMessage(msgspec.Struct):
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class MessagesEnvelope(msgspec.Struct):
+    """What routing needs, and all a request bound for an Anthropic upstream is checked for:
+    the upstream knows its own content blocks better than any list kept here."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: list[LooseMessage]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    stream: bool | None = None
+
+
 def validate_messages_request(body: dict[str, Any], *, count_only: bool = False) -> MessagesRequest:
     """The typed request, or a 400 naming the offending field.
 
     `max_tokens` is required for `/v1/messages` and not for `/v1/messages/count_tokens`.
     """
+    return _validate(body, MessagesRequest, count_only)
+
+
+def validate_messages_envelope(
+    body: dict[str, Any], *, count_only: bool = False
+) -> MessagesEnvelope:
+    """Only what routing needs (a request an Anthropic upstream will check itself)."""
+    return _validate(body, MessagesEnvelope, count_only)
+
+
+_Checked = TypeVar("_Checked", MessagesRequest, MessagesEnvelope)
+
+
+def _validate(body: dict[str, Any], kind: type[_Checked], count_only: bool) -> _Checked:
     try:
-        request = msgspec.convert(body, MessagesRequest)
+        request = msgspec.convert(body, kind)
     except msgspec.ValidationError as e:
         raise validation_error(e) from None
     if request.max_tokens is None and not count_only:
