@@ -44,6 +44,7 @@ log = logging.getLogger("mini_llm.gateway")
 _encode = msgspec.json.encode
 _JSON = "application/json"
 _ESTIMATE_HEADER = {"x-mini-llm-token-count": "estimate"}
+_ANTHROPIC_ONLY = frozenset({"anthropic"})
 
 
 class AnthropicRoutes:
@@ -60,7 +61,8 @@ class AnthropicRoutes:
             route = self._router.route(envelope.model)
             # a request that may be translated is checked in full now, so that a bad block is
             # a 400 before anything is sent; one only Anthropic sees is checked by Anthropic
-            parsed = validate_messages_request(body) if _translates(route) else None
+            translates = route.wires != _ANTHROPIC_ONLY
+            parsed = validate_messages_request(body) if translates else None
             call = ChatCall(
                 body,
                 native_wire="anthropic",
@@ -160,10 +162,6 @@ def _count_tokens_request(
     headers = key.headers if key is not None else provider.keyless_headers
     url = provider.config.base_url + "/messages/count_tokens"
     return UpstreamRequest("POST", url, headers, _encode(body))
-
-
-def _translates(route: Route) -> bool:
-    return any(t.provider.wire.name != "anthropic" for g in route.groups for t in g.targets)
 
 
 # An image or a PDF page costs Anthropic about width × height / 750 tokens: some 1,600 for a

@@ -107,11 +107,13 @@ class Group:
 
 
 class Route:
-    __slots__ = ("groups", "name")
+    __slots__ = ("groups", "name", "wires")
 
     def __init__(self, name: str, groups: tuple[Group, ...]) -> None:
         self.name = name
         self.groups = groups
+        self.wires = frozenset(t.provider.wire.name for g in groups for t in g.targets)
+        """The wire formats of every target: whether a request may need translating."""
 
     @property
     def primary(self) -> Target:
