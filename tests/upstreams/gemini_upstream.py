@@ -12,6 +12,7 @@ function `parameters` carrying JSON-schema keywords it does not accept. A model 
 from __future__ import annotations
 
 import json
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -105,15 +106,21 @@ def _parts(reply: Reply) -> list[dict[str, Any]]:
 
 
 def response_json(
-    model: str, parts: list[dict[str, Any]], finish: str | None, usage: bool
+    model: str,
+    parts: list[dict[str, Any]],
+    finish: str | None,
+    usage: bool,
+    response_id: str | None = None,
 ) -> dict[str, Any]:
+    """One `GenerateContentResponse`; like the real API's, its `responseId` is its own (the
+    events of one stream share theirs)."""
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
     answer: dict[str, Any] = {
         "candidates": [candidate],
         "modelVersion": model,
-        "responseId": "gem-resp-1",
+        "responseId": response_id or "gem-" + uuid.uuid4().hex[:12],
     }
     if usage:
         answer["usageMetadata"] = USAGE
@@ -126,10 +133,13 @@ def smart() -> GeminiReply:
         answer = decide(ask_of(body))
         if request.match_info["method"] == "generateContent":
             return web.json_response(response_json(model, _parts(answer), "STOP", True))
-        events = [response_json(model, [{"text": p}], None, False) for p in pieces(answer.text)]
+        rid = "gem-" + uuid.uuid4().hex[:12]
+        events = [
+            response_json(model, [{"text": p}], None, False, rid) for p in pieces(answer.text)
+        ]
         calls = _parts(Reply(calls=answer.calls))
         if calls or not events:
-            events.append(response_json(model, calls or [{"text": ""}], None, False))
+            events.append(response_json(model, calls or [{"text": ""}], None, False, rid))
         last = events[-1]
         last["candidates"][0]["finishReason"] = "STOP"
         last["usageMetadata"] = USAGE

@@ -8,6 +8,7 @@ process. A `Provider` is one configured upstream: its config, wire format, keys 
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "WireFormat",
+    "token_count",
 ]
 
 
@@ -45,6 +47,13 @@ class ErrorInfo:
     type: str | None = None
     code: str | None = None
     param: str | None = None
+
+
+def token_count(value: Any) -> int:
+    """A token count as an upstream reported it; anything not a finite number counts 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return max(int(value), 0)
+    return 0
 
 
 class StreamReader(Protocol):

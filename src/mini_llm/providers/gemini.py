@@ -7,7 +7,8 @@ Pure: dicts in, dicts out. The mapping:
 - assistant `tool_calls` -> `functionCall` parts (a Gemini thought signature rides in
   `extra_content.google.thought_signature`, as Google's own OpenAI endpoint does);
   `tool` messages -> `functionResponse` parts, named after the call they answer;
-- `tools` -> `functionDeclarations`, their JSON schema cleaned to the subset Gemini accepts;
+- `tools` -> `functionDeclarations`, their JSON schema cleaned to the subset Gemini accepts
+  (`$ref`s inlined, a recursive one cut where it repeats, the expansion bounded);
 - `tool_choice` -> `toolConfig.functionCallingConfig` (AUTO, NONE, ANY, allowed names);
 - generation parameters -> `generationConfig`; `response_format` -> `responseMimeType` and
   `responseJsonSchema`; `reasoning_effort` -> `thinkingConfig`;
@@ -35,7 +36,14 @@ from .gemini_answer import (
     parse_gemini_response,
 )
 
-__all__ = ["GEMINI_WIRE", "GeminiWire", "clean_schema", "to_gemini_request"]
+__all__ = [
+    "GEMINI_WIRE",
+    "SCHEMA_DEPTH_LIMIT",
+    "SCHEMA_NODE_LIMIT",
+    "GeminiWire",
+    "clean_schema",
+    "to_gemini_request",
+]
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -95,38 +103,102 @@ def _bad(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"Invalid request at '{param}': {message}", param=param)
 
 
-def clean_schema(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0) -> Any:
-    """A JSON schema reduced to what Gemini accepts: local `$ref`s inlined, unknown keywords
-    dropped, `type: [x, "null"]` -> `type: x, nullable: true`, `const` -> `enum`."""
-    if isinstance(schema, list):
-        return [clean_schema(item, defs, depth + 1) for item in schema]
-    if not isinstance(schema, dict) or depth > 32:
-        return schema
-    if defs is None:
-        defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        target = defs.get(ref.rsplit("/", 1)[-1])
-        if isinstance(target, dict):
-            return clean_schema(target, defs, depth + 1)
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "const":
-            out["enum"] = [value]
-        elif key == "type" and isinstance(value, list):
-            kinds = [k for k in value if k != "null"]
-            out["type"] = kinds[0] if kinds else "string"
-            if "null" in value:
-                out["nullable"] = True
-        elif key == "properties" and isinstance(value, dict):
-            out[key] = {name: clean_schema(sub, defs, depth + 1) for name, sub in value.items()}
-        elif key in ("items", "anyOf"):
-            out[key] = clean_schema(value, defs, depth + 1)
-        elif key in _SCHEMA_KEYS:
-            out[key] = value
-    if out.get("type") == "object" and "properties" in out and "required" in out:
-        out["required"] = [r for r in out["required"] if r in out["properties"]]
-    return out
+SCHEMA_NODE_LIMIT = 2000
+"""The most schema nodes one tool's `parameters` may expand to once their `$ref`s are inlined."""
+SCHEMA_DEPTH_LIMIT = 32
+"""The deepest one tool's `parameters` may nest (Python's stack and Gemini both have limits)."""
+
+
+class _SchemaTooLarge(Exception):
+    pass
+
+
+class _SchemaCleaner:
+    """One schema's cleaning: the definitions its `$ref`s name, the `$ref`s being inlined on
+    the current path (a cycle is cut there), and the nodes it may still produce. Inlining a
+    definition used twice doubles it, so without the budget a small schema can expand to
+    millions of nodes."""
+
+    __slots__ = ("defs", "expanding", "left", "root")
+
+    def __init__(self, root: Any, limit: int) -> None:
+        self.root = root
+        self.defs: dict[str, Any] = {}
+        if isinstance(root, dict):
+            for key in ("definitions", "$defs"):
+                if isinstance(root.get(key), dict):
+                    self.defs.update(root[key])
+        self.expanding = {"#"}  # the root is being expanded from the start
+        self.left = limit
+
+    def clean(self, schema: Any, depth: int) -> Any:
+        if isinstance(schema, list):
+            return [self.clean(item, depth) for item in schema]
+        if not isinstance(schema, dict):
+            return schema
+        self.left -= 1
+        if self.left < 0 or depth > SCHEMA_DEPTH_LIMIT:
+            raise _SchemaTooLarge
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            name = "#" if ref == "#" else ref.rsplit("/", 1)[-1]
+            target = self.root if name == "#" else self.defs.get(name)
+            if isinstance(target, dict):
+                return self._inline(name, target, schema, depth)
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key == "const":
+                out["enum"] = [value]
+            elif key == "type" and isinstance(value, list):
+                kinds = [k for k in value if k != "null"]
+                out["type"] = kinds[0] if kinds else "string"
+                if "null" in value:
+                    out["nullable"] = True
+            elif key == "properties" and isinstance(value, dict):
+                out[key] = {name: self.clean(sub, depth + 1) for name, sub in value.items()}
+            elif key in ("items", "anyOf"):
+                out[key] = self.clean(value, depth + 1)
+            elif key in _SCHEMA_KEYS:
+                out[key] = value
+        if out.get("type") == "object" and "properties" in out and "required" in out:
+            out["required"] = [r for r in out["required"] if r in out["properties"]]
+        return out
+
+    def _inline(self, name: str, target: dict[str, Any], ref: dict[str, Any], depth: int) -> Any:
+        description = ref.get("description") or target.get("description")
+        if name in self.expanding:
+            # a cycle (a tree node's children): Gemini takes no $ref, so any object will do
+            stand_in: dict[str, Any] = {"type": "object"}
+            if isinstance(description, str) and description:
+                stand_in["description"] = description
+            return stand_in
+        self.expanding.add(name)
+        try:
+            out = self.clean(target, depth)
+        finally:
+            self.expanding.discard(name)
+        if isinstance(out, dict) and isinstance(ref.get("description"), str):
+            out["description"] = ref["description"]  # the use site says more than the type
+        return out
+
+
+def clean_schema(schema: Any, *, param: str = "parameters", tool: str = "") -> Any:
+    """A JSON schema reduced to what Gemini accepts: local `$ref`s inlined (a recursive one
+    becomes a plain object where it repeats), unknown keywords dropped,
+    `type: [x, "null"]` -> `type: x, nullable: true`, `const` -> `enum`.
+
+    Raises `InvalidRequestError` (at `param`) for a schema that expands past
+    `SCHEMA_NODE_LIMIT` nodes or nests deeper than `SCHEMA_DEPTH_LIMIT`.
+    """
+    try:
+        return _SchemaCleaner(schema, SCHEMA_NODE_LIMIT).clean(schema, 0)
+    except _SchemaTooLarge:
+        owner = f"the parameters of tool {tool!r} expand" if tool else "the schema expands"
+        raise _bad(
+            param,
+            f"{owner} to more than {SCHEMA_NODE_LIMIT} schema nodes or nest deeper than "
+            f"{SCHEMA_DEPTH_LIMIT} levels once their $refs are inlined; simplify the schema",
+        ) from None
 
 
 def _mime_of(url: str) -> str:
@@ -258,7 +330,8 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"name": function["name"]}
         if function.get("description"):
             entry["description"] = function["description"]
-        schema = clean_schema(function.get("parameters"))
+        param = f"tools.{i}.function.parameters"
+        schema = clean_schema(function.get("parameters"), param=param, tool=function["name"])
         if isinstance(schema, dict) and schema.get("properties"):
             entry["parameters"] = schema  # Gemini refuses an object with no properties
         declarations.append(entry)

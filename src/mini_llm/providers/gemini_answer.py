@@ -4,20 +4,26 @@ Pure: no I/O, no clock (`created` is left 0 for the route to stamp). A Gemini st
 sequence of partial `GenerateContentResponse`s with no terminator: the translator emits the
 role first, text and thought deltas as they come, each function call whole (Gemini sends them
 whole), the finish reason when a candidate has one, and the usage when the stream ends.
+
+A candidate that ends in a tool call Gemini discarded (`MALFORMED_FUNCTION_CALL` and the like)
+with nothing else said is an `UpstreamError`, in a response or a stream, so it is retried.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import msgspec
 
 from ..errors import UpstreamError
 from ..sse import SSEEvent
-from .base import ErrorInfo
+from .base import ErrorInfo, token_count
 
 __all__ = [
     "FINISH_REASONS",
+    "RETRYABLE_FINISH_REASONS",
     "SYNTHETIC_ID_PREFIX",
     "GeminiStreamTranslator",
     "gemini_error_info",
@@ -26,7 +32,12 @@ __all__ = [
 ]
 
 SYNTHETIC_ID_PREFIX = "call_gemini_"
-"""Gemini may leave function calls without ids; ours start with this and never go back."""
+"""Gemini may leave function calls without ids; ours start with this and never go back.
+
+The rest names the response (its `responseId`, else a random hex) and the call's place in it:
+Anthropic clients, and Claude upstreams after a fallback, refuse a conversation in which two
+`tool_use` blocks share an id, so an id made up for one turn must not come back in the next.
+"""
 
 FINISH_REASONS: dict[str, str] = {
     "STOP": "stop",
@@ -37,7 +48,20 @@ FINISH_REASONS: dict[str, str] = {
     "PROHIBITED_CONTENT": "content_filter",
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+    # the candidate was flagged for an unsupported language: what it said was withheld
+    "LANGUAGE": "content_filter",
 }
+"""Gemini `finishReason` -> OpenAI `finish_reason`; any other reason is `stop`."""
+
+RETRYABLE_FINISH_REASONS = frozenset(
+    {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
+)
+"""The model produced a tool call Gemini threw away: with nothing else said, the answer is an
+`UpstreamError`, which the dispatcher retries (the model usually gets it right next time)."""
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -73,22 +97,50 @@ def gemini_error_info(status: int, body: bytes) -> ErrorInfo:
 def gemini_usage(metadata: Any) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         metadata = {}
-    prompt = int(metadata.get("promptTokenCount") or 0)
-    thoughts = int(metadata.get("thoughtsTokenCount") or 0)
-    completion = int(metadata.get("candidatesTokenCount") or 0) + thoughts
-    cached = int(metadata.get("cachedContentTokenCount") or 0)
+    prompt = token_count(metadata.get("promptTokenCount"))
+    thoughts = token_count(metadata.get("thoughtsTokenCount"))
+    completion = token_count(metadata.get("candidatesTokenCount")) + thoughts
+    cached = token_count(metadata.get("cachedContentTokenCount"))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": int(metadata.get("totalTokenCount") or prompt + completion),
+        "total_tokens": token_count(metadata.get("totalTokenCount")) or prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     }
 
 
-def _tool_call(part: dict[str, Any], index: int) -> dict[str, Any]:
+class _MadeUpIds:
+    """Ids for one response's function calls that came without one: `call_gemini_<scope>_<n>`,
+    the scope being the response's id (only the characters every client accepts in an id) or,
+    without one, a random hex (no clock: translation stays pure)."""
+
+    __slots__ = ("_count", "_scope")
+
+    def __init__(self) -> None:
+        self._scope = ""
+        self._count = 0
+
+    def next(self, response_id: Any) -> str:
+        if not self._scope:
+            scope = _UNSAFE_ID_CHARS.sub("", response_id) if isinstance(response_id, str) else ""
+            self._scope = scope[:64] or uuid.uuid4().hex[:16]
+        self._count += 1
+        return f"{SYNTHETIC_ID_PREFIX}{self._scope}_{self._count - 1}"
+
+
+def _index(candidate: dict[str, Any], position: int) -> int:
+    index = candidate.get("index")
+    if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+        return index
+    return position
+
+
+def _tool_call(part: dict[str, Any], ids: _MadeUpIds, response_id: Any) -> dict[str, Any]:
     call = part["functionCall"]
-    ident = call.get("id") or f"{SYNTHETIC_ID_PREFIX}{index}"
+    ident = call.get("id")
+    if not isinstance(ident, str) or not ident:
+        ident = ids.next(response_id)
     tool: dict[str, Any] = {
         "id": ident,
         "type": "function",
@@ -100,6 +152,11 @@ def _tool_call(part: dict[str, Any], index: int) -> dict[str, Any]:
     if part.get("thoughtSignature"):
         tool["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
     return tool
+
+
+def _refuse_broken_call(reason: Any) -> None:
+    if isinstance(reason, str) and reason in RETRYABLE_FINISH_REASONS:
+        raise UpstreamError(f"upstream gave up on a tool call it generated ({reason})")
 
 
 def _finish(reason: Any, has_tools: bool) -> str:
@@ -123,6 +180,7 @@ def _decoded(raw: bytes | str) -> dict[str, Any]:
 def parse_gemini_response(raw: bytes) -> dict[str, Any]:
     """A canonical `chat.completion` for a Gemini `GenerateContentResponse`."""
     answer = _decoded(raw)
+    ids = _MadeUpIds()
     choices: list[dict[str, Any]] = []
     for position, candidate in enumerate(answer.get("candidates") or ()):
         parts = (candidate.get("content") or {}).get("parts") or ()
@@ -131,11 +189,14 @@ def parse_gemini_response(raw: bytes) -> dict[str, Any]:
         calls: list[dict[str, Any]] = []
         for part in parts:
             if "functionCall" in part:
-                calls.append(_tool_call(part, len(calls)))
+                calls.append(_tool_call(part, ids, answer.get("responseId")))
             elif part.get("thought"):
                 thoughts.append(str(part.get("text", "")))
             elif "text" in part:
                 texts.append(str(part["text"]))
+        reason = candidate.get("finishReason")
+        if not calls and not any(texts):
+            _refuse_broken_call(reason)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(texts) if texts or not calls else None,
@@ -147,10 +208,10 @@ def parse_gemini_response(raw: bytes) -> dict[str, Any]:
             message["reasoning_content"] = "".join(thoughts)
         choices.append(
             {
-                "index": candidate.get("index", position),
+                "index": _index(candidate, position),
                 "message": message,
                 "logprobs": None,
-                "finish_reason": _finish(candidate.get("finishReason"), bool(calls)),
+                "finish_reason": _finish(reason, bool(calls)),
             }
         )
     if not choices:  # the prompt itself was blocked
@@ -171,13 +232,15 @@ def parse_gemini_response(raw: bytes) -> dict[str, Any]:
 class GeminiStreamTranslator:
     """Gemini stream events -> canonical chunks (one instance per stream)."""
 
-    __slots__ = ("_finished", "_id", "_model", "_started", "_tools", "_usage")
+    __slots__ = ("_finished", "_id", "_ids", "_model", "_said", "_started", "_tools", "_usage")
 
     def __init__(self) -> None:
         self._id = ""
         self._model = ""
         self._started = False
         self._tools: dict[int, int] = {}  # candidate index -> tool calls so far
+        self._said: set[int] = set()  # candidates that produced text or a call
+        self._ids = _MadeUpIds()
         self._finished = False
         self._usage: Any = None
 
@@ -209,19 +272,23 @@ class GeminiStreamTranslator:
             self._finished = True
             out.append(self._chunk(0, {}, "content_filter"))
         for position, candidate in enumerate(candidates):
-            index = int(candidate.get("index", position))
+            index = _index(candidate, position)
             for part in (candidate.get("content") or {}).get("parts") or ():
                 if "functionCall" in part:
                     count = self._tools.get(index, 0)
                     self._tools[index] = count + 1
-                    call = {"index": count, **_tool_call(part, count)}
+                    self._said.add(index)
+                    call = {"index": count, **_tool_call(part, self._ids, self._id)}
                     out.append(self._chunk(index, {"tool_calls": [call]}, None))
                 elif part.get("thought"):
                     thought = {"reasoning_content": part.get("text", "")}
                     out.append(self._chunk(index, thought, None))
                 elif part.get("text"):
+                    self._said.add(index)
                     out.append(self._chunk(index, {"content": part["text"]}, None))
             reason = candidate.get("finishReason")
+            if reason and index not in self._said:
+                _refuse_broken_call(reason)
             if reason:
                 self._finished = True
                 finish = _finish(reason, bool(self._tools.get(index)))
