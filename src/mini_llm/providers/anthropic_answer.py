@@ -24,7 +24,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..sse import SSEEvent
-from .base import ErrorInfo
+from .base import ErrorInfo, token_count
 
 __all__ = [
     "FINISH_REASONS",
@@ -109,15 +109,20 @@ def _stream_error(data: dict[str, Any]) -> GatewayError:
     return UpstreamError(message, code=kind if isinstance(kind, str) else "upstream_error")
 
 
+def _block_index(data: dict[str, Any]) -> int:
+    index = data.get("index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) else 0
+
+
 def canonical_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage for Anthropic usage: cache reads and writes count as prompt tokens."""
     if not isinstance(usage, dict):
         usage = {}
-    fresh = int(usage.get("input_tokens") or 0)
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
+    fresh = token_count(usage.get("input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    written = token_count(usage.get("cache_creation_input_tokens"))
     prompt = fresh + read + written
-    completion = int(usage.get("output_tokens") or 0)
+    completion = token_count(usage.get("output_tokens"))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -272,7 +277,7 @@ class AnthropicStreamTranslator:
         return []  # ping, and event types added after this was written
 
     def _start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        index = int(data.get("index", 0))
+        index = _block_index(data)
         block = data.get("content_block") or {}
         kind = block.get("type")
         if kind == "text":
@@ -303,7 +308,7 @@ class AnthropicStreamTranslator:
         return []
 
     def _delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        index = int(data.get("index", 0))
+        index = _block_index(data)
         delta = data.get("delta") or {}
         kind = delta.get("type")
         block, tool = self._blocks.get(index, ("", -1))
@@ -330,7 +335,7 @@ class AnthropicStreamTranslator:
         return []
 
     def _stop(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        index = int(data.get("index", 0))
+        index = _block_index(data)
         kind, tool = self._blocks.get(index, ("", -1))
         if kind == "tool" and tool not in self._tool_args:
             # a tool without parameters streams no argument text: `{}`, as unstreamed answers

@@ -56,7 +56,7 @@ FINISH_REASONS: dict[str, str] = {
 """Gemini `finishReason` -> OpenAI `finish_reason`; any other reason is `stop`."""
 
 RETRYABLE_FINISH_REASONS = frozenset(
-    {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"}
+    {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "MALFORMED_RESPONSE"}
 )
 """The model produced a tool call Gemini threw away: with nothing else said, the answer is an
 `UpstreamError`, which the dispatcher retries (the model usually gets it right next time)."""
@@ -156,7 +156,7 @@ def _tool_call(part: dict[str, Any], ids: _MadeUpIds, response_id: Any) -> dict[
 
 def _refuse_broken_call(reason: Any) -> None:
     if isinstance(reason, str) and reason in RETRYABLE_FINISH_REASONS:
-        raise UpstreamError(f"upstream gave up on a tool call it generated ({reason})")
+        raise UpstreamError(f"upstream gave up on the answer it generated ({reason})")
 
 
 def _finish(reason: Any, has_tools: bool) -> str:

@@ -9,13 +9,13 @@ usage) and `message_stop`.
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from typing import Any
 
 import msgspec
 
+from ..providers.base import token_count
 from ..sse import format_event
 
 __all__ = ["STOP_REASONS", "AnthropicEventWriter", "anthropic_usage", "to_anthropic_message"]
@@ -36,23 +36,16 @@ def anthropic_usage(usage: Any) -> dict[str, int]:
     """Anthropic usage for canonical usage: cached prompt tokens are reported as cache reads."""
     if not isinstance(usage, dict):
         usage = {}
-    prompt = _count(usage.get("prompt_tokens"))
+    prompt = token_count(usage.get("prompt_tokens"))
     details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    written = _count(usage.get("cache_creation_input_tokens"))
+    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    written = token_count(usage.get("cache_creation_input_tokens"))
     return {
         "input_tokens": max(prompt - cached - written, 0),
-        "output_tokens": _count(usage.get("completion_tokens")),
+        "output_tokens": token_count(usage.get("completion_tokens")),
         "cache_read_input_tokens": cached,
         "cache_creation_input_tokens": written,
     }
-
-
-def _count(value: Any) -> int:
-    """A token count as an upstream reported it; anything that is not a number counts 0."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return max(int(value), 0)
-    return 0
 
 
 def _message_id(ident: Any) -> str:
