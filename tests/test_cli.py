@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,18 +225,32 @@ def test_logs_follow_until_interrupted(env: dict[str, str], state_dir: Path) -> 
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    assert follower.stdout is not None
+    stdout = follower.stdout
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        assert follower.stdout is not None
-        assert follower.stdout.readline() == "first line\n"
+        # bounded waits: a line that never comes fails the test instead of hanging it
+        assert lines.get(timeout=15) == "first line\n"
         with log.open("a") as f:
             f.write("appended later\n")
-        assert follower.stdout.readline() == "appended later\n"
+        assert lines.get(timeout=15) == "appended later\n"
         follower.send_signal(signal.SIGINT)
         assert follower.wait(10) == 0
     finally:
         if follower.poll() is None:
             follower.kill()
-        follower.communicate(timeout=10)
+        follower.wait(10)
+        reader.join(10)
+        stdout.close()
+        if follower.stderr is not None:
+            follower.stderr.close()
 
 
 def test_serve_with_a_state_file_publishes_after_binding_and_cleans_up(

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import __version__
 
@@ -227,19 +227,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return code
 
 
-def _tail(path: Path, lines: int) -> list[bytes]:
-    """The last `lines` lines of a file, reading only its end."""
-    with path.open("rb") as f:
-        f.seek(0, 2)
-        end = f.tell()
-        size = min(end, max(4096, lines * 200))
-        while True:
-            f.seek(end - size)
-            data = f.read(size)
-            found = data.splitlines(keepends=True)
-            if len(found) > lines or size == end:
-                return found[-lines:] if lines else []
-            size = min(end, size * 2)
+def _tail(f: BinaryIO, end: int, lines: int) -> list[bytes]:
+    """The last `lines` lines of an open file before offset `end`, reading only its end."""
+    size = min(end, max(4096, lines * 200))
+    while True:
+        f.seek(end - size)
+        data = f.read(size)
+        found = data.splitlines(keepends=True)
+        if len(found) > lines or size == end:
+            return found[-lines:] if lines else []
+        size = min(end, size * 2)
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
@@ -250,31 +247,35 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         _err(f"no log yet ({path} does not exist); `mini-llm start` creates it")
         return EXIT_FAILURE
     out = sys.stdout.buffer
-    for line in _tail(path, args.lines):
+    # one handle for the tail and the follow: what is written after the tail was measured is
+    # read by the follow, never lost between the two
+    f = path.open("rb")
+    end = f.seek(0, 2)
+    for line in _tail(f, end, args.lines):
         out.write(line)
     out.flush()
+    f.seek(end)
     if not args.follow:
+        f.close()
         return 0
-    with path.open("rb") as f:
-        f.seek(0, 2)
-        try:
-            while True:
-                data = f.read(64 * 1024)
-                if data:
-                    out.write(data)
-                    out.flush()
-                    continue
-                try:
-                    if path.stat().st_size < f.tell() or path.stat().st_ino != _ino(f):
-                        f.close()
-                        f = path.open("rb")  # truncated or rotated: read the new file
-                except OSError:
-                    pass
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            f.close()
+    try:
+        while True:
+            data = f.read(64 * 1024)
+            if data:
+                out.write(data)
+                out.flush()
+                continue
+            try:
+                if path.stat().st_size < f.tell() or path.stat().st_ino != _ino(f):
+                    f.close()
+                    f = path.open("rb")  # truncated or rotated: read the new file
+            except OSError:
+                pass
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        f.close()
 
 
 def _ino(f: Any) -> int:
