@@ -58,10 +58,10 @@ def make_router(env: dict[str, str]) -> Router:
 
 def test_router_resolves_and_caches() -> None:
     router = make_router({"MINI_LLM_MODEL_ALIASES": '{"fast": "openai/gpt-4o-mini"}'})
-    target = router.resolve("fast")
+    target = router.route("fast").primary
     assert (target.provider.name, target.model) == ("openai", "gpt-4o-mini")
-    assert router.resolve("fast") is target
-    assert router.resolve("mock/echo").provider.name == "mock"
+    assert router.route("fast").primary is target
+    assert router.route("mock/echo").primary.provider.name == "mock"
 
 
 def test_router_not_found_lists_configuration() -> None:
@@ -69,14 +69,14 @@ def test_router_not_found_lists_configuration() -> None:
         {"MINI_LLM_MODEL_ALIASES": '{"fast": "mock/echo"}', "GROQ_API_KEY": "gsk_abcdefgh"}
     )
     with pytest.raises(ModelNotFoundError) as info:
-        router.resolve("nothing")
+        router.route("nothing")
     message = info.value.message
     assert "Configured providers: groq, mock." in message
     assert "Aliases: fast." in message
     assert info.value.code == "model_not_found"
     assert info.value.param == "model"
     with pytest.raises(ModelNotFoundError, match="'nowhere/model' does not exist"):
-        router.resolve("nowhere/model")
+        router.route("nowhere/model")
 
 
 def test_key_pool_round_robin_and_repr() -> None:

@@ -159,7 +159,7 @@ def _forwarded(request: web.Request) -> dict[str, str] | None:
 def _count_tokens_request(
     provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
 ) -> UpstreamRequest:
-    headers = key.headers if key is not None else provider.keyless_headers
+    headers = provider.headers_for(key)
     url = provider.config.base_url + "/messages/count_tokens"
     return UpstreamRequest("POST", url, headers, _encode(body))
 

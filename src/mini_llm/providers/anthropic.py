@@ -362,13 +362,13 @@ class AnthropicWire:
     def native_request(
         self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest:
-        headers = key.headers if key is not None else provider.keyless_headers
+        headers = provider.headers_for(key)
         return UpstreamRequest("POST", provider.chat_url, headers, _encode(body))
 
     def chat_request(
         self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest:
-        headers = key.headers if key is not None else provider.keyless_headers
+        headers = provider.headers_for(key)
         payload = _encode(to_anthropic_request(body, stream))
         return UpstreamRequest("POST", provider.chat_url, headers, payload)
 

@@ -149,5 +149,6 @@ class Provider:
         self.keyless_headers = wire.auth_headers(config, "")
         self.chat_url = wire.chat_url(config)
 
-    def acquire_key(self) -> KeyEntry | None:
-        return self.keys.acquire()
+    def headers_for(self, key: KeyEntry | None) -> Mapping[str, str]:
+        """The upstream headers for a request with this key (or with none)."""
+        return key.headers if key is not None else self.keyless_headers

@@ -425,14 +425,14 @@ class GeminiWire:
     def native_request(
         self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest:
-        headers = key.headers if key is not None else provider.keyless_headers
+        headers = provider.headers_for(key)
         model = str(body.pop("model", ""))
         return UpstreamRequest("POST", self._url(provider, model, stream), headers, _encode(body))
 
     def chat_request(
         self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest:
-        headers = key.headers if key is not None else provider.keyless_headers
+        headers = provider.headers_for(key)
         url = self._url(provider, str(body.get("model", "")), stream)
         return UpstreamRequest("POST", url, headers, _encode(to_gemini_request(body)))
 

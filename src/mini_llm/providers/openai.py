@@ -110,7 +110,7 @@ class OpenAIWire:
     def native_request(
         self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
     ) -> UpstreamRequest:
-        headers = key.headers if key is not None else provider.keyless_headers
+        headers = provider.headers_for(key)
         return UpstreamRequest("POST", provider.chat_url, headers, _encode(body))
 
     # The canonical format is this wire's own: nothing to translate.

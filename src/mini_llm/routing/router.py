@@ -172,10 +172,6 @@ class Router:
             self._targets.update(created)
         return route
 
-    def resolve(self, name: str) -> Target:
-        """The first target a name routes to."""
-        return self.route(name).primary
-
     def in_flight(self) -> int:
         """Upstream calls under way right now, over every target."""
         return sum(t.in_flight for t in (*self._fixed_targets.values(), *self._targets.values()))
