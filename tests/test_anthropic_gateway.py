@@ -62,7 +62,9 @@ def test_pass_through_is_byte_for_byte_and_uses_gateway_key(
     status, data = post(gateway, "/v1/messages", body, **{"x-api-key": "client-key"})
     assert status == 200
     expected = aup.message_json({**body, "model": "claude-sonnet-4-5"}, decide(aup.ask_of(body)))
-    assert json.loads(data) == expected
+    # the answer names the model the client asked for (what Claude Code checks for its
+    # thinking blocks); everything else is the upstream's, unchanged
+    assert json.loads(data) == {**expected, "model": "anthropic/claude-sonnet-4-5"}
     (seen,) = anthropic_upstream.requests
     assert seen.body == {**body, "model": "claude-sonnet-4-5"}  # unknown fields travel untouched
     assert seen.headers["x-api-key"] == KEY

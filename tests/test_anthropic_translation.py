@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from mini_llm.errors import InvalidRequestError, ServiceUnavailableError, UpstreamError
+from mini_llm.formats import CHAT
 from mini_llm.providers.anthropic import (
     ANTHROPIC_WIRE,
     default_max_tokens,
@@ -17,6 +18,7 @@ from mini_llm.providers.anthropic import (
     to_anthropic_id,
     to_anthropic_request,
 )
+from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
 from mini_llm.sse import SSEEvent
 
 from .fixture_files import load_bytes, load_events, load_json
@@ -90,7 +92,7 @@ def test_bad_arguments_name_the_field() -> None:
 
 
 def test_message_with_tools_thinking_and_cache_usage() -> None:
-    answer = ANTHROPIC_WIRE.parse_chat_response(load_bytes("anthropic", "message_tool_use.json"))
+    answer = ANTHROPIC_WIRE.endpoints[CHAT].parse(load_bytes("anthropic", "message_tool_use.json"))
     (choice,) = answer["choices"]
     message = choice["message"]
     assert choice["finish_reason"] == "tool_calls"
@@ -109,7 +111,7 @@ def test_message_with_tools_thinking_and_cache_usage() -> None:
 
 
 def test_message_text_and_max_tokens_finish() -> None:
-    answer = ANTHROPIC_WIRE.parse_chat_response(load_bytes("anthropic", "message_text.json"))
+    answer = ANTHROPIC_WIRE.endpoints[CHAT].parse(load_bytes("anthropic", "message_text.json"))
     assert answer["choices"][0]["message"]["content"] == "Hello! How can I help?"
     assert answer["choices"][0]["finish_reason"] == "length"
     assert "tool_calls" not in answer["choices"][0]["message"]
@@ -123,7 +125,7 @@ def test_finish_reasons(stop: str, finish: str) -> None:
     raw = msgspec.json.encode(
         {"id": "m", "content": [], "stop_reason": stop, "usage": {"input_tokens": 1}}
     )
-    assert ANTHROPIC_WIRE.parse_chat_response(raw)["choices"][0]["finish_reason"] == finish
+    assert ANTHROPIC_WIRE.endpoints[CHAT].parse(raw)["choices"][0]["finish_reason"] == finish
 
 
 def test_json_answer_tool_becomes_text() -> None:
@@ -137,13 +139,13 @@ def test_json_answer_tool_becomes_text() -> None:
             "usage": {"input_tokens": 1, "output_tokens": 1},
         }
     )
-    choice = ANTHROPIC_WIRE.parse_chat_response(raw)["choices"][0]
+    choice = ANTHROPIC_WIRE.endpoints[CHAT].parse(raw)["choices"][0]
     assert choice["message"]["content"] == '{"a":1}'
     assert choice["finish_reason"] == "stop"
 
 
 def _translate(events: list[SSEEvent]) -> list[dict[str, Any]]:
-    translator = ANTHROPIC_WIRE.stream_translator()
+    translator = AnthropicStreamTranslator()
     chunks: list[dict[str, Any]] = []
     for event in events:
         chunks += translator.feed(event)
@@ -184,7 +186,7 @@ def test_stream_with_thinking_and_two_tool_calls() -> None:
 
 
 def test_stream_error_event_raises_clean_error() -> None:
-    translator = ANTHROPIC_WIRE.stream_translator()
+    translator = AnthropicStreamTranslator()
     events = load_events("anthropic", "stream_error.sse")
     with pytest.raises(ServiceUnavailableError, match="Overloaded"):
         for event in events:
@@ -192,7 +194,7 @@ def test_stream_error_event_raises_clean_error() -> None:
 
 
 def test_stream_cut_short_raises() -> None:
-    translator = ANTHROPIC_WIRE.stream_translator()
+    translator = AnthropicStreamTranslator()
     for event in load_events("anthropic", "stream_error.sse")[:3]:
         translator.feed(event)
     with pytest.raises(UpstreamError, match="ended before"):

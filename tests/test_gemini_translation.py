@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 import pytest
 
+from mini_llm.canonical import token_count
 from mini_llm.config import ProviderConfig
 from mini_llm.errors import InvalidRequestError, UpstreamError
-from mini_llm.providers.base import Provider, token_count
+from mini_llm.formats import CHAT
+from mini_llm.providers.base import Credential, UpstreamModel
 from mini_llm.providers.gemini import GEMINI_WIRE, clean_schema, to_gemini_request
-from mini_llm.providers.gemini_answer import gemini_usage
-from mini_llm.providers.mock import MockTransport
-from mini_llm.routing.keys import KeyEntry
+from mini_llm.providers.gemini_answer import GeminiStreamTranslator, gemini_usage
 
 from .fixture_files import load_bytes, load_events, load_json
 
@@ -46,11 +46,12 @@ def test_url_and_key_placement() -> None:
     config = ProviderConfig(
         "gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta", keys=("AIzaKEY",)
     )
-    provider = Provider(config, GEMINI_WIRE, MockTransport())
-    key = KeyEntry("AIzaKEY", GEMINI_WIRE.auth_headers(config, "AIzaKEY"))
+    to = UpstreamModel("gemini", config.base_url, "gemini-2.5-pro", GEMINI_WIRE.headers({}))
+    key = Credential("AIzaKEY")
     body = {"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "hi"}]}
-    plain = GEMINI_WIRE.chat_request(provider, body, key, False)
-    streamed = GEMINI_WIRE.chat_request(provider, body, key, True)
+    endpoint = GEMINI_WIRE.endpoints[CHAT]
+    plain = GEMINI_WIRE.sign(endpoint.request(to, dict(body), False, False), key)
+    streamed = GEMINI_WIRE.sign(endpoint.request(to, dict(body), False, True), key)
     base = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro"
     assert plain.url == base + ":generateContent"
     assert streamed.url == base + ":streamGenerateContent?alt=sse"
@@ -60,7 +61,7 @@ def test_url_and_key_placement() -> None:
 
 
 def test_response_with_thoughts_and_function_calls() -> None:
-    answer = GEMINI_WIRE.parse_chat_response(load_bytes("gemini", "response_function_call.json"))
+    answer = GEMINI_WIRE.endpoints[CHAT].parse(load_bytes("gemini", "response_function_call.json"))
     (choice,) = answer["choices"]
     message = choice["message"]
     assert choice["finish_reason"] == "tool_calls"
@@ -82,12 +83,12 @@ def test_response_with_thoughts_and_function_calls() -> None:
 
 
 def test_safety_finish_is_content_filter() -> None:
-    answer = GEMINI_WIRE.parse_chat_response(load_bytes("gemini", "response_safety.json"))
+    answer = GEMINI_WIRE.endpoints[CHAT].parse(load_bytes("gemini", "response_safety.json"))
     assert answer["choices"][0]["finish_reason"] == "content_filter"
 
 
 def test_a_thought_signature_goes_back_with_its_call() -> None:
-    answer = GEMINI_WIRE.parse_chat_response(load_bytes("gemini", "response_function_call.json"))
+    answer = GEMINI_WIRE.endpoints[CHAT].parse(load_bytes("gemini", "response_function_call.json"))
     message = answer["choices"][0]["message"]
     follow_up = {
         "messages": [
@@ -111,7 +112,7 @@ def test_a_thought_signature_goes_back_with_its_call() -> None:
 
 
 def test_stream_text_then_call_then_usage() -> None:
-    translator = GEMINI_WIRE.stream_translator()
+    translator = GeminiStreamTranslator()
     chunks: list[dict[str, Any]] = []
     for event in load_events("gemini", "stream_text_and_call.sse"):
         chunks += translator.feed(event)
@@ -130,7 +131,7 @@ def test_stream_text_then_call_then_usage() -> None:
 
 
 def test_stream_without_finish_reason_is_an_error() -> None:
-    translator = GEMINI_WIRE.stream_translator()
+    translator = GeminiStreamTranslator()
     for event in load_events("gemini", "stream_text_and_call.sse")[:2]:
         translator.feed(event)
     with pytest.raises(UpstreamError, match="ended before"):
@@ -144,7 +145,7 @@ def test_error_body() -> None:
 
 
 def _stream(name: str) -> list[dict[str, Any]]:
-    translator = GEMINI_WIRE.stream_translator()
+    translator = GeminiStreamTranslator()
     chunks: list[dict[str, Any]] = []
     for event in load_events("gemini", name):
         chunks += translator.feed(event)
@@ -215,25 +216,25 @@ def test_a_schema_nested_too_deep_is_refused() -> None:
 
 def test_made_up_call_ids_differ_between_responses() -> None:
     raw = load_bytes("gemini", "response_calls_without_ids.json")  # no responseId either
-    first = GEMINI_WIRE.parse_chat_response(raw)["choices"][0]["message"]["tool_calls"]
-    second = GEMINI_WIRE.parse_chat_response(raw)["choices"][0]["message"]["tool_calls"]
+    first = GEMINI_WIRE.endpoints[CHAT].parse(raw)["choices"][0]["message"]["tool_calls"]
+    second = GEMINI_WIRE.endpoints[CHAT].parse(raw)["choices"][0]["message"]["tool_calls"]
     ids = [c["id"] for c in first + second]
     assert len(set(ids)) == 4
     assert all(re.fullmatch(r"call_gemini_[A-Za-z0-9_-]+", i) for i in ids)
     answer = load_json("gemini", "response_calls_without_ids.json")
     for turn in ("t1", "t2"):
         answer["responseId"] = turn
-        calls = GEMINI_WIRE.parse_chat_response(msgspec.json.encode(answer))["choices"][0]
+        calls = GEMINI_WIRE.endpoints[CHAT].parse(msgspec.json.encode(answer))["choices"][0]
         ids = [c["id"] for c in calls["message"]["tool_calls"]]
         assert ids == [f"call_gemini_{turn}_0", f"call_gemini_{turn}_1"]
     answer["responseId"] = "a/b c"  # only characters every client accepts in an id
-    calls = GEMINI_WIRE.parse_chat_response(msgspec.json.encode(answer))["choices"][0]
+    calls = GEMINI_WIRE.endpoints[CHAT].parse(msgspec.json.encode(answer))["choices"][0]
     assert calls["message"]["tool_calls"][0]["id"] == "call_gemini_abc_0"
 
 
 def test_made_up_call_ids_never_go_back_to_gemini() -> None:
     raw = load_bytes("gemini", "response_calls_without_ids.json")
-    message = GEMINI_WIRE.parse_chat_response(raw)["choices"][0]["message"]
+    message = GEMINI_WIRE.endpoints[CHAT].parse(raw)["choices"][0]["message"]
     results = [
         {"role": "tool", "tool_call_id": call["id"], "content": "18C"}
         for call in message["tool_calls"]
@@ -257,13 +258,13 @@ def test_a_broken_tool_call_is_a_retryable_upstream_error(reason: str) -> None:
     answer = load_json("gemini", "response_malformed_function_call.json")
     answer["candidates"][0]["finishReason"] = reason
     with pytest.raises(UpstreamError, match=reason):
-        GEMINI_WIRE.parse_chat_response(msgspec.json.encode(answer))
+        GEMINI_WIRE.endpoints[CHAT].parse(msgspec.json.encode(answer))
 
 
 def test_a_broken_tool_call_after_text_keeps_the_text() -> None:
     answer = load_json("gemini", "response_malformed_function_call.json")
     answer["candidates"][0]["content"] = {"role": "model", "parts": [{"text": "Sorry."}]}
-    (choice,) = GEMINI_WIRE.parse_chat_response(msgspec.json.encode(answer))["choices"]
+    (choice,) = GEMINI_WIRE.endpoints[CHAT].parse(msgspec.json.encode(answer))["choices"]
     assert (choice["message"]["content"], choice["finish_reason"]) == ("Sorry.", "stop")
 
 
@@ -288,7 +289,7 @@ def test_finish_reasons(reason: Any, finish: str) -> None:
     answer = load_json("gemini", "response_safety.json")
     answer["candidates"][0]["finishReason"] = reason
     answer["candidates"][0]["content"]["parts"] = [{"text": "x"}]
-    (choice,) = GEMINI_WIRE.parse_chat_response(msgspec.json.encode(answer))["choices"]
+    (choice,) = GEMINI_WIRE.endpoints[CHAT].parse(msgspec.json.encode(answer))["choices"]
     assert choice["finish_reason"] == finish
 
 

@@ -4,10 +4,11 @@ import pytest
 
 from mini_llm.config import load_settings
 from mini_llm.errors import ModelNotFoundError
-from mini_llm.providers.registry import build_providers
 from mini_llm.routing.keys import KeyPool
 from mini_llm.routing.models import detect_provider, resolve_name
+from mini_llm.routing.provider import build_providers
 from mini_llm.routing.router import Router
+from mini_llm.state import MemoryState
 from mini_llm.upstream import HttpTransport
 
 PROVIDERS = {"openai", "mock", "groq", "ollama"}
@@ -52,8 +53,9 @@ def test_resolve_name() -> None:
 
 def make_router(env: dict[str, str]) -> Router:
     settings = load_settings(env=env)
-    providers = build_providers(settings.providers, HttpTransport(settings.timeouts, 4, "t"))
-    return Router(settings.aliases, providers)
+    state = MemoryState()
+    providers = build_providers(settings.providers, HttpTransport(settings.timeouts, 4, "t"), state)
+    return Router(settings.aliases, providers, state=state)
 
 
 def test_router_resolves_and_caches() -> None:
@@ -80,7 +82,7 @@ def test_router_not_found_lists_configuration() -> None:
 
 
 def test_key_pool_round_robin_and_repr() -> None:
-    pool = KeyPool(["k-1111", "k-2222", "k-3333"], lambda k: {"Authorization": "Bearer " + k})
+    pool = KeyPool(["k-1111", "k-2222", "k-3333"], "p")
     got = [pool.acquire() for _ in range(7)]
     assert [e.key for e in got if e is not None] == [
         "k-1111",
@@ -93,6 +95,6 @@ def test_key_pool_round_robin_and_repr() -> None:
     ]
     first = got[0]
     assert first is not None
-    assert first.headers == {"Authorization": "Bearer k-1111"}
+    assert first.credential.secret == "k-1111"
     assert "k-11" not in repr(first)
-    assert KeyPool([], lambda k: {}).acquire() is None
+    assert KeyPool([], "p").acquire() is None

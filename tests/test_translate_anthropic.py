@@ -8,11 +8,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from mini_llm.dialects.anthropic.request import to_canonical_request
+from mini_llm.dialects.anthropic.response import AnthropicEventWriter, to_anthropic_message
 from mini_llm.errors import InvalidRequestError
 from mini_llm.schema.anthropic import validate_messages_request
 from mini_llm.sse import SSEParser
-from mini_llm.translate.anthropic_request import to_canonical_request
-from mini_llm.translate.anthropic_response import AnthropicEventWriter, to_anthropic_message
 
 
 def test_request_to_canonical() -> None:
@@ -181,7 +181,7 @@ def test_event_writer_sequence() -> None:
 
 
 def test_usage_that_is_not_numbers_counts_zero() -> None:
-    from mini_llm.translate.anthropic_response import anthropic_usage
+    from mini_llm.dialects.anthropic.response import anthropic_usage
 
     usage = anthropic_usage(
         {"prompt_tokens": "abc", "completion_tokens": None, "prompt_tokens_details": {"x": 1}}

@@ -22,6 +22,16 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         known = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._known = re.compile("|".join(map(re.escape, known))) if known else None
+        self._known_bytes = tuple((k.encode(), ("…" + k[-4:]).encode()) for k in known)
+
+    def scrub(self, data: bytes) -> bytes:
+        """`data` with every configured secret masked: what an upstream sends on its way to
+        a client (a proxy that echoes the key it got must not leak it). A substring test per
+        secret, so it costs about a microsecond when nothing matches."""
+        for secret, masked in self._known_bytes:
+            if secret in data:
+                data = data.replace(secret, masked)
+        return data
 
     def __call__(self, text: str) -> str:
         if self._known is not None:

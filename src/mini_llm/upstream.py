@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from yarl import URL
 
 from .errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 from .providers.base import UpstreamRequest, UpstreamResponse
-from .routing.policies import Timeouts
+from .resilience import Timeouts
 
 __all__ = ["HttpTransport", "upstream_failure"]
 
@@ -79,7 +80,7 @@ class HttpTransport:
         assert session is not None, "HttpTransport.start() was not awaited"
         return await session.request(
             request.method,
-            request.url,
+            URL(request.url, encoded=True),  # as built: percent-encoded, never re-normalised
             data=request.body,
             headers=request.headers,
             timeout=self._client_timeout(timeouts or self._default),

@@ -1,7 +1,16 @@
-"""The gateway application: everything per-request that can be done once is done here."""
+"""The gateway application: everything per-request that can be done once is done here.
+
+`Runtime` is what the configuration decides — providers, router, dispatcher, policies, the
+model list — built at start-up and again at each hot reload. `Gateway` holds what outlives a
+reload: the pooled HTTP client, the state backend (so the keys of a provider that did not
+change keep their health) and the pipeline, whose `runtime` is swapped in one assignment:
+requests under way finish with the runtime they began with.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 import os
 import time
@@ -13,54 +22,65 @@ from aiohttp import web
 
 from .. import __version__
 from ..config import Settings
-from ..errors import GatewayError, MethodNotAllowedError, NotFoundError
+from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
+from ..dialects.openai_chat import OPENAI_CHAT
+from ..errors import (
+    GatewayError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from ..logs import Redactor
+from ..policies import PolicyChain, RequestLog
 from ..providers.mock import MOCK_MODELS
-from ..providers.registry import build_providers
+from ..routing.provider import build_providers
 from ..routing.router import Router
+from ..state import MemoryState, StateBackend
 from ..upstream import HttpTransport
-from .anthropic_routes import AnthropicRoutes
 from .body import BodyReader
 from .dispatch import Dispatcher
-from .openai_routes import OpenAIRoutes
-from .responses import Dialect, error_response, request_id
+from .pipeline import Pipeline
+from .responses import error_response, request_id
 
-__all__ = ["Gateway", "build_app"]
+__all__ = ["GATEWAY", "Gateway", "Runtime", "build_app"]
 
 log = logging.getLogger("mini_llm.gateway")
 
+# Settings that only a restart applies: the socket, the process layout, the pool.
+_RESTART_ONLY = ("host", "port", "port_retries", "pool_size", "max_body_bytes")
 
-class Gateway:
-    """The state one gateway process shares across requests, built once at start-up."""
 
-    def __init__(self, settings: Settings) -> None:
+def config_fingerprint(settings: Settings) -> str:
+    """A short hash of the effective configuration; keys count only as their own hashes."""
+    keys = sorted(
+        hashlib.sha256(k.encode()).hexdigest()[:12]
+        for provider in settings.providers.values()
+        for k in provider.keys
+    )
+    return hashlib.sha256(msgspec.json.encode([settings.describe(), keys])).hexdigest()[:16]
+
+
+class Runtime:
+    """What one configuration decides, built once."""
+
+    def __init__(self, settings: Settings, http: HttpTransport, state: StateBackend) -> None:
         self.settings = settings
-        self.started_at = time.time()
-        self._started_monotonic = time.monotonic()
-        self.http = HttpTransport(settings.timeouts, settings.pool_size, f"mini-llm/{__version__}")
-        self.providers = build_providers(settings.providers, self.http)
-        self.router = Router(settings.aliases, self.providers, settings)
+        self.fingerprint = config_fingerprint(settings)
+        self.providers = build_providers(settings.providers, http, state)
+        self.router = Router(settings.aliases, self.providers, settings, state)
         self.redact = Redactor(settings.secrets())
         self.dispatcher = Dispatcher(self.redact)
+        self.body = BodyReader(settings.max_body_bytes, settings.body_timeout)
+        self.policies = PolicyChain([RequestLog()] if _logs_requests(settings) else [])
+        created = int(time.time())
         self.models_body = msgspec.json.encode(
-            {"object": "list", "data": self._model_list(int(self.started_at))}
+            {"object": "list", "data": self._model_list(created)}
         )
 
-    def provider_health(self) -> dict[str, Any]:
-        """Key health of every provider that has keys (never the keys: last 4 characters):
-        how many, how many cool down, which are set aside, which were refused for a model."""
-        health = {p.name: p.keys.status() for p in self.providers.values() if len(p.keys)}
-        for label, hints in self.router.refusals().items():
-            provider = label.partition("/")[0]
-            health.setdefault(provider, {}).setdefault("refused_for", {})[label] = hints
-        return health
-
-    def uptime(self) -> float:
-        return time.monotonic() - self._started_monotonic
-
     def _model_list(self, created: int) -> list[dict[str, Any]]:
+        settings = self.settings
         seen: dict[str, dict[str, Any]] = {}
-        for alias, target in self.settings.aliases.items():
+        for alias, target in settings.aliases.items():
             seen[alias] = {"id": alias, "object": "model", "created": created, "owned_by": "alias"}
             seen[alias]["target"] = target
         for provider in self.providers.values():
@@ -76,13 +96,87 @@ class Gateway:
                 )
         return list(seen.values())
 
+    def provider_health(self) -> dict[str, Any]:
+        """Key health of every provider that has keys (never the keys: last 4 characters):
+        how many, how many cool down, which are set aside and when each is tried again,
+        which were refused for a model."""
+        health = {p.name: p.keys.status() for p in self.providers.values() if len(p.keys)}
+        for label, hints in self.router.refusals().items():
+            provider = label.partition("/")[0]
+            health.setdefault(provider, {}).setdefault("refused_for", {})[label] = hints
+        return health
+
+    def reset_provider(self, name: str | None) -> dict[str, int]:
+        """Bring the keys of one provider (or all) back at once: `{provider: keys restored}`."""
+        restored: dict[str, int] = {}
+        for provider in self.providers.values():
+            if name is None or provider.name == name:
+                restored[provider.name] = provider.keys.reset()
+        for target in self.router.targets():
+            if name is None or target.provider.name == name:
+                restored[target.provider.name] = restored.get(target.provider.name, 0) + len(
+                    target.refused
+                )
+                target.refused.clear()
+        return restored
+
+
+def _logs_requests(settings: Settings) -> bool:
+    return settings.log_level in ("debug", "info")
+
+
+class Gateway:
+    """The state one gateway process shares across requests and reloads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.started_at = time.time()
+        self._started_monotonic = time.monotonic()
+        self.http = HttpTransport(settings.timeouts, settings.pool_size, f"mini-llm/{__version__}")
+        self.state: StateBackend = MemoryState()
+        self.pipeline = Pipeline(Runtime(settings, self.http, self.state))
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.pipeline.runtime
+
+    @property
+    def settings(self) -> Settings:
+        return self.pipeline.runtime.settings
+
+    @property
+    def fingerprint(self) -> str:
+        return self.pipeline.runtime.fingerprint
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Swap in a new configuration (already validated); what it could not apply (settings
+        only a restart changes) is returned, and logged."""
+        old = self.settings
+        runtime = Runtime(settings, self.http, self.state)
+        self.pipeline.runtime = runtime  # one assignment: new requests see all of it
+        pending = [name for name in _RESTART_ONLY if getattr(old, name) != getattr(settings, name)]
+        for name in pending:
+            log.warning("reload: %s changed; it takes effect at the next restart", name)
+        log.info("configuration reloaded (fingerprint %s)", runtime.fingerprint)
+        return pending
+
+    def uptime(self) -> float:
+        return time.monotonic() - self._started_monotonic
+
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.http.start()
         yield
         await self.http.close()
+        await self.state.close()
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def _loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -90,9 +184,7 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
-
-    body = BodyReader(settings.max_body_bytes, settings.body_timeout)
-    openai = OpenAIRoutes(gateway.router, gateway.dispatcher, body)
+    pipeline = gateway.pipeline
     known: dict[str, tuple[str, ...]] = {}
 
     def add(method: str, path: str, handler: Any) -> None:
@@ -100,6 +192,7 @@ def build_app(settings: Settings) -> web.Application:
         known[path] = (*known.get(path, ()), method)
 
     async def health(request: web.Request) -> web.Response:
+        runtime = gateway.runtime
         return web.json_response(
             {
                 "status": "ok",
@@ -107,23 +200,40 @@ def build_app(settings: Settings) -> web.Application:
                 "uptime_s": round(gateway.uptime(), 3),
                 "started_at": gateway.started_at,
                 "pid": os.getpid(),
-                "shutdown_grace_s": settings.shutdown_grace,
-                "in_flight": gateway.router.in_flight(),
-                "providers": gateway.provider_health(),
+                "shutdown_grace_s": runtime.settings.shutdown_grace,
+                "config_fingerprint": runtime.fingerprint,
+                "in_flight": runtime.router.in_flight(),
+                "providers": runtime.provider_health(),
             },
             dumps=lambda o: msgspec.json.encode(o).decode(),
         )
 
     async def models(request: web.Request) -> web.Response:
-        return web.Response(body=gateway.models_body, content_type="application/json")
+        return web.Response(body=gateway.runtime.models_body, content_type="application/json")
+
+    async def reset_providers(request: web.Request) -> web.Response:
+        rid = request_id(request)
+        if not _loopback(request):
+            error = PermissionDeniedError("Admin routes answer loopback clients only.")
+            return error_response(error, OPENAI_CHAT, rid)
+        name = request.query.get("provider") or None
+        if name is not None and name not in gateway.runtime.providers:
+            return error_response(NotFoundError(f"Unknown provider '{name}'."), OPENAI_CHAT, rid)
+        restored = gateway.runtime.reset_provider(name)
+        return web.json_response({"reset": restored}, headers={"x-request-id": rid})
 
     add("GET", "/health", health)
     add("GET", "/v1/models", models)
-    add("POST", "/v1/chat/completions", openai.chat_completions)
-    add("POST", "/chat/completions", openai.chat_completions)
-    anthropic = AnthropicRoutes(gateway.router, gateway.dispatcher, body)
-    add("POST", "/v1/messages", anthropic.messages)
-    add("POST", "/v1/messages/count_tokens", anthropic.count_tokens)
+    add("GET", "/models", models)
+    add("POST", "/v1/chat/completions", pipeline.handler(OPENAI_CHAT, "/v1/chat/completions"))
+    add("POST", "/chat/completions", pipeline.handler(OPENAI_CHAT, "/chat/completions"))
+    add("POST", "/v1/messages", pipeline.handler(ANTHROPIC_MESSAGES, "/v1/messages"))
+    add(
+        "POST",
+        "/v1/messages/count_tokens",
+        pipeline.handler(ANTHROPIC_COUNT_TOKENS, "/v1/messages/count_tokens"),
+    )
+    add("POST", "/admin/providers/reset", reset_providers)
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError
@@ -132,11 +242,11 @@ def build_app(settings: Settings) -> web.Application:
             error = MethodNotAllowedError(
                 f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}."
             )
-            response = error_response(error, Dialect.OPENAI, request_id(request))
+            response = error_response(error, OPENAI_CHAT, request_id(request))
             response.headers["Allow"] = ", ".join(methods)
             return response
         error = NotFoundError(f"Unknown route: {request.method} {request.path}")
-        return error_response(error, Dialect.OPENAI, request_id(request))
+        return error_response(error, OPENAI_CHAT, request_id(request))
 
     app.router.add_route("*", "/{tail:.*}", unknown_route)
     return app

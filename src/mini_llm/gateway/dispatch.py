@@ -1,11 +1,11 @@
-"""Dispatcher: one chat request's attempts over its route, until one answer begins.
+"""Dispatcher: one request's attempts over its route, until one answer begins.
 
 For each target of the route in turn (the balancer's pick first, then the rest of its group,
 then the fallbacks), it tries up to the target's `attempts`:
 
-- a healthy key is taken from the provider's pool; 401 sets that key aside (403: for this
-  target only) and the next key is tried at once; 429 cools the key down for Retry-After (or
-  a backoff) and, when the pool has another healthy key, tries it at once;
+- a healthy key is taken from the provider's pool; 401 sets that key aside for a while
+  (403: for this target only) and the next key is tried at once; 429 cools the key down for
+  Retry-After (or a backoff) and, when the pool has another healthy key, tries it at once;
 - 408, 429, 500, 502, 503, 504, 529, connect errors, timeouts, dropped connections and malformed
   answers are retried after an exponential backoff with full jitter (Retry-After and
   retry-after-ms honoured); `context_length_exceeded` moves on to the next target; any
@@ -26,11 +26,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
-import msgspec
-
+from ..call import Answer, Call
 from ..errors import (
     AuthenticationError,
     GatewayError,
@@ -39,106 +37,16 @@ from ..errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from ..providers.base import Provider, UpstreamRequest, UpstreamResponse
-from ..routing.keys import KeyEntry
-from ..routing.policies import backoff_delay, parse_retry_after
+from ..resilience import backoff_delay
+from ..routing.provider import Provider
 from ..routing.router import Route, Target
-from ..upstream import upstream_failure
+from .attempt import Attempts
 
-__all__ = ["Answer", "ChatCall", "Dispatcher", "missing_key_error"]
+__all__ = ["RETRYABLE", "Dispatcher", "missing_key_error"]
 
 log = logging.getLogger("mini_llm.dispatch")
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
-# what the last bytes of a complete stream contain, by wire format (pass-through check)
-STREAM_END = {"openai": b"[DONE]", "anthropic": b"message_stop"}
-
-
-class _JSONObject(msgspec.Struct):
-    """Decoding into a Struct with no fields checks a whole JSON object, keeping nothing."""
-
-
-_probe = msgspec.json.Decoder(_JSONObject)
-
-
-RequestBuilder = Callable[[Provider, dict[str, Any], KeyEntry | None, bool], UpstreamRequest]
-
-
-class ChatCall:
-    """One client request: its body in the client's dialect and, made on demand, canonical."""
-
-    __slots__ = (
-        "_canonical",
-        "_to_canonical",
-        "body",
-        "build",
-        "native_headers",
-        "native_wire",
-        "stream",
-    )
-
-    def __init__(
-        self,
-        body: dict[str, Any],
-        *,
-        native_wire: str,
-        stream: bool,
-        to_canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        build: RequestBuilder | None = None,
-        native_headers: dict[str, str] | None = None,
-    ) -> None:
-        self.body = body
-        self.native_wire = native_wire
-        self.stream = stream
-        self.build = build
-        self.native_headers = native_headers
-        """Client headers that go upstream when the provider speaks the client's format
-        (`anthropic-beta`, for one); a translated request does not carry them."""
-        """Builds the upstream request instead of the wire format (another endpoint)."""
-        self._to_canonical = to_canonical
-        self._canonical: dict[str, Any] | None = None
-
-    def body_for(self, wire: str) -> tuple[dict[str, Any], bool]:
-        """The body to send to a provider of this wire format, and whether it is native."""
-        if wire == self.native_wire:
-            return self.body, True
-        if self._canonical is None:
-            convert = self._to_canonical
-            self._canonical = convert(self.body) if convert is not None else self.body
-        return self._canonical, False
-
-
-class Answer:
-    """The answer that began: a whole body, or a stream whose first bytes have arrived.
-
-    A whole answer in the client's own format is `data` (checked to be a JSON object); a
-    translated one is `completion`, already canonical (parsed during the attempt, so a
-    malformed answer is retried like any failure).
-    """
-
-    __slots__ = ("attempts", "completion", "data", "native", "stream", "target")
-
-    def __init__(
-        self,
-        target: Target,
-        native: bool,
-        data: bytes | None = None,
-        stream: AsyncIterator[bytes] | None = None,
-        completion: dict[str, Any] | None = None,
-    ) -> None:
-        self.target = target
-        self.native = native
-        self.data = data
-        self.stream = stream
-        self.completion = completion
-        self.attempts = 1
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "x-mini-llm-provider": self.target.provider.name,
-            "x-mini-llm-model": self.target.model,
-            "x-mini-llm-attempts": str(self.attempts),
-        }
 
 
 def missing_key_error(provider: Provider) -> AuthenticationError:
@@ -172,11 +80,11 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self._redact = redact
+        self._attempts = Attempts(redact)
         self._clock = clock
         self._rng = rng or random.Random()
 
-    async def run(self, route: Route, call: ChatCall) -> Answer:
+    async def run(self, route: Route, call: Call) -> Answer:
         clock = self._clock
         deadline = clock() + route.budget
         state = _RunState()
@@ -196,7 +104,7 @@ class Dispatcher:
         raise _final_error(state.last_error, state.soonest, state.attempts)
 
     async def _walk(
-        self, route: Route, call: ChatCall, deadline: float, state: _RunState
+        self, route: Route, call: Call, deadline: float, state: _RunState
     ) -> Answer | None:
         """One pass over the route's targets; None when none of them answered."""
         clock = self._clock
@@ -231,12 +139,12 @@ class Dispatcher:
                 tries += 1
                 delay: float | None = None
                 try:
-                    answer = await self._attempt(target, key, call)
+                    answer = await self._attempts.attempt(target, key, call)
                 except UpstreamStatusError as e:
                     last_error = e
                     status = e.upstream_status
                     if key is not None and status == 401:
-                        pool.set_aside(key, status)
+                        pool.set_aside(key, status, clock())
                         tries -= 1  # the key failed, not the target: the next key, at once
                         continue
                     if key is not None and status == 403:
@@ -264,6 +172,8 @@ class Dispatcher:
                 except (UpstreamError, UpstreamTimeoutError) as e:
                     last_error = e
                 else:
+                    if key is not None and key.aside.until:
+                        pool.recovered(key)  # a key set aside earlier works again
                     answer.attempts = attempts
                     return answer
                 if tries >= policy.attempts:
@@ -278,185 +188,6 @@ class Dispatcher:
         state.attempts, state.last_error, state.soonest = attempts, last_error, soonest
         return None
 
-    async def _attempt(self, target: Target, key: KeyEntry | None, call: ChatCall) -> Answer:
-        provider = target.provider
-        wire = provider.wire
-        body, native = call.body_for(wire.name)
-        body["model"] = target.model
-        build = call.build or (wire.native_request if native else wire.chat_request)
-        request = build(provider, body, key, call.stream)
-        if native and call.native_headers:
-            headers = {**request.headers, **call.native_headers}
-            request = UpstreamRequest(request.method, request.url, headers, request.body)
-        timeouts = target.timeouts
-        target.in_flight += 1
-        handed_over = False
-        started = asyncio.get_running_loop().time()
-        try:
-            # aiohttp bounds the wait for the headers (sock_read = first_byte), the connect and
-            # the total; the relay's watchdog bounds a stream's first event and its silences.
-            response = await provider.transport.send(request, timeouts)
-            if response.status >= 400:
-                raw = await self._read(response)
-                raise self.status_error(provider, response, raw)
-            content_type = response.headers.get("Content-Type", "")
-            if call.stream and content_type.startswith("text/event-stream"):
-                marker = STREAM_END.get(wire.name, b"") if native else b""
-                stream = self._relay(response, target, marker, started)
-                handed_over = True
-                first = await anext(stream, b"")
-                return Answer(target, native, stream=_prepend(first, stream))
-            data = await self._read(response)
-        except GatewayError:
-            raise
-        except Exception as e:
-            raise self.failure(e, provider) from None
-        finally:
-            if not handed_over:
-                target.in_flight -= 1
-        if not native:
-            try:
-                return Answer(target, False, completion=wire.parse_chat_response(data))
-            except GatewayError as e:
-                raise self.failure(e, provider) from None
-        try:
-            _probe.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise self.failure(
-                UpstreamError(f"upstream {provider.name} answered with malformed JSON"),
-                provider,
-            ) from None
-        return Answer(target, True, data)
-
-    async def _read(self, response: UpstreamResponse) -> bytes:
-        try:
-            return await response.read()
-        finally:
-            response.release()
-
-    async def _relay(
-        self, response: UpstreamResponse, target: Target, end_marker: bytes, started: float
-    ) -> AsyncIterator[bytes]:
-        """The stream's bytes as they come, watched for a late start and for silences.
-
-        In pass-through (`end_marker` set) only whole events are handed on: the bytes after the
-        last blank line wait for the next read, so an error event can never be glued onto half
-        an event, and a stream that ends mid-event or without its end marker is an error.
-
-        The watchdog is one timer re-armed lazily: a read only stamps the time, and the timer,
-        when it fires early, sleeps again until the newest deadline: `first_byte` after the
-        attempt began until the first bytes, then `idle` after the latest read. Time the
-        client takes to accept a chunk is not upstream silence.
-        """
-        provider = target.provider
-        loop = asyncio.get_running_loop()
-        idle = target.timeouts.idle
-        first_byte = target.timeouts.first_byte
-        last = 0.0  # time of the latest read; 0 until the first one
-        reading = True  # False while the client holds a chunk
-        silent = False
-        handle: asyncio.TimerHandle
-
-        def watch() -> None:
-            nonlocal handle, silent
-            due = last + idle if last else started + first_byte
-            now = loop.time()
-            if not reading:
-                handle = loop.call_at(now + idle, watch)
-            elif now >= due:
-                silent = True
-                response.close()
-            else:
-                handle = loop.call_at(due, watch)
-
-        handle = loop.call_at(started + min(first_byte, idle), watch)
-        complete = False
-        pending = b""
-        tail = b""
-        try:
-            async for chunk in response.content.iter_any():
-                last = loop.time()
-                if end_marker:
-                    if pending:
-                        chunk = pending + chunk
-                    cut = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\r\n\r\n") + 2) + 2
-                    if cut < 2:
-                        pending = chunk
-                        continue
-                    pending = chunk[cut:]
-                    chunk = chunk[:cut]
-                    tail = chunk[-64:]
-                reading = False
-                yield chunk
-                reading = True
-                last = loop.time()
-            if silent:
-                raise self._silence(provider, last, idle, first_byte)
-            if end_marker and (pending.strip() or end_marker not in tail):
-                raise UpstreamError(
-                    f"upstream {provider.name} ended the stream before the answer was complete"
-                )
-            complete = True
-        except GatewayError as e:
-            raise self.failure(e, provider) from None
-        except Exception as e:
-            if silent:
-                raise self.failure(
-                    self._silence(provider, last, idle, first_byte), provider
-                ) from None
-            raise self.failure(e, provider) from None
-        finally:
-            handle.cancel()
-            target.in_flight -= 1
-            # an answer not read to its end must not go back to the pool
-            if complete:
-                response.release()
-            else:
-                response.close()
-
-    @staticmethod
-    def _silence(
-        provider: Provider, last: float, idle: float, first_byte: float
-    ) -> UpstreamTimeoutError:
-        if last:
-            return UpstreamTimeoutError(
-                f"upstream {provider.name} sent nothing for {idle:g}s in the middle of a stream"
-            )
-        return UpstreamTimeoutError(
-            f"upstream {provider.name} did not start its stream within {first_byte:g}s"
-        )
-
-    def failure(self, exc: BaseException, provider: Provider) -> GatewayError:
-        error = upstream_failure(exc, provider.name)
-        log.warning(
-            "upstream %s failed: %s", provider.name, self._redact(f"{type(exc).__name__}: {exc}")
-        )
-        return error
-
-    def status_error(
-        self, provider: Provider, response: UpstreamResponse, raw: bytes
-    ) -> UpstreamStatusError:
-        status = response.status
-        info = provider.wire.error_info(status, raw)
-        log.warning(
-            "upstream %s answered HTTP %d: %s",
-            provider.name,
-            status,
-            self._redact(raw[:4000].decode("utf-8", "replace")),
-        )
-        error = UpstreamStatusError(
-            self._redact(info.message),
-            provider=provider.name,
-            upstream_status=status,
-            raw=raw,
-            param=info.param,
-            code=info.code,
-            upstream_type=info.type,
-        )
-        if status in (429, 503, 529):
-            error.retry_after = parse_retry_after(response.headers)
-        return error
-
 
 def _min(a: float | None, b: float | None) -> float | None:
     if a is None:
@@ -467,18 +198,6 @@ def _min(a: float | None, b: float | None) -> float | None:
 def _targets_in_order(route: Route) -> Iterator[Target]:
     for group in route.groups:
         yield from group.order()
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def _all_cooling(provider: Provider, wait: float) -> RateLimitError:

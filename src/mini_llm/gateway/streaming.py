@@ -9,36 +9,39 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from aiohttp import web
 
 from ..errors import GatewayError
-from ..providers.base import WireFormat
-from ..sse import SSEParser
-from .responses import Dialect, error_body, internal_error
+from .responses import internal_error
 
-__all__ = ["SSE_HEADERS", "canonical_chunks", "write_stream"]
+__all__ = ["SSE_HEADERS", "write_stream"]
 
 log = logging.getLogger("mini_llm.gateway")
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
-def error_event(error: GatewayError, dialect: Dialect) -> bytes:
-    prefix = b"event: error\n" if dialect is Dialect.ANTHROPIC else b""
-    return prefix + b"data: " + error_body(error, dialect) + b"\n\n"
+class EventErrors(Protocol):
+    def error_event(self, error: GatewayError) -> bytes: ...
+
+
+def _same(data: bytes) -> bytes:
+    return data
 
 
 async def write_stream(
     request: web.Request,
     events: AsyncIterator[bytes],
-    dialect: Dialect,
+    dialect: EventErrors,
     *,
     headers: dict[str, str] | None = None,
+    scrub: Callable[[bytes], bytes] = _same,
 ) -> web.StreamResponse:
-    """Stream `events` to the client; a `GatewayError` before the first one propagates."""
+    """Stream `events` to the client, each through `scrub` (the redactor); a `GatewayError`
+    before the first one propagates."""
     iterator = aiter(events)
     try:
         first = await anext(iterator, b"")
@@ -49,12 +52,12 @@ async def write_stream(
     try:
         await out.prepare(request)
         if first:
-            await out.write(first)
+            await out.write(scrub(first))
         async for chunk in iterator:
-            await out.write(chunk)
+            await out.write(scrub(chunk))
     except GatewayError as e:
         try:
-            await out.write(error_event(e, dialect))
+            await out.write(scrub(dialect.error_event(e)))
         except ConnectionError:
             return out
     except ConnectionError:
@@ -64,7 +67,7 @@ async def write_stream(
         # the headers are sent: a second response would corrupt the stream, so end it cleanly
         log.exception("unexpected failure in the middle of a stream")
         try:
-            await out.write(error_event(internal_error(), dialect))
+            await out.write(dialect.error_event(internal_error()))
         except ConnectionError:
             return out
     finally:
@@ -78,32 +81,3 @@ async def _close(iterator: AsyncIterator[bytes]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def canonical_chunks(
-    stream: AsyncIterator[bytes], wire: WireFormat
-) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """Canonical chunks from an upstream stream's bytes, through the one SSE parser: one
-    batch per upstream read, so the client gets one write for what came in one read."""
-    translator = wire.stream_translator()
-    parser = SSEParser()
-    batch: list[dict[str, Any]] = []
-    try:
-        async for data in stream:
-            try:
-                for event in parser.feed(data):
-                    batch += translator.feed(event)
-            except GatewayError:
-                if batch:  # what came before the error still reaches the client
-                    yield batch
-                raise
-            if batch:
-                yield batch
-                batch = []
-        for event in parser.flush():
-            batch += translator.feed(event)
-        batch += translator.finish()
-        if batch:
-            yield batch
-    finally:
-        await _close(stream)

@@ -18,14 +18,13 @@ Answers and streams come back through `anthropic_answer.py`.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import msgspec
 
-from ..config import ProviderConfig
-from ..errors import InvalidRequestError
-from ..routing.keys import KeyEntry
+from ..canonical import invalid, parse_data_url, parse_tool_call
+from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, Operation
 from .anthropic_answer import (
     JSON_TOOL,
     AnthropicStreamTranslator,
@@ -34,7 +33,15 @@ from .anthropic_answer import (
     parse_anthropic_message,
     to_anthropic_id,
 )
-from .base import ErrorInfo, Provider, UpstreamRequest
+from .base import (
+    Endpoint,
+    ErrorInfo,
+    HeaderSigner,
+    SSEDecoder,
+    SSEFraming,
+    UpstreamModel,
+    UpstreamRequest,
+)
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -64,8 +71,6 @@ _FALLBACK_MAX_TOKENS = 8192
 # reasoning_effort -> thinking budget_tokens (Anthropic's minimum is 1024)
 _THINKING_BUDGET: dict[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 
-_DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
-
 
 def default_max_tokens(model: str) -> int:
     for prefix, value in _DEFAULT_MAX_TOKENS:
@@ -74,30 +79,26 @@ def default_max_tokens(model: str) -> int:
     return _FALLBACK_MAX_TOKENS
 
 
-def _bad(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(f"Invalid request at '{param}': {message}", param=param)
-
-
 def _image_block(url: Any, param: str) -> dict[str, Any]:
     if not isinstance(url, str):
-        raise _bad(param, "image_url.url must be a string")
+        raise invalid(param, "image_url.url must be a string")
     if url.startswith("data:"):
-        match = _DATA_URL.fullmatch(url)
-        if match is None:
-            raise _bad(param, "a data URL must be data:<media type>;base64,<data>")
-        source = {"type": "base64", "media_type": match.group(1), "data": match.group(2)}
+        parsed = parse_data_url(url)
+        if parsed is None:
+            raise invalid(param, "a data URL must be data:<media type>;base64,<data>")
+        source = {"type": "base64", "media_type": parsed[0], "data": parsed[1]}
         return {"type": "image", "source": source}
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise _bad(param, "an image URL must be http(s) or a base64 data URL")
+    raise invalid(param, "an image URL must be http(s) or a base64 data URL")
 
 
 def _file_block(file: Any, param: str) -> dict[str, Any]:
     data = file.get("file_data") if isinstance(file, dict) else None
-    match = _DATA_URL.fullmatch(data) if isinstance(data, str) else None
-    if match is None:
-        raise _bad(param, "only inline file_data (a base64 data URL) is supported for Anthropic")
-    source = {"type": "base64", "media_type": match.group(1), "data": match.group(2)}
+    parsed = parse_data_url(data) if isinstance(data, str) else None
+    if parsed is None:
+        raise invalid(param, "only inline file_data (a base64 data URL) is supported for Anthropic")
+    source = {"type": "base64", "media_type": parsed[0], "data": parsed[1]}
     return {"type": "document", "source": source}
 
 
@@ -108,7 +109,7 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
-        raise _bad(param, "content must be a string or a list of parts")
+        raise invalid(param, "content must be a string or a list of parts")
     blocks: list[dict[str, Any]] = []
     for i, part in enumerate(content):
         where = f"{param}.{i}"
@@ -116,7 +117,7 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
         if kind == "text" or kind == "input_text":
             text = part.get("text")
             if not isinstance(text, str):
-                raise _bad(where, "a text part needs a string text")
+                raise invalid(where, "a text part needs a string text")
             if not text:
                 continue
             block: dict[str, Any] = {"type": "text", "text": text}
@@ -127,7 +128,7 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
         elif kind == "file":
             block = _file_block(part.get("file"), where)
         else:
-            raise _bad(where, f"content part type {kind!r} is not supported for Anthropic")
+            raise invalid(where, f"content part type {kind!r} is not supported for Anthropic")
         if "cache_control" in part:
             block["cache_control"] = part["cache_control"]
         blocks.append(block)
@@ -135,29 +136,8 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
 
 
 def _tool_use(call: Any, param: str) -> dict[str, Any]:
-    function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _bad(param, "a tool call needs function.name")
-    arguments = function.get("arguments") or ""
-    if isinstance(arguments, str):
-        if not arguments.strip():
-            parsed: Any = {}
-        else:
-            try:
-                parsed = _decode(arguments)
-            except msgspec.DecodeError:
-                raise _bad(param + ".function.arguments", "arguments are not valid JSON") from None
-    else:
-        parsed = arguments
-    if not isinstance(parsed, dict):
-        raise _bad(param + ".function.arguments", "arguments must be a JSON object")
-    ident = call.get("id")
-    return {
-        "type": "tool_use",
-        "id": to_anthropic_id(ident if isinstance(ident, str) else ""),
-        "name": function["name"],
-        "input": parsed,
-    }
+    ident, name, arguments = parse_tool_call(call, param)
+    return {"type": "tool_use", "id": to_anthropic_id(ident), "name": name, "input": arguments}
 
 
 def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,7 +197,7 @@ def _messages(
         elif role in ("tool", "function"):
             add("user", [_tool_result(message, param)])
         else:
-            raise _bad(param + ".role", f"unknown role {role!r}")
+            raise invalid(param + ".role", f"unknown role {role!r}")
     return system, turns
 
 
@@ -226,7 +206,7 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _bad(f"tools.{i}.function", "a tool needs function.name")
+            raise invalid(f"tools.{i}.function", "a tool needs function.name")
         schema = function.get("parameters") or {"type": "object", "properties": {}}
         entry: dict[str, Any] = {"name": function["name"], "input_schema": schema}
         if function.get("description"):
@@ -250,7 +230,7 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
         function = choice.get("function")
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             return {"type": "tool", "name": function["name"]}
-    raise _bad("tool_choice", "must be auto, none, required or a named function")
+    raise invalid("tool_choice", "must be auto, none, required or a named function")
 
 
 def _json_tool(response_format: Any) -> dict[str, Any] | None:
@@ -276,9 +256,9 @@ def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     """An Anthropic Messages request for a canonical (OpenAI chat) request."""
     messages = body.get("messages")
     if not isinstance(messages, list):
-        raise _bad("messages", "must be a list")
+        raise invalid("messages", "must be a list")
     if (body.get("n") or 1) != 1:
-        raise _bad("n", "Anthropic models return one choice per request (n must be 1)")
+        raise invalid("n", "Anthropic models return one choice per request (n must be 1)")
     system, turns = _messages(messages)
     model = str(body.get("model", ""))
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -340,43 +320,57 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["top_k"] = body["top_k"]
 
 
-class AnthropicWire:
-    name = "anthropic"
+# What Anthropic's count_tokens endpoint takes; sampling and stream settings are refused there.
+_COUNT_TOKENS_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+)
 
-    def chat_url(self, config: ProviderConfig) -> str:
-        return config.base_url + "/messages"
 
-    def count_tokens_url(self, config: ProviderConfig) -> str:
-        return config.base_url + "/messages/count_tokens"
+class AnthropicMessages:
+    """`POST {base}/messages`: Anthropic bodies as they are, canonical ones translated."""
 
-    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "anthropic-version": ANTHROPIC_VERSION,
-            **dict(config.headers),
-        }
-        if key:
-            headers["x-api-key"] = key
-        return headers
+    framing = SSEFraming(b"message_stop")
+    translates = True
 
-    def native_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    def request(
+        self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
     ) -> UpstreamRequest:
-        headers = provider.headers_for(key)
-        return UpstreamRequest("POST", provider.chat_url, headers, _encode(body))
+        body["model"] = to.model
+        payload = _encode(body if native else to_anthropic_request(body, stream))
+        return UpstreamRequest("POST", to.base_url + "/messages", to.headers, payload)
 
-    def chat_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
-    ) -> UpstreamRequest:
-        headers = provider.headers_for(key)
-        payload = _encode(to_anthropic_request(body, stream))
-        return UpstreamRequest("POST", provider.chat_url, headers, payload)
-
-    def parse_chat_response(self, raw: bytes) -> dict[str, Any]:
+    def parse(self, raw: bytes) -> dict[str, Any]:
         return parse_anthropic_message(raw)
 
-    def stream_translator(self) -> AnthropicStreamTranslator:
-        return AnthropicStreamTranslator()
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder(AnthropicStreamTranslator())
+
+
+class AnthropicCountTokens(AnthropicMessages):
+    """`POST {base}/messages/count_tokens`: Anthropic bodies only, cut to what it takes."""
+
+    translates = False
+
+    def request(
+        self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
+    ) -> UpstreamRequest:
+        payload = {k: v for k, v in body.items() if k in _COUNT_TOKENS_FIELDS}
+        payload["model"] = to.model
+        url = to.base_url + "/messages/count_tokens"
+        return UpstreamRequest("POST", url, to.headers, _encode(payload))
+
+
+class AnthropicWire:
+    name = "anthropic"
+    format = ANTHROPIC
+    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {
+        CHAT: AnthropicMessages(),
+        COUNT_TOKENS: AnthropicCountTokens(),
+    }
+    sign = HeaderSigner("x-api-key").sign
+
+    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        return {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION, **extra}
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo:
         return anthropic_error_info(status, body)

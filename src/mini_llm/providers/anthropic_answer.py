@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from ..canonical import chunk, token_count
 from ..errors import (
     GatewayError,
     RateLimitError,
@@ -24,7 +25,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..sse import SSEEvent
-from .base import ErrorInfo, token_count
+from .base import ErrorInfo
 
 __all__ = [
     "FINISH_REASONS",
@@ -226,13 +227,7 @@ class AnthropicStreamTranslator:
         self._done = False
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+        return chunk(self._id, self._model, delta, finish)
 
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or self._done:

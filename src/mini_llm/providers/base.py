@@ -1,29 +1,39 @@
-"""The provider seam: a pure wire format plus a transport, and what passes between them.
+"""The provider seam: a pure wire format, keyed by operation, plus a transport.
 
-A `WireFormat` turns a canonical (OpenAI Chat Completions) request into an `UpstreamRequest`
-and reads error bodies; it does no I/O. A `Transport` sends an `UpstreamRequest` and returns
-an `UpstreamResponse`; the aiohttp transport does real HTTP, the mock transport answers in
-process. A `Provider` is one configured upstream: its config, wire format, keys and transport.
+A `WireFormat` says, for each `Operation` it serves, how to build the upstream request
+(`Endpoint.request`: URL with the model percent-encoded, headers that do not depend on the
+credentials, body — pure), how to read a whole answer back to canonical form (`parse`), how to
+decode a stream (`decoder`: bytes in, canonical chunks out; SSE today, any framing tomorrow)
+and how a pass-through stream is cut into whole events (`framing`). Credentials are a value
+(`Credential`) applied by `WireFormat.sign` on every attempt, so a per-request signature
+(SigV4) or a short-lived token fits. A `Transport` sends an `UpstreamRequest` and returns an
+`UpstreamResponse`: the aiohttp transport does real HTTP, the mock transport answers in process.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..config import ProviderConfig
-from ..routing.keys import KeyEntry, KeyPool
-from ..routing.policies import Timeouts
-from ..sse import SSEEvent
+from ..canonical import token_count
+from ..formats import Format, Operation
+from ..resilience import Timeouts
+from ..sse import SSEEvent, SSEParser
 
 __all__ = [
-    "ChatStreamTranslator",
+    "Credential",
+    "Endpoint",
     "ErrorInfo",
-    "Provider",
+    "EventTranslator",
+    "Framing",
+    "HeaderSigner",
+    "SSEDecoder",
+    "SSEFraming",
+    "StreamDecoder",
     "StreamReader",
     "Transport",
+    "UpstreamModel",
     "UpstreamRequest",
     "UpstreamResponse",
     "WireFormat",
@@ -35,8 +45,37 @@ __all__ = [
 class UpstreamRequest:
     method: str
     url: str
+    """Already percent-encoded: sent exactly as it is."""
     headers: Mapping[str, str]
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a request is signed with: one secret, or several fields (a cloud's access key,
+    secret and session token). Never shown: `hint` is its last 4 characters."""
+
+    secret: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def hint(self) -> str:
+        return "…" + self.secret[-4:]
+
+    def __repr__(self) -> str:
+        return f"Credential({self.hint})"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamModel:
+    """Where a request goes, as pure data: built once per target, no credentials."""
+
+    provider: str
+    base_url: str
+    model: str
+    headers: Mapping[str, str]
+    """The headers every request to this provider carries (content type, API version, the
+    configured extra headers): built once, never holding a credential."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +88,175 @@ class ErrorInfo:
     param: str | None = None
 
 
-def token_count(value: Any) -> int:
-    """A token count as an upstream reported it; anything not a finite number counts 0."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return max(int(value), 0)
-    return 0
+class EventTranslator(Protocol):
+    """Turns one upstream stream's parsed SSE events into canonical chunk dicts.
+
+    A small state machine, one per stream: `feed` takes each event in order and returns the
+    canonical chunks it completes; `finish` is called once when the stream ends. Both raise
+    `GatewayError` for an error event or a stream that ended before its answer was complete.
+    """
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+
+class StreamDecoder(Protocol):
+    """An upstream stream's bytes, as they arrive, to canonical chunks. `finish` is called
+    when the stream ends, again until it returns no chunk."""
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+
+class SSEDecoder:
+    """The decoder of every SSE wire format: the one SSE parser, then the format's events.
+
+    When an event fails (an error event), the chunks decoded before it in the same read are
+    still returned, and the error is raised on the next call: what came first reaches the
+    client before the error does."""
+
+    __slots__ = ("_error", "_finished", "_parser", "_translator")
+
+    def __init__(self, translator: EventTranslator) -> None:
+        self._parser = SSEParser()
+        self._translator = translator
+        self._error: Exception | None = None
+        self._finished = False
+
+    def _decode(self, events: list[SSEEvent], out: list[dict[str, Any]]) -> None:
+        if self._error is not None:
+            raise self._error
+        translate = self._translator.feed
+        for event in events:
+            try:
+                out += translate(event)
+            except Exception as e:
+                if not out:
+                    raise
+                self._error = e
+                return
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        self._decode(self._parser.feed(data), out)
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The last chunks; call again until it returns none (an error that followed them
+        is raised by the next call)."""
+        out: list[dict[str, Any]] = []
+        if self._finished:
+            if self._error is not None:
+                raise self._error
+            return out
+        self._finished = True
+        self._decode(self._parser.flush(), out)
+        if self._error is None:
+            out += self._translator.finish()
+        return out
+
+
+class Framing(Protocol):
+    """How a pass-through stream is cut into whole events, and how it must end."""
+
+    content_type: str
+    """The stream's media type: an answer of another type is a whole body."""
+
+    def cut(self, data: bytes) -> int:
+        """The length of the whole events at the start of `data` (0: none yet)."""
+        ...
+
+    def complete(self, tail: bytes) -> bool:
+        """Whether a stream whose last bytes are `tail` ended as it should."""
+        ...
+
+
+class SSEFraming:
+    """Server-sent events: an event ends at a blank line; the stream with `end_marker`."""
+
+    __slots__ = ("end_marker",)
+
+    content_type = "text/event-stream"
+
+    def __init__(self, end_marker: bytes) -> None:
+        self.end_marker = end_marker
+
+    def cut(self, data: bytes) -> int:
+        return max(data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n") + 2) + 2 if data else 0
+
+    def complete(self, tail: bytes) -> bool:
+        return self.end_marker in tail
+
+
+class Endpoint(Protocol):
+    """One operation of one wire format. Pure."""
+
+    @property
+    def framing(self) -> Framing:
+        """How a pass-through stream from here is cut into whole events."""
+        ...
+
+    @property
+    def translates(self) -> bool:
+        """Whether canonical requests can be sent here (else only the format's own bodies)."""
+        ...
+
+    def request(
+        self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
+    ) -> UpstreamRequest:
+        """The upstream request for `body`: in this format's own shape when `native` (only
+        the model is set), else canonical, translated. Credentials are not applied here."""
+        ...
+
+    def parse(self, raw: bytes) -> dict[str, Any]:
+        """A whole answer in canonical form; `UpstreamError` when it is malformed."""
+        ...
+
+    def decoder(self) -> StreamDecoder:
+        """A fresh decoder for one stream's bytes, to canonical chunks."""
+        ...
+
+
+class WireFormat(Protocol):
+    """A provider API's wire format: its identity, its endpoints per operation, its signer."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def format(self) -> Format: ...
+
+    @property
+    def endpoints(self) -> Mapping[Operation, Endpoint]: ...
+
+    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The headers every request carries (`extra` are the configured ones)."""
+        ...
+
+    def sign(self, request: UpstreamRequest, credential: Credential | None) -> UpstreamRequest:
+        """The request with the credential applied; called on every attempt."""
+        ...
+
+    def error_info(self, status: int, body: bytes) -> ErrorInfo: ...
+
+
+class HeaderSigner:
+    """Signs by putting the secret in one header (`Authorization: Bearer …`, `x-api-key`…)."""
+
+    __slots__ = ("header", "prefix")
+
+    def __init__(self, header: str, prefix: str = "") -> None:
+        self.header = header
+        self.prefix = prefix
+
+    def sign(self, request: UpstreamRequest, credential: Credential | None) -> UpstreamRequest:
+        if credential is None:
+            return request
+        headers = dict(request.headers)
+        headers[self.header] = self.prefix + credential.secret
+        return UpstreamRequest(request.method, request.url, headers, request.body)
 
 
 class StreamReader(Protocol):
@@ -87,68 +290,3 @@ class Transport(Protocol):
     ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...
-
-
-class ChatStreamTranslator(Protocol):
-    """Turns one upstream stream's parsed SSE events into canonical chunk dicts.
-
-    A small state machine, one per stream: `feed` takes each event in order and returns the
-    canonical (OpenAI `chat.completion.chunk`) dicts it completes; `finish` is called once
-    when the upstream stream ends and returns any last chunks. Both raise `GatewayError`
-    for an error event or a stream that ended before its answer was complete.
-    """
-
-    def feed(self, event: SSEEvent) -> list[dict[str, Any]]: ...
-
-    def finish(self) -> list[dict[str, Any]]: ...
-
-
-class WireFormat(Protocol):
-    """A provider API's wire format. Pure: no I/O, no clock, no globals.
-
-    `native_request` sends a body already in this wire's own format (pass-through: only
-    `model` is rewritten); `chat_request` sends a canonical (OpenAI Chat Completions) body,
-    translating it. `parse_chat_response` and `stream_translator` bring answers back to
-    canonical form.
-    """
-
-    name: str
-
-    def chat_url(self, config: ProviderConfig) -> str: ...
-
-    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
-        """Every header a request with this key carries ("" for none), built once per key."""
-        ...
-
-    def native_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
-    ) -> UpstreamRequest: ...
-
-    def chat_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
-    ) -> UpstreamRequest: ...
-
-    def parse_chat_response(self, raw: bytes) -> dict[str, Any]: ...
-
-    def stream_translator(self) -> ChatStreamTranslator: ...
-
-    def error_info(self, status: int, body: bytes) -> ErrorInfo: ...
-
-
-class Provider:
-    """One configured upstream, assembled once at start-up."""
-
-    __slots__ = ("chat_url", "config", "keyless_headers", "keys", "name", "transport", "wire")
-
-    def __init__(self, config: ProviderConfig, wire: WireFormat, transport: Transport) -> None:
-        self.name = config.name
-        self.config = config
-        self.wire = wire
-        self.transport = transport
-        self.keys = KeyPool(config.keys, lambda k: wire.auth_headers(config, k), config.name)
-        self.keyless_headers = wire.auth_headers(config, "")
-        self.chat_url = wire.chat_url(config)
-
-    def headers_for(self, key: KeyEntry | None) -> Mapping[str, str]:
-        """The upstream headers for a request with this key (or with none)."""
-        return key.headers if key is not None else self.keyless_headers

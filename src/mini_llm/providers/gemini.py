@@ -20,15 +20,23 @@ in the `x-goog-api-key` header, never in the URL. Answers come back through `gem
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import msgspec
 
-from ..config import ProviderConfig
-from ..errors import InvalidRequestError
-from ..routing.keys import KeyEntry
-from .base import ErrorInfo, Provider, UpstreamRequest
+from ..canonical import invalid, parse_data_url, parse_tool_call
+from ..formats import CHAT, GEMINI, Operation
+from .base import (
+    Endpoint,
+    ErrorInfo,
+    HeaderSigner,
+    SSEDecoder,
+    SSEFraming,
+    UpstreamModel,
+    UpstreamRequest,
+)
 from .gemini_answer import (
     SYNTHETIC_ID_PREFIX,
     GeminiStreamTranslator,
@@ -42,13 +50,13 @@ __all__ = [
     "SCHEMA_NODE_LIMIT",
     "GeminiWire",
     "clean_schema",
+    "model_url",
     "to_gemini_request",
 ]
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
-_DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
 _MIME_BY_SUFFIX = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -97,10 +105,6 @@ _THINKING_BUDGET: dict[str, int] = {
 }
 
 _FUNCTION_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
-
-
-def _bad(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(f"Invalid request at '{param}': {message}", param=param)
 
 
 SCHEMA_NODE_LIMIT = 2000
@@ -194,7 +198,7 @@ def clean_schema(schema: Any, *, param: str = "parameters", tool: str = "") -> A
         return _SchemaCleaner(schema, SCHEMA_NODE_LIMIT).clean(schema, 0)
     except _SchemaTooLarge:
         owner = f"the parameters of tool {tool!r} expand" if tool else "the schema expands"
-        raise _bad(
+        raise invalid(
             param,
             f"{owner} to more than {SCHEMA_NODE_LIMIT} schema nodes or nest deeper than "
             f"{SCHEMA_DEPTH_LIMIT} levels once their $refs are inlined; simplify the schema",
@@ -211,15 +215,15 @@ def _mime_of(url: str) -> str:
 
 def _media_part(url: Any, param: str) -> dict[str, Any]:
     if not isinstance(url, str):
-        raise _bad(param, "image_url.url must be a string")
+        raise invalid(param, "image_url.url must be a string")
     if url.startswith("data:"):
-        match = _DATA_URL.fullmatch(url)
-        if match is None:
-            raise _bad(param, "a data URL must be data:<media type>;base64,<data>")
-        return {"inlineData": {"mimeType": match.group(1), "data": match.group(2)}}
+        parsed = parse_data_url(url)
+        if parsed is None:
+            raise invalid(param, "a data URL must be data:<media type>;base64,<data>")
+        return {"inlineData": {"mimeType": parsed[0], "data": parsed[1]}}
     if url.startswith(("http://", "https://", "gs://")):
         return {"fileData": {"mimeType": _mime_of(url), "fileUri": url}}
-    raise _bad(param, "an image URL must be http(s) or a base64 data URL")
+    raise invalid(param, "an image URL must be http(s) or a base64 data URL")
 
 
 def _parts(content: Any, param: str) -> list[dict[str, Any]]:
@@ -228,7 +232,7 @@ def _parts(content: Any, param: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
     if not isinstance(content, list):
-        raise _bad(param, "content must be a string or a list of parts")
+        raise invalid(param, "content must be a string or a list of parts")
     parts: list[dict[str, Any]] = []
     for i, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -242,23 +246,13 @@ def _parts(content: Any, param: str) -> list[dict[str, Any]]:
             file = part.get("file") or {}
             parts.append(_media_part(file.get("file_data"), f"{param}.{i}"))
         else:
-            raise _bad(f"{param}.{i}", f"content part type {kind!r} is not supported for Gemini")
+            raise invalid(f"{param}.{i}", f"content part type {kind!r} is not supported for Gemini")
     return parts
 
 
 def _function_call(call: Any, param: str) -> tuple[str, dict[str, Any]]:
-    function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-        raise _bad(param, "a tool call needs function.name")
-    arguments = function.get("arguments") or "{}"
-    try:
-        args = _decode(arguments) if isinstance(arguments, str) else arguments
-    except msgspec.DecodeError:
-        raise _bad(param + ".function.arguments", "arguments are not valid JSON") from None
-    if not isinstance(args, dict):
-        raise _bad(param + ".function.arguments", "arguments must be a JSON object")
-    ident = str(call.get("id") or "")
-    body: dict[str, Any] = {"name": function["name"], "args": args}
+    ident, name, args = parse_tool_call(call, param)
+    body: dict[str, Any] = {"name": name, "args": args}
     if ident and not ident.startswith(SYNTHETIC_ID_PREFIX):
         body["id"] = ident
     part: dict[str, Any] = {"functionCall": body}
@@ -317,7 +311,7 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
         elif role in ("tool", "function"):
             add("user", [_function_response(message, names)])
         else:
-            raise _bad(param + ".role", f"unknown role {role!r}")
+            raise invalid(param + ".role", f"unknown role {role!r}")
     return system, contents
 
 
@@ -326,7 +320,7 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _bad(f"tools.{i}.function", "a tool needs function.name")
+            raise invalid(f"tools.{i}.function", "a tool needs function.name")
         entry: dict[str, Any] = {"name": function["name"]}
         if function.get("description"):
             entry["description"] = function["description"]
@@ -348,7 +342,7 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             config = {"mode": "ANY", "allowedFunctionNames": [function["name"]]}
             return {"functionCallingConfig": config}
-    raise _bad("tool_choice", "must be auto, none, required or a named function")
+    raise invalid("tool_choice", "must be auto, none, required or a named function")
 
 
 def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
@@ -390,7 +384,7 @@ def to_gemini_request(body: dict[str, Any]) -> dict[str, Any]:
     """A Gemini `generateContent` body for a canonical (OpenAI chat) request."""
     messages = body.get("messages")
     if not isinstance(messages, list):
-        raise _bad("messages", "must be a list")
+        raise invalid("messages", "must be a list")
     system, contents = _contents(messages)
     out: dict[str, Any] = {"contents": contents}
     if system:
@@ -406,41 +400,45 @@ def to_gemini_request(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class GeminiWire:
-    name = "gemini"
+def model_url(base_url: str, model: str, stream: bool) -> str:
+    """`{base}/models/{model}:method`, the model percent-encoded as one path segment: a
+    model name can never change the upstream path or query."""
+    method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+    return base_url + "/models/" + quote(model, safe="") + method
 
-    def chat_url(self, config: ProviderConfig) -> str:
-        return config.base_url + "/models/"
 
-    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **dict(config.headers)}
-        if key:
-            headers["x-goog-api-key"] = key
-        return headers
+class GeminiGenerate:
+    """`POST {base}/models/{model}:generateContent` (`:streamGenerateContent?alt=sse`)."""
 
-    def _url(self, provider: Provider, model: str, stream: bool) -> str:
-        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        return provider.chat_url + model + method
+    framing = SSEFraming(b"")
+    translates = True
 
-    def native_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
+    def request(
+        self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
     ) -> UpstreamRequest:
-        headers = provider.headers_for(key)
-        model = str(body.pop("model", ""))
-        return UpstreamRequest("POST", self._url(provider, model, stream), headers, _encode(body))
+        url = model_url(to.base_url, to.model, stream)
+        if native:
+            body.pop("model", None)
+            payload = _encode(body)
+        else:
+            payload = _encode(to_gemini_request(body))
+        return UpstreamRequest("POST", url, to.headers, payload)
 
-    def chat_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
-    ) -> UpstreamRequest:
-        headers = provider.headers_for(key)
-        url = self._url(provider, str(body.get("model", "")), stream)
-        return UpstreamRequest("POST", url, headers, _encode(to_gemini_request(body)))
-
-    def parse_chat_response(self, raw: bytes) -> dict[str, Any]:
+    def parse(self, raw: bytes) -> dict[str, Any]:
         return parse_gemini_response(raw)
 
-    def stream_translator(self) -> GeminiStreamTranslator:
-        return GeminiStreamTranslator()
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder(GeminiStreamTranslator())
+
+
+class GeminiWire:
+    name = "gemini"
+    format = GEMINI
+    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: GeminiGenerate()}
+    sign = HeaderSigner("x-goog-api-key").sign
+
+    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        return {"Content-Type": "application/json", **extra}
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo:
         return gemini_error_info(status, body)

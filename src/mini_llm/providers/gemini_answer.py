@@ -17,9 +17,10 @@ from typing import Any
 
 import msgspec
 
+from ..canonical import chunk, token_count
 from ..errors import UpstreamError
 from ..sse import SSEEvent
-from .base import ErrorInfo, token_count
+from .base import ErrorInfo
 
 __all__ = [
     "FINISH_REASONS",
@@ -245,15 +246,7 @@ class GeminiStreamTranslator:
         self._usage: Any = None
 
     def _chunk(self, index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": self._model,
-            "choices": [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
-        }
+        return chunk(self._id, self._model, delta, finish, index)
 
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or event.data == "[DONE]":

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from ..routing.policies import Timeouts
+from ..canonical import estimate_tokens as count_tokens
+from ..resilience import Timeouts
 from .base import UpstreamRequest, UpstreamResponse
 
 __all__ = ["MOCK_MODELS", "MockTransport", "count_tokens"]
@@ -25,11 +26,6 @@ MOCK_MODELS = ("echo",)
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
-
-
-def count_tokens(text: str) -> int:
-    """A rough token count (about 4 characters a token), enough for a mock's usage."""
-    return max(1, (len(text) + 3) // 4) if text else 0
 
 
 def _text_of(content: Any) -> str:

@@ -6,17 +6,32 @@ rewritten: unknown fields pass through untouched.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import msgspec
 
-from ..config import ProviderConfig
 from ..errors import UpstreamError
-from ..routing.keys import KeyEntry
+from ..formats import CHAT, OPENAI, Operation
 from ..sse import SSEEvent
-from .base import ErrorInfo, Provider, UpstreamRequest
+from .base import (
+    Endpoint,
+    ErrorInfo,
+    HeaderSigner,
+    SSEDecoder,
+    SSEFraming,
+    UpstreamModel,
+    UpstreamRequest,
+)
 
-__all__ = ["OPENAI_WIRE", "OpenAIStreamReader", "OpenAIWire", "openai_error_info"]
+__all__ = [
+    "OPENAI_WIRE",
+    "OpenAIChat",
+    "OpenAIStreamReader",
+    "OpenAIWire",
+    "openai_error_info",
+    "parse_openai_answer",
+]
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -95,38 +110,43 @@ class OpenAIStreamReader:
         return []
 
 
+def parse_openai_answer(raw: bytes) -> dict[str, Any]:
+    try:
+        answer = _decode(raw)
+    except msgspec.DecodeError:
+        raise UpstreamError("upstream answered with malformed JSON") from None
+    if not isinstance(answer, dict):
+        raise UpstreamError("upstream answered with malformed JSON")
+    return answer
+
+
+class OpenAIChat:
+    """`POST {base}/chat/completions`: the canonical format's own, so nothing to translate."""
+
+    framing = SSEFraming(b"[DONE]")
+    translates = True
+
+    def request(
+        self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
+    ) -> UpstreamRequest:
+        body["model"] = to.model
+        return UpstreamRequest("POST", to.base_url + "/chat/completions", to.headers, _encode(body))
+
+    def parse(self, raw: bytes) -> dict[str, Any]:
+        return parse_openai_answer(raw)
+
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder(OpenAIStreamReader())
+
+
 class OpenAIWire:
     name = "openai"
+    format = OPENAI
+    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: OpenAIChat()}
+    sign = HeaderSigner("Authorization", "Bearer ").sign
 
-    def chat_url(self, config: ProviderConfig) -> str:
-        return config.base_url + "/chat/completions"
-
-    def auth_headers(self, config: ProviderConfig, key: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **dict(config.headers)}
-        if key:
-            headers["Authorization"] = "Bearer " + key
-        return headers
-
-    def native_request(
-        self, provider: Provider, body: dict[str, Any], key: KeyEntry | None, stream: bool
-    ) -> UpstreamRequest:
-        headers = provider.headers_for(key)
-        return UpstreamRequest("POST", provider.chat_url, headers, _encode(body))
-
-    # The canonical format is this wire's own: nothing to translate.
-    chat_request = native_request
-
-    def parse_chat_response(self, raw: bytes) -> dict[str, Any]:
-        try:
-            answer = _decode(raw)
-        except msgspec.DecodeError:
-            raise UpstreamError("upstream answered with malformed JSON") from None
-        if not isinstance(answer, dict):
-            raise UpstreamError("upstream answered with malformed JSON")
-        return answer
-
-    def stream_translator(self) -> OpenAIStreamReader:
-        return OpenAIStreamReader()
+    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        return {"Content-Type": "application/json", **extra}
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo:
         return openai_error_info(status, body)

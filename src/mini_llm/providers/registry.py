@@ -1,19 +1,20 @@
-"""Wire formats and transports by name: built-ins register here the way plug-ins would."""
+"""Wire formats by name, transports by URL scheme: built-ins register here the way plug-ins
+would."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..config import ProviderConfig
 from .anthropic import ANTHROPIC_WIRE
-from .base import Provider, Transport, WireFormat
+from .base import Transport, WireFormat
 from .gemini import GEMINI_WIRE
 from .mock import MockTransport
 from .openai import OPENAI_WIRE
 
-__all__ = ["build_providers", "register_wire", "wire_formats"]
+__all__ = ["register_transport", "register_wire", "transport_for", "wire_formats"]
 
 _WIRES: dict[str, WireFormat] = {}
+_TRANSPORTS: dict[str, Transport] = {}
 
 
 def register_wire(wire: WireFormat) -> None:
@@ -24,16 +25,18 @@ def wire_formats() -> Mapping[str, WireFormat]:
     return _WIRES
 
 
+def register_transport(scheme: str, transport: Transport) -> None:
+    """Requests to `scheme://` base URLs go through `transport` instead of HTTP."""
+    _TRANSPORTS[scheme] = transport
+
+
+def transport_for(base_url: str, http: Transport) -> Transport:
+    """The transport for a base URL: a registered scheme's, else the pooled HTTP client."""
+    scheme = base_url.partition(":")[0]
+    return _TRANSPORTS.get(scheme, http)
+
+
 register_wire(OPENAI_WIRE)
 register_wire(ANTHROPIC_WIRE)
 register_wire(GEMINI_WIRE)
-
-
-def build_providers(configs: Mapping[str, ProviderConfig], http: Transport) -> dict[str, Provider]:
-    """One `Provider` per configured provider; `mock://` base URLs answer in process."""
-    mock = MockTransport()
-    providers: dict[str, Provider] = {}
-    for name, config in configs.items():
-        transport = mock if config.base_url.startswith("mock:") else http
-        providers[name] = Provider(config, _WIRES[config.wire], transport)
-    return providers
+register_transport("mock", MockTransport())

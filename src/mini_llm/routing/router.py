@@ -10,30 +10,52 @@ follow before the route moves to its fallbacks. Routes are built once per name a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..errors import ModelNotFoundError
-from ..providers.base import Provider
+from ..errors import InvalidRequestError, ModelNotFoundError
+from ..formats import Format, Operation
+from ..providers.base import UpstreamModel
+from ..resilience import Overrides, RetryPolicy, Timeouts
+from ..state import MemoryState, StateBackend
 from .keys import KeyEntry
 from .models import resolve_name
-from .policies import Deployment, Overrides, RetryPolicy, Timeouts
+from .provider import Provider
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .policies import Deployment
 
-__all__ = ["Group", "Route", "Router", "Target"]
+__all__ = ["MODEL_NAME", "Group", "Route", "Router", "Target", "check_model_name"]
 
 log = logging.getLogger("mini_llm.keys")
 
 _CACHE_LIMIT = 4096
 _MAX_DEPTH = 16
 
+# What a model name may hold: it ends up in upstream URLs and in response headers.
+MODEL_NAME = re.compile(r"[A-Za-z0-9._:@+/-]{1,256}")
+
+
+def check_model_name(name: str) -> None:
+    """A 400 for a name that could change an upstream path, query or header (`..`, `?`, `#`,
+    `%`, CR/LF, spaces…), before anything is resolved or sent."""
+    if MODEL_NAME.fullmatch(name) and not any(part in ("", ".", "..") for part in name.split("/")):
+        return
+    shown = name[:80].encode("unicode_escape").decode("ascii")
+    raise InvalidRequestError(
+        f"Invalid model name '{shown}': a model name holds letters, digits and . _ : @ + / - "
+        "(at most 256), with no empty, '.' or '..' part between slashes.",
+        param="model",
+        code="invalid_model",
+    )
+
 
 class Target:
     """One upstream model at one provider, with its effective timeouts and retry policy."""
 
-    __slots__ = ("in_flight", "label", "model", "provider", "refused", "retries", "timeouts")
+    __slots__ = ("busy", "label", "model", "provider", "refused", "retries", "timeouts", "upstream")
 
     def __init__(
         self,
@@ -41,15 +63,23 @@ class Target:
         model: str,
         timeouts: Timeouts | None = None,
         retries: RetryPolicy | None = None,
+        state: StateBackend | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
         self.label = f"{provider.name}/{model}"
+        base_url = provider.config.base_url
+        self.upstream = UpstreamModel(provider.name, base_url, model, provider.headers)
         self.timeouts = timeouts or Timeouts()
         self.retries = retries or RetryPolicy()
-        self.in_flight = 0
+        self.busy = (state or MemoryState()).counter("in_flight/" + self.label)
+        """Upstream calls under way to this model (the balancer's least-in-flight reads it)."""
         self.refused: set[KeyEntry] = set()
         """Keys the upstream refused (403) for this model; other models may still use them."""
+
+    @property
+    def in_flight(self) -> int:
+        return self.busy.value
 
     def refuse(self, key: KeyEntry) -> None:
         if key not in self.refused:
@@ -92,7 +122,7 @@ class Group:
             best = start
             for step in range(1, count):
                 i = (start + step) % count
-                if self.targets[i].in_flight < self.targets[best].in_flight:
+                if self.targets[i].busy.value < self.targets[best].busy.value:
                     best = i
             return best
         # smooth weighted round-robin: spreads picks evenly in proportion to the weights
@@ -107,13 +137,14 @@ class Group:
 
 
 class Route:
-    __slots__ = ("groups", "name", "wires")
+    __slots__ = ("_serving", "formats", "groups", "name")
 
     def __init__(self, name: str, groups: tuple[Group, ...]) -> None:
         self.name = name
         self.groups = groups
-        self.wires = frozenset(t.provider.wire.name for g in groups for t in g.targets)
+        self.formats = frozenset(t.provider.wire.format for g in groups for t in g.targets)
         """The wire formats of every target: whether a request may need translating."""
+        self._serving: dict[tuple[Operation, Format], Route | None] = {}
 
     @property
     def primary(self) -> Target:
@@ -122,6 +153,34 @@ class Route:
     @property
     def budget(self) -> float:
         return self.primary.retries.budget
+
+    def only(self, fmt: Format) -> bool:
+        """Whether every target speaks `fmt` (then nothing will be translated)."""
+        return len(self.formats) == 1 and fmt in self.formats
+
+    def serving(self, operation: Operation, fmt: Format) -> Route | None:
+        """This route without the targets that cannot serve `operation` for a body in `fmt`
+        (an endpoint that takes no canonical body serves only its own format); None when no
+        target can. Worked out once per route, operation and format."""
+        key = (operation, fmt)
+        if key in self._serving:
+            return self._serving[key]
+        groups = []
+        for group in self.groups:
+            kept = tuple(t for t in group.targets if _serves(t, operation, fmt))
+            if kept == group.targets:
+                groups.append(group)
+            elif kept:
+                groups.append(Group(kept, (1.0,) * len(kept), group.strategy))
+        route = Route(self.name, tuple(groups)) if groups else None
+        self._serving[key] = route
+        return route
+
+
+def _serves(target: Target, operation: Operation, fmt: Format) -> bool:
+    wire = target.provider.wire
+    endpoint = wire.endpoints.get(operation)
+    return endpoint is not None and (endpoint.translates or wire.format is fmt)
 
 
 class Router:
@@ -132,7 +191,9 @@ class Router:
         aliases: Mapping[str, str],
         providers: Mapping[str, Provider],
         settings: Settings | None = None,
+        state: StateBackend | None = None,
     ) -> None:
+        self._state = state if state is not None else MemoryState()
         self._aliases = dict(aliases)
         self._providers = dict(providers)
         self._chains: Mapping[str, tuple[str, ...]] = settings.chains if settings else {}
@@ -157,6 +218,7 @@ class Router:
         route = self._fixed_routes.get(name) or self._routes.get(name)
         if route is not None:
             return route
+        check_model_name(name)
         fixed = name in self._configured
         created: dict[tuple[str, str], Target] = {}
         groups = self._dedupe(self._groups(name, 0, set(), created))
@@ -174,15 +236,15 @@ class Router:
 
     def in_flight(self) -> int:
         """Upstream calls under way right now, over every target."""
-        return sum(t.in_flight for t in (*self._fixed_targets.values(), *self._targets.values()))
+        return sum(t.busy.value for t in self.targets())
+
+    def targets(self) -> list[Target]:
+        """Every target built so far."""
+        return [*self._fixed_targets.values(), *self._targets.values()]
 
     def refusals(self) -> dict[str, list[str]]:
         """Keys refused with 403 per upstream model, by their last 4 characters."""
-        return {
-            t.label: sorted(k.hint for k in t.refused)
-            for t in (*self._fixed_targets.values(), *self._targets.values())
-            if t.refused
-        }
+        return {t.label: sorted(k.hint for k in t.refused) for t in self.targets() if t.refused}
 
     def _target(
         self, provider: Provider, model: str, created: dict[tuple[str, str], Target]
@@ -199,7 +261,7 @@ class Router:
             override = self._model_overrides.get(f"{provider.name}/{model}")
             if override is not None:
                 timeouts, retries = override.apply(timeouts, retries)
-            target = created[key] = Target(provider, model, timeouts, retries)
+            target = created[key] = Target(provider, model, timeouts, retries, self._state)
         return target
 
     def _single(self, name: str, created: dict[tuple[str, str], Target]) -> Target:

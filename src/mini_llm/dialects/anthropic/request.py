@@ -19,8 +19,8 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InvalidRequestError
-from ..schema.anthropic import (
+from ...errors import InvalidRequestError
+from ...schema.anthropic import (
     Base64Source,
     Block,
     DocumentBlock,

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from ..providers.base import token_count
-from ..sse import format_event
+from ...canonical import token_count
+from ...sse import format_event
 
 __all__ = ["STOP_REASONS", "AnthropicEventWriter", "anthropic_usage", "to_anthropic_message"]
 
@@ -137,6 +137,7 @@ class AnthropicEventWriter:
         "_answer_id",
         "_block",
         "_count",
+        "_input_estimate",
         "_last_tool",
         "_model",
         "_started",
@@ -146,8 +147,9 @@ class AnthropicEventWriter:
         "_usage",
     )
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, input_estimate: int = 0) -> None:
         self._model = model
+        self._input_estimate = input_estimate
         self._started = False
         self._answer_id: Any = None
         self._count = 0  # blocks opened so far
@@ -158,8 +160,14 @@ class AnthropicEventWriter:
         self._stop: str | None = None
         self._usage: Any = None
 
-    def _start(self, ident: Any) -> bytes:
+    def _start(self, ident: Any, usage: Any = None) -> bytes:
+        """`message_start`, its input tokens the upstream's when its first chunk had them,
+        else the estimate (clients that budget their context read it); `message_delta`
+        carries the exact figures."""
         self._started = True
+        start_usage = {"input_tokens": self._input_estimate, "output_tokens": 0}
+        if isinstance(usage, dict) and usage.get("prompt_tokens"):
+            start_usage = {**anthropic_usage(usage), "output_tokens": 0}
         self._answer_id = ident
         message: dict[str, Any] = {
             "id": _message_id(ident),
@@ -169,7 +177,7 @@ class AnthropicEventWriter:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": start_usage,
         }
         return _event("message_start", {"type": "message_start", "message": message})
 
@@ -200,7 +208,7 @@ class AnthropicEventWriter:
     def feed(self, chunk: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []
         if not self._started:
-            out.append(self._start(chunk.get("id")))
+            out.append(self._start(chunk.get("id"), chunk.get("usage")))
         if chunk.get("usage"):
             self._usage = chunk["usage"]
         for choice in chunk.get("choices") or ():

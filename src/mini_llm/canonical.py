@@ -1,0 +1,190 @@
+"""The canonical form: OpenAI Chat Completions, as plain dicts, and the helpers every wire
+format and client dialect shares to read and build it. Pure: no I/O, no clock, no globals.
+
+- a canonical request is an OpenAI `chat/completions` body;
+- a canonical answer is a `chat.completion`, a canonical chunk a `chat.completion.chunk`
+  (`created` left 0 for the edge to stamp);
+- canonical usage is OpenAI's `usage` object, plus `cache_read_input_tokens` and
+  `cache_creation_input_tokens` where an upstream reports prompt-cache writes; `Usage` is the
+  gateway's own reading of it, the figures a ledger and limits count.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "Usage",
+    "answer_chunks",
+    "chunk",
+    "estimate_tokens",
+    "invalid",
+    "parse_data_url",
+    "parse_tool_call",
+    "token_count",
+    "usage_dict",
+]
+
+_decode = msgspec.json.decode
+_DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
+
+
+def token_count(value: Any) -> int:
+    """A token count as an upstream reported it; anything not a finite number counts 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return max(int(value), 0)
+    return 0
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about 4 characters a token), for estimates and the mock."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def invalid(param: str, message: str) -> InvalidRequestError:
+    """The 400 for a request field that a translation cannot carry."""
+    return InvalidRequestError(f"Invalid request at '{param}': {message}", param=param)
+
+
+def parse_data_url(url: str) -> tuple[str, str] | None:
+    """`(media type, base64 data)` of a `data:<type>;base64,<data>` URL, else None."""
+    match = _DATA_URL.fullmatch(url)
+    return (match.group(1), match.group(2)) if match is not None else None
+
+
+def parse_tool_call(call: Any, param: str) -> tuple[str, str, dict[str, Any]]:
+    """`(id, function name, arguments object)` of a canonical assistant tool call."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise invalid(param, "a tool call needs function.name")
+    arguments = function.get("arguments") or ""
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            parsed: Any = {}
+        else:
+            try:
+                parsed = _decode(arguments)
+            except msgspec.DecodeError:
+                raise invalid(
+                    param + ".function.arguments", "arguments are not valid JSON"
+                ) from None
+    else:
+        parsed = arguments
+    if not isinstance(parsed, dict):
+        raise invalid(param + ".function.arguments", "arguments must be a JSON object")
+    ident = call.get("id")
+    assert isinstance(call, dict)
+    return (ident if isinstance(ident, str) else ""), function["name"], parsed
+
+
+def chunk(
+    ident: str, model: str, delta: dict[str, Any], finish: str | None = None, index: int = 0
+) -> dict[str, Any]:
+    """One canonical stream chunk with one choice (`created` 0: stamped at the edge)."""
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one answer used, as providers bill it.
+
+    `input_tokens` are billed at the input price (cache reads and writes excluded);
+    `output_tokens` include reasoning; `reasoning_tokens` is the part of them that was
+    reasoning. `exact` is False when the gateway estimated the figures.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    exact: bool = True
+
+    @classmethod
+    def from_canonical(cls, usage: Any) -> Usage:
+        """The figures of canonical (OpenAI) usage, whatever the upstream's format was."""
+        if not isinstance(usage, dict):
+            return cls()
+        prompt = token_count(usage.get("prompt_tokens"))
+        details = usage.get("prompt_tokens_details")
+        cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        cached = cached or token_count(usage.get("cache_read_input_tokens"))
+        written = token_count(usage.get("cache_creation_input_tokens"))
+        out = usage.get("completion_tokens_details")
+        reasoning = token_count(out.get("reasoning_tokens")) if isinstance(out, dict) else 0
+        return cls(
+            input_tokens=max(prompt - cached - written, 0),
+            output_tokens=token_count(usage.get("completion_tokens")),
+            cached_input_tokens=cached,
+            cache_write_tokens=written,
+            reasoning_tokens=reasoning,
+        )
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, however billed (OpenAI's `prompt_tokens`)."""
+        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """Canonical (OpenAI) usage for `usage`."""
+    prompt = usage.prompt_tokens
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": prompt + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+    }
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    if usage.cache_write_tokens:
+        out["cache_creation_input_tokens"] = usage.cache_write_tokens
+    return out
+
+
+def answer_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole canonical answer as the stream chunks that would have carried it: per choice
+    its role, content, reasoning and tool calls, then its finish; then the usage chunk."""
+    ident = str(answer.get("id") or "")
+    model = str(answer.get("model") or "")
+    out: list[dict[str, Any]] = []
+    for position, choice in enumerate(answer.get("choices") or ()):
+        if not isinstance(choice, dict):
+            continue
+        index = choice.get("index", position)
+        message = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant"}
+        for field in ("content", "refusal", "reasoning_content"):
+            if message.get(field):
+                delta[field] = message[field]
+        calls = message.get("tool_calls")
+        if calls:
+            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(calls)]
+        out.append(chunk(ident, model, delta, None, index))
+        out.append(chunk(ident, model, {}, choice.get("finish_reason") or "stop", index))
+    usage = answer.get("usage")
+    if isinstance(usage, dict):
+        out.append(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+        )
+    return out

@@ -1,0 +1,54 @@
+"""Wire-format and operation identities, shared by client dialects and provider formats.
+
+A client dialect and a provider wire format that name the same `Format` object speak the same
+bytes: a request between them passes through untouched. They are compared with `is`, never by
+name. An `Operation` is what a request asks for (a chat answer, a token count…); a provider
+format serves some operations, and the router skips targets that cannot serve the one asked.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ANTHROPIC",
+    "CHAT",
+    "COUNT_TOKENS",
+    "GEMINI",
+    "OPENAI",
+    "Format",
+    "Operation",
+]
+
+
+class Format:
+    """The identity of a wire format (its name is for people and logs only)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Format({self.name})"
+
+
+class Operation:
+    """The identity of an operation (its name is for people, logs and error messages)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Operation({self.name})"
+
+
+OPENAI = Format("openai")
+"""OpenAI Chat Completions: also the canonical format."""
+ANTHROPIC = Format("anthropic")
+GEMINI = Format("gemini")
+
+CHAT = Operation("chat")
+"""A model's answer to a conversation, whole or streamed."""
+COUNT_TOKENS = Operation("count_tokens")
+"""How many input tokens a request would use."""

@@ -1,0 +1,237 @@
+"""The generic handler: one request's way through, for any client dialect.
+
+    body  → dialect.parse → policies.before → router (route, then the targets serving the
+    operation) → dispatcher → dialect renders the answer (whole, native stream, or canonical
+    chunks as events) → policies.after
+
+Errors of any kind become one answer in the dialect (`error_body` before the first byte,
+`error_event` after it); every byte that came from an upstream passes the redactor on its way
+to the client. With no policy, the only per-request cost beyond the dispatch is this function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..call import Answer, Call
+from ..canonical import Usage, answer_chunks
+from ..dialects.base import Dialect
+from ..errors import GatewayError, InvalidRequestError
+from ..policies.base import RequestInfo
+from .responses import error_response, internal_error, request_id
+from .streaming import write_stream
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+__all__ = ["Pipeline", "canonical_chunks"]
+
+log = logging.getLogger("mini_llm.gateway")
+
+_JSON = "application/json"
+
+
+class Pipeline:
+    """Serves every dialect's endpoint with the runtime in force when the request began (a
+    hot reload swaps `runtime`; requests under way keep theirs)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def handler(self, dialect: Dialect, endpoint: str) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, dialect, endpoint)
+
+        return handle
+
+    async def handle(
+        self, request: web.Request, dialect: Dialect, endpoint: str
+    ) -> web.StreamResponse:
+        runtime = self.runtime
+        rid = request_id(request)
+        chain = runtime.policies
+        info = RequestInfo(rid, endpoint, dialect.name) if chain else None
+        try:
+            body = await runtime.body.read_object(request)
+            call = dialect.parse(body, request.headers)
+            if info is not None:
+                info.call = call
+                given = await chain.before(info)
+                if given is not None:
+                    answer = Answer(None, False, completion=given)
+                    if call.stream:
+                        answer.stream = _nothing()
+                    return await self._respond(request, dialect, call, answer, info, rid)
+            route = runtime.router.route(call.model)
+            served = route.serving(call.operation, call.format)
+            if served is None:
+                local = dialect.local(call)
+                if local is None:
+                    raise InvalidRequestError(
+                        f"The model '{call.model}' cannot serve {call.operation.name} requests.",
+                        param="model",
+                        code="unsupported_operation",
+                    )
+                data, headers = local
+                headers["x-request-id"] = rid
+                headers["Content-Type"] = _JSON
+                if info is not None:
+                    info.status = 200
+                return web.Response(body=data, headers=headers)
+            if not served.only(call.format):
+                call.canonical()  # a body that cannot be translated is a 400 before anything
+            if info is not None and chain.wants_usage and call.stream:
+                dialect.ask_usage(call)
+            answer = await runtime.dispatcher.run(served, call)
+            if info is not None:
+                info.target, info.attempts = answer.target, answer.attempts
+            return await self._respond(request, dialect, call, answer, info, rid)
+        except GatewayError as e:
+            if info is not None:
+                info.status, info.error_code = e.http_status, e.code
+            return error_response(e, dialect, rid)
+        except asyncio.CancelledError:
+            if info is not None:
+                info.stream_cancelled = True  # the client went away
+            raise
+        except Exception:
+            log.exception("unexpected failure in %s", endpoint)
+            if info is not None:
+                info.status, info.error_code = 500, "internal_error"
+            return error_response(internal_error(), dialect, rid)
+        finally:
+            if info is not None:
+                chain.after(info)
+
+    async def _respond(
+        self,
+        request: web.Request,
+        dialect: Dialect,
+        call: Call,
+        answer: Answer,
+        info: RequestInfo | None,
+        rid: str,
+    ) -> web.StreamResponse:
+        headers = answer.headers()
+        headers["x-request-id"] = rid
+        scrub = self.runtime.redact.scrub
+        if answer.stream is None:
+            data = scrub(dialect.whole(call, answer))
+            if info is not None:
+                info.status = 200
+                if self.runtime.policies.wants_usage:
+                    info.usage = _whole_usage(answer)
+            headers["Content-Type"] = _JSON
+            return web.Response(body=data, headers=headers)
+        events = self._events(dialect, call, answer, info)
+        response = await write_stream(request, events, dialect, headers=headers, scrub=scrub)
+        if info is not None:
+            info.status = 200
+        return response
+
+    def _events(
+        self, dialect: Dialect, call: Call, answer: Answer, info: RequestInfo | None
+    ) -> AsyncIterator[bytes]:
+        assert answer.stream is not None
+        wants_usage = info is not None and self.runtime.policies.wants_usage
+        if answer.native:
+            stream = answer.stream
+            if wants_usage:
+                assert info is not None
+                stream = _usage_tap(answer, stream, info)
+            return dialect.passthrough(call, stream)
+        chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
+        if wants_usage:
+            assert info is not None
+            chunks = _chunk_usage(chunks, info)
+        return dialect.events(call, answer, chunks)
+
+
+def _whole_usage(answer: Answer) -> Usage | None:
+    completion = answer.completion
+    if completion is None:
+        if answer.endpoint is None or answer.data is None:
+            return None
+        try:
+            completion = answer.endpoint.parse(answer.data)
+        except GatewayError:
+            return None
+    usage = completion.get("usage")
+    return Usage.from_canonical(usage) if isinstance(usage, dict) else None
+
+
+async def canonical_chunks(answer: Answer) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """Canonical chunks from an upstream stream's bytes, through the format's decoder: one
+    batch per upstream read, so the client gets one write for what came in one read."""
+    assert answer.stream is not None and answer.endpoint is not None
+    stream = answer.stream
+    decoder = answer.endpoint.decoder()
+    try:
+        async for data in stream:
+            batch = decoder.feed(data)
+            if batch:
+                yield batch
+        batch = decoder.finish()
+        while batch:
+            yield batch
+            batch = decoder.finish()
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _chunk_usage(
+    chunks: AsyncIterator[list[dict[str, Any]]], info: RequestInfo
+) -> AsyncIterator[list[dict[str, Any]]]:
+    async with aclosing(chunks):  # type: ignore[type-var]
+        async for batch in chunks:
+            for chunk in batch:
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):
+                    info.usage = Usage.from_canonical(usage)
+            yield batch
+
+
+async def _usage_tap(
+    answer: Answer, stream: AsyncIterator[bytes], info: RequestInfo
+) -> AsyncIterator[bytes]:
+    """A native stream as it is, read on the way by the format's own decoder for its usage."""
+    assert answer.endpoint is not None
+    decoder = answer.endpoint.decoder()
+    broken = False
+    try:
+        async for data in stream:
+            if not broken:
+                try:
+                    for chunk in decoder.feed(data):
+                        usage = chunk.get("usage")
+                        if isinstance(usage, dict):
+                            info.usage = Usage.from_canonical(usage)
+                except GatewayError:
+                    broken = True  # the relay reports the stream's own errors
+            yield data
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    nothing: tuple[bytes, ...] = ()
+    for data in nothing:
+        yield data
+
+
+async def _replay(
+    completion: dict[str, Any] | None,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """A whole canonical answer (one a policy gave) as one batch of stream chunks."""
+    if completion is not None:
+        yield answer_chunks(completion)

@@ -1,0 +1,94 @@
+"""The in-memory state backend: the embedded default, exact within one process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .base import Counter, Deadline
+
+__all__ = ["MemoryState"]
+
+
+class MemoryState:
+    """Handles in dicts; values with expiry in a dict swept lazily. Nothing here awaits, so on
+    one event loop every operation is atomic."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._deadlines: dict[str, Deadline] = {}
+        self._counters: dict[str, Counter] = {}
+        self._values: dict[str, tuple[float | bytes, float]] = {}  # key -> (value, expires)
+        self._sweep_at = 0.0
+
+    def deadline(self, name: str) -> Deadline:
+        handle = self._deadlines.get(name)
+        if handle is None:
+            handle = self._deadlines[name] = Deadline(name)
+        return handle
+
+    def counter(self, name: str) -> Counter:
+        handle = self._counters.get(name)
+        if handle is None:
+            handle = self._counters[name] = Counter(name)
+        return handle
+
+    def changed(self, handle: Deadline) -> None:
+        return None
+
+    def _live(self, key: str) -> float | bytes | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires and expires <= self._clock():
+            del self._values[key]
+            return None
+        return value
+
+    def _store(self, key: str, value: float | bytes, ttl: float | None) -> None:
+        now = self._clock()
+        self._values[key] = (value, now + ttl if ttl else 0.0)
+        if now >= self._sweep_at:  # at most once a minute, drop what expired
+            self._sweep_at = now + 60.0
+            for stale in [k for k, (_, exp) in self._values.items() if exp and exp <= now]:
+                del self._values[stale]
+
+    def _number(self, key: str) -> float:
+        value = self._live(key)
+        return value if isinstance(value, float) else 0.0
+
+    def _keep(self, key: str, value: float, ttl: float | None) -> None:
+        entry = self._values.get(key)
+        if entry is not None and entry[1]:  # an existing key keeps its expiry
+            self._values[key] = (value, entry[1])
+        else:
+            self._store(key, value, ttl)
+
+    async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
+        value = self._number(key) + amount
+        self._keep(key, value, ttl)
+        return value
+
+    async def reserve(
+        self, key: str, amount: float, limit: float, ttl: float
+    ) -> tuple[bool, float]:
+        value = self._number(key)
+        if amount > 0 and value + amount > limit:
+            return False, value
+        value = max(value + amount, 0.0)
+        self._keep(key, value, ttl)
+        return True, value
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._live(key)
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._store(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        self._values.pop(key, None)
+
+    async def close(self) -> None:
+        return None
