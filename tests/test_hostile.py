@@ -38,8 +38,8 @@ class Recorder:
         )
         body = await request.json()
         if self.mode == "error":
-            error = {"message": f"bad key {key}", "type": key, "code": key, "param": key}
-            return web.json_response({"error": error}, status=400)
+            fields = {"message": f"bad key {key}", "type": key, "code": key, "param": key}
+            return web.json_response({"error": fields}, status=400)
         if self.mode == "stream-error":
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
@@ -50,8 +50,8 @@ class Recorder:
                 "choices": [{"index": 0, "delta": {"content": f"my key is {key}"}}],
             }
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            error = {"error": {"message": f"failed with {key}", "code": key, "param": key}}
-            await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+            failed = {"error": {"message": f"failed with {key}", "code": key, "param": key}}
+            await response.write(b"data: " + json.dumps(failed).encode() + b"\n\n")
             return response
         answer = {
             "id": "c1",
@@ -173,7 +173,7 @@ def test_a_refused_key_comes_back_after_its_time_and_on_reset(
     gateway = make_gateway({"OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": SECRET})
     runtime = gateway.app[GATEWAY].runtime
     pool = runtime.providers["openai"].keys
-    (entry,) = list(pool)
+    entry = next(iter(pool))
     pool.set_aside(entry, 401, now=1000.0)
     assert pool.acquire(now=1000.0 + 59) is None
     assert pool.acquire(now=1000.0 + 61) is entry  # tried again after 1 min

@@ -32,6 +32,7 @@ def _imports(path: Path) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
+        child: ast.AST
         if isinstance(node, ast.If) and _type_checking_only(node):
             for child in node.orelse:
                 visit(child)

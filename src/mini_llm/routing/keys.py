@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from ..providers.base import Credential
@@ -68,7 +68,7 @@ class KeyPool:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[KeyEntry]:
         return iter(self._entries)
 
     def acquire(self, now: float | None = None, skip: Collection[KeyEntry] = ()) -> KeyEntry | None:
