@@ -13,15 +13,15 @@ from aiohttp import web
 
 from .. import __version__
 from ..config import Settings
-from ..errors import GatewayError, MethodNotAllowedError, NotFoundError
+from ..errors import GatewayError, MethodNotAllowedError, ModelNotFoundError, NotFoundError
 from ..logs import Redactor
-from ..providers.mock import MOCK_MODELS
 from ..providers.registry import build_providers
 from ..routing.router import Router
 from ..upstream import HttpTransport
 from .anthropic_routes import AnthropicRoutes
 from .body import BodyReader
 from .dispatch import Dispatcher
+from .model_list import build_model_list, models_by_id, offered_models
 from .openai_routes import OpenAIRoutes
 from .responses import Dialect, error_response, request_id
 
@@ -59,22 +59,7 @@ class Gateway:
         return time.monotonic() - self._started_monotonic
 
     def _model_list(self, created: int) -> list[dict[str, Any]]:
-        seen: dict[str, dict[str, Any]] = {}
-        for alias, target in self.settings.aliases.items():
-            seen[alias] = {"id": alias, "object": "model", "created": created, "owned_by": "alias"}
-            seen[alias]["target"] = target
-        for provider in self.providers.values():
-            config = provider.config
-            names = MOCK_MODELS if config.base_url.startswith("mock:") else config.models
-            if not (config.explicit or names):
-                continue
-            for model in names:
-                ident = f"{provider.name}/{model}"
-                seen.setdefault(
-                    ident,
-                    {"id": ident, "object": "model", "created": created, "owned_by": provider.name},
-                )
-        return list(seen.values())
+        return build_model_list(self.settings, offered_models(self.providers), created)
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.http.start()
@@ -117,8 +102,22 @@ def build_app(settings: Settings) -> web.Application:
     async def models(request: web.Request) -> web.Response:
         return web.Response(body=gateway.models_body, content_type="application/json")
 
+    model_bodies = models_by_id(gateway.models_body)
+
+    async def model(request: web.Request) -> web.Response:
+        name = request.match_info["id"]
+        found = model_bodies.get(name)
+        if found is None:
+            error = ModelNotFoundError(
+                f"The model '{name}' is not in this gateway's model list (GET /v1/models).",
+                param="model",
+            )
+            return error_response(error, Dialect.OPENAI, request_id(request))
+        return web.Response(body=found, content_type="application/json")
+
     add("GET", "/health", health)
     add("GET", "/v1/models", models)
+    add("GET", "/v1/models/{id:.+}", model)  # ids hold "/": mock/echo
     add("POST", "/v1/chat/completions", openai.chat_completions)
     add("POST", "/chat/completions", openai.chat_completions)
     anthropic = AnthropicRoutes(gateway.router, gateway.dispatcher, body)
