@@ -27,18 +27,19 @@ from ..dialects.openai_chat import OPENAI_CHAT
 from ..errors import (
     GatewayError,
     MethodNotAllowedError,
+    ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
 )
 from ..logs import Redactor
 from ..policies import PolicyChain, RequestLog
-from ..providers.mock import MOCK_MODELS
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
 from ..upstream import HttpTransport
 from .body import BodyReader
 from .dispatch import Dispatcher
+from .model_list import build_model_list, models_by_id, offered_models
 from .pipeline import Pipeline
 from .responses import error_response, request_id
 
@@ -76,25 +77,10 @@ class Runtime:
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(created)}
         )
+        self.model_bodies = models_by_id(self.models_body)
 
     def _model_list(self, created: int) -> list[dict[str, Any]]:
-        settings = self.settings
-        seen: dict[str, dict[str, Any]] = {}
-        for alias, target in settings.aliases.items():
-            seen[alias] = {"id": alias, "object": "model", "created": created, "owned_by": "alias"}
-            seen[alias]["target"] = target
-        for provider in self.providers.values():
-            config = provider.config
-            names = MOCK_MODELS if config.base_url.startswith("mock:") else config.models
-            if not (config.explicit or names):
-                continue
-            for model in names:
-                ident = f"{provider.name}/{model}"
-                seen.setdefault(
-                    ident,
-                    {"id": ident, "object": "model", "created": created, "owned_by": provider.name},
-                )
-        return list(seen.values())
+        return build_model_list(self.settings, offered_models(self.providers), created)
 
     def provider_health(self) -> dict[str, Any]:
         """Key health of every provider that has keys (never the keys: last 4 characters):
@@ -211,6 +197,17 @@ def build_app(settings: Settings) -> web.Application:
     async def models(request: web.Request) -> web.Response:
         return web.Response(body=gateway.runtime.models_body, content_type="application/json")
 
+    async def model(request: web.Request) -> web.Response:
+        name = request.match_info["id"]
+        found = gateway.runtime.model_bodies.get(name)
+        if found is None:
+            error = ModelNotFoundError(
+                f"The model '{name}' is not in this gateway's model list (GET /v1/models).",
+                param="model",
+            )
+            return error_response(error, OPENAI_CHAT, request_id(request))
+        return web.Response(body=found, content_type="application/json")
+
     async def reset_providers(request: web.Request) -> web.Response:
         rid = request_id(request)
         if not _loopback(request):
@@ -225,6 +222,7 @@ def build_app(settings: Settings) -> web.Application:
     add("GET", "/health", health)
     add("GET", "/v1/models", models)
     add("GET", "/models", models)
+    add("GET", "/v1/models/{id:.+}", model)  # ids hold "/": mock/echo
     add("POST", "/v1/chat/completions", pipeline.handler(OPENAI_CHAT, "/v1/chat/completions"))
     add("POST", "/chat/completions", pipeline.handler(OPENAI_CHAT, "/chat/completions"))
     add("POST", "/v1/messages", pipeline.handler(ANTHROPIC_MESSAGES, "/v1/messages"))

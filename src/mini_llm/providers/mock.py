@@ -1,70 +1,59 @@
 """`mock`: an offline provider that speaks the OpenAI wire format in process.
 
 It lets a first request succeed with no key and no network, and gives tests a provider that
-behaves by model name:
-
-- `mock/echo`: answers with the last user message (streaming and usage supported);
-- `mock/error-<status>`: answers that HTTP status with an OpenAI-shaped error body;
-- anything else: 404 `model_not_found`, as OpenAI would.
+behaves by model name: `mock/echo`, `mock/tools`, `mock/json`, `mock/slow` and
+`mock/error-<status>` (what each answers is in mock_models.py, as pure functions). This module
+only frames their answers as an HTTP response and waits the delays they ask for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
 
-from ..canonical import estimate_tokens as count_tokens
 from ..resilience import Timeouts
 from .base import UpstreamRequest, UpstreamResponse
+from .mock_models import MOCK_MODELS, count_tokens, mock_completion, mock_failure, mock_stream
 
 __all__ = ["MOCK_MODELS", "MockTransport", "count_tokens"]
-
-MOCK_MODELS = ("echo",)
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
+_Steps = list[tuple[float, bytes]]
 
 
 class _Content:
-    __slots__ = ("_chunks",)
+    __slots__ = ("_steps",)
 
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = chunks
+    def __init__(self, steps: _Steps) -> None:
+        self._steps = steps
 
     async def iter_any(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
+        for delay, chunk in self._steps:
+            if delay > 0:
+                await asyncio.sleep(delay)
             yield chunk
 
 
 class MockResponse:
-    __slots__ = ("_chunks", "headers", "status")
+    __slots__ = ("_steps", "headers", "status")
 
-    def __init__(self, status: int, content_type: str, chunks: list[bytes]) -> None:
+    def __init__(self, status: int, content_type: str, steps: _Steps) -> None:
         self.status = status
         self.headers: Mapping[str, str] = {"Content-Type": content_type}
-        self._chunks = chunks
+        self._steps = steps
 
     @property
     def content(self) -> _Content:
-        return _Content(self._chunks)
+        return _Content(self._steps)
 
     async def read(self) -> bytes:
-        return b"".join(self._chunks)
+        return b"".join([chunk async for chunk in self.content.iter_any()])
 
     def release(self) -> None:
         return None
@@ -73,98 +62,32 @@ class MockResponse:
         return None
 
 
-def _error(status: int, message: str, type_: str, code: str | None) -> MockResponse:
-    body = _encode({"error": {"message": message, "type": type_, "param": None, "code": code}})
-    return MockResponse(status, "application/json", [body])
-
-
 class MockTransport:
-    """Answers `UpstreamRequest`s for the `mock` provider without any I/O."""
+    """Answers `UpstreamRequest`s for the `mock` provider without any network I/O."""
+
+    models = MOCK_MODELS
+    """The models this transport answers, for `GET /v1/models`."""
 
     async def send(
         self, request: UpstreamRequest, timeouts: Timeouts | None = None
     ) -> UpstreamResponse:
         body: dict[str, Any] = _decode(request.body)
-        model = str(body.get("model", ""))
-        if model.startswith("error-") and model[6:].isdigit():
-            status = int(model[6:])
-            return _error(status, f"mock error {status}", "mock_error", f"mock_{status}")
-        if model not in MOCK_MODELS:
-            return _error(
-                404,
-                f"The model `{model}` does not exist in the mock provider "
-                f"(it has: {', '.join(MOCK_MODELS)})",
-                "invalid_request_error",
-                "model_not_found",
-            )
-        messages = body.get("messages") or []
-        text = next(
-            (_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
-            "",
-        )
-        prompt_tokens = sum(count_tokens(_text_of(m.get("content"))) for m in messages)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": count_tokens(text),
-            "total_tokens": prompt_tokens + count_tokens(text),
-        }
+        failure = mock_failure(body)
+        if failure is not None:
+            return MockResponse(failure.status, "application/json", [(0.0, _encode(failure.body))])
         ident = f"chatcmpl-mock{time.monotonic_ns():x}"
         created = int(time.time())
         if body.get("stream"):
-            return MockResponse(
-                200, "text/event-stream", _stream(ident, created, model, text, usage, body)
-            )
-        answer = {
-            "id": ident,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage,
-        }
-        return MockResponse(200, "application/json", [_encode(answer)])
+            steps = [
+                (delay, b"data: " + _encode(chunk) + b"\n\n")
+                for delay, chunk in mock_stream(body, ident, created)
+            ]
+            steps.append((0.0, b"data: [DONE]\n\n"))
+            return MockResponse(200, "text/event-stream", steps)
+        delay, answer = mock_completion(body, ident, created)
+        if delay > 0:
+            await asyncio.sleep(delay)  # a slow upstream: the answer's headers come late too
+        return MockResponse(200, "application/json", [(0.0, _encode(answer))])
 
     async def close(self) -> None:
         return None
-
-
-def _stream(
-    ident: str, created: int, model: str, text: str, usage: dict[str, int], body: dict[str, Any]
-) -> list[bytes]:
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-        payload: dict[str, Any] = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            payload["usage"] = None
-        return b"data: " + _encode(payload) + b"\n\n"
-
-    pieces = [text[i : i + 8] for i in range(0, len(text), 8)]
-    out = [chunk({"role": "assistant", "content": ""}, None)]
-    out += [chunk({"content": piece}, None) for piece in pieces]
-    out.append(chunk({}, "stop"))
-    if include_usage:
-        final = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": usage,
-        }
-        out.append(b"data: " + _encode(final) + b"\n\n")
-    out.append(b"data: [DONE]\n\n")
-    return out
