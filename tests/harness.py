@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mini_llm.config import Settings, load_settings
 from mini_llm.gateway.app import build_app
+from mini_llm.gateway.connections import GatewayRunner
 
 T = TypeVar("T")
 
@@ -43,15 +44,22 @@ class LoopThread:
 class RunningApp:
     """An aiohttp application served on 127.0.0.1 on a free port."""
 
-    def __init__(self, loop: LoopThread, app: web.Application) -> None:
+    def __init__(
+        self, loop: LoopThread, app: web.Application, settings: Settings | None = None
+    ) -> None:
         self._loop = loop
         self.app = app
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            handler_cancellation=True,
-            shutdown_timeout=1.0,
+        options: dict[str, Any] = {
+            "access_log": None,
+            "handle_signals": False,
+            "handler_cancellation": True,
+            "shutdown_timeout": 1.0,
+        }
+        # a gateway runs as `serve` runs it: header timeout, connection caps, JSON HTTP errors
+        self._runner = (
+            GatewayRunner(app, settings, **options)
+            if settings is not None
+            else web.AppRunner(app, **options)
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
@@ -85,7 +93,7 @@ def gateway_settings(
 
 
 def start_gateway(loop: LoopThread, settings: Settings) -> RunningApp:
-    return RunningApp(loop, build_app(settings))
+    return RunningApp(loop, build_app(settings), settings)
 
 
 def http(

@@ -90,7 +90,11 @@ class Settings:
     strategy: str = "round-robin"
     shutdown_grace: float = 30.0
     body_timeout: float = 30.0
-    pool_size: int = 256
+    header_timeout: float = 10.0
+    max_connections: int = 8192
+    max_connections_per_client: int = 1024
+    pool_size: int = 0
+    pool_per_host: int = 1024
     aliases: Mapping[str, str] = field(default_factory=dict)
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Aliases that name an ordered list of models: each is tried when the one before fails."""
@@ -119,6 +123,10 @@ class Settings:
                 "max_body_bytes": self.max_body_bytes,
                 "log_level": self.log_level,
                 "pool_size": self.pool_size,
+                "pool_per_host": self.pool_per_host,
+                "header_timeout": self.header_timeout,
+                "max_connections": self.max_connections,
+                "max_connections_per_client": self.max_connections_per_client,
             },
             "timeouts": asdict(self.timeouts),
             "retries": asdict(self.retries),
@@ -197,7 +205,7 @@ def load_settings(
         2**31,
         problems,
     )
-    pool_size = _int(*pick("pool_size", "MINI_LLM_POOL_SIZE", 256), 1, 100_000, problems)
+    pool_size = _int(*pick("pool_size", "MINI_LLM_POOL_SIZE", 0), 0, 100_000, problems)
     log_level, _ = pick("log_level", "MINI_LLM_LOG_LEVEL", "info")
     log_level = str(log_level).lower()
     if log_level not in ("debug", "info", "warning", "error"):
@@ -238,6 +246,16 @@ def load_settings(
     shutdown_grace = _positive_float(grace_raw, "shutdown_grace", problems)
     body_raw: Any = env.get("MINI_LLM_BODY_TIMEOUT") or server.get("body_timeout", 30.0)
     body_timeout = _positive_float(body_raw, "body_timeout", problems)
+    header_raw: Any = env.get("MINI_LLM_HEADER_TIMEOUT") or server.get("header_timeout", 10.0)
+    header_timeout = _positive_float(header_raw, "header_timeout", problems)
+    conns_raw: Any = env.get("MINI_LLM_MAX_CONNECTIONS") or server.get("max_connections", 8192)
+    max_connections = _int(conns_raw, "max_connections", 0, 10_000_000, problems)
+    per_client_raw: Any = env.get("MINI_LLM_MAX_CONNECTIONS_PER_CLIENT") or server.get(
+        "max_connections_per_client", 1024
+    )
+    per_client = _int(per_client_raw, "max_connections_per_client", 0, 10_000_000, problems)
+    per_host_raw: Any = env.get("MINI_LLM_POOL_PER_HOST") or server.get("pool_per_host", 1024)
+    pool_per_host = _int(per_host_raw, "pool_per_host", 0, 100_000, problems)
     _unknown_keys(server, _SERVER_KEYS, "[server]", problems)
     _unknown_keys(timeouts_file, ("connect", "first_byte", "idle", "total"), "[timeouts]", problems)
     _unknown_keys(routing, ("strategy",), "[routing]", problems)
@@ -267,7 +285,11 @@ def load_settings(
         strategy=strategy,
         shutdown_grace=shutdown_grace,
         body_timeout=body_timeout,
+        header_timeout=header_timeout,
+        max_connections=max_connections,
+        max_connections_per_client=per_client,
         pool_size=pool_size,
+        pool_per_host=pool_per_host,
         aliases=aliases,
         chains=chains,
         fallbacks=fallbacks,
@@ -288,6 +310,10 @@ _SERVER_KEYS = (
     "log_level",
     "shutdown_grace",
     "body_timeout",
+    "header_timeout",
+    "max_connections",
+    "max_connections_per_client",
+    "pool_per_host",
 )
 _PROVIDER_KEYS = (
     "format",

@@ -8,7 +8,8 @@
     │   └── ModelNotFoundError        404 unknown model or provider
     ├── MethodNotAllowedError         405
     ├── RequestTimeoutError           408 the client was too slow sending its body
-    ├── PayloadTooLargeError          413 body over the configured limit
+    ├── PayloadTooLargeError          413 body over the configured limit (decompressed too)
+    ├── UnsupportedMediaTypeError     415 a Content-Encoding the gateway does not decode
     ├── UnprocessableEntityError      422
     ├── RateLimitError                429
     ├── UpstreamError                 502 the upstream failed or answered garbage
@@ -42,6 +43,7 @@ __all__ = [
     "RequestTimeoutError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamStatusError",
@@ -138,6 +140,12 @@ class PayloadTooLargeError(GatewayError):
     status = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class UnsupportedMediaTypeError(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    default_code = "unsupported_content_encoding"
 
 
 class UnprocessableEntityError(GatewayError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -11,7 +13,12 @@ from .errors import GatewayError, UpstreamConnectionError, UpstreamError, Upstre
 from .providers.base import UpstreamRequest, UpstreamResponse
 from .resilience import Timeouts
 
-__all__ = ["HttpTransport", "upstream_failure"]
+__all__ = ["POOL_WAIT_LOGGED", "HttpTransport", "upstream_failure"]
+
+log = logging.getLogger("mini_llm.upstream")
+
+POOL_WAIT_LOGGED = 0.1
+"""Seconds a request may wait for a pooled connection before the wait is logged."""
 
 
 def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
@@ -29,8 +36,36 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
     return UpstreamError(f"upstream {provider} failed: {type(exc).__name__}")
 
 
+class _Connector(aiohttp.TCPConnector):
+    """A `TCPConnector` that logs a request's wait for a free connection when it is long.
+
+    Only a request that finds the pool full goes through `_wait_for_available_connection`,
+    so the others pay nothing (an `aiohttp.TraceConfig` would cost every request its trace
+    objects and signals, measured at tens of µs).
+    """
+
+    async def _wait_for_available_connection(self, key: Any, traces: Any) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await super()._wait_for_available_connection(key, traces)
+        finally:
+            waited = loop.time() - started
+            if waited >= POOL_WAIT_LOGGED:
+                log.warning(
+                    "waited %.2f s for a pooled connection to %s:%s (pool_per_host %d, "
+                    "pool_size %d)",
+                    waited,
+                    getattr(key, "host", "?"),
+                    getattr(key, "port", "?"),
+                    self.limit_per_host,
+                    self.limit,
+                )
+
+
 class HttpTransport:
-    """One `aiohttp.ClientSession` for every upstream: keep-alive, bounded pool, TCP_NODELAY
+    """One `aiohttp.ClientSession` for every upstream: keep-alive, pooled connections (at
+    most `pool_size` in all and `pool_per_host` to one host; 0 is no bound), TCP_NODELAY
     (aiohttp sets it on every connection), compressed answers decoded.
 
     aiohttp enforces the connect and total timeouts and, through `sock_read`, the wait for the
@@ -38,11 +73,14 @@ class HttpTransport:
     silences are watched by the caller (see `gateway.dispatch`).
     """
 
-    def __init__(self, timeouts: Timeouts, pool_size: int, user_agent: str) -> None:
+    def __init__(
+        self, timeouts: Timeouts, pool_size: int, user_agent: str, pool_per_host: int = 1024
+    ) -> None:
         self._default = timeouts
         # by id: Timeouts live as long as the targets holding them, and an int hashes fast
         self._client_timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
         self._pool_size = pool_size
+        self._pool_per_host = pool_per_host
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
@@ -59,9 +97,11 @@ class HttpTransport:
         return found[1]
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
+        # a stream holds its connection for minutes: the bound is per host, so that one busy
+        # upstream cannot starve the others, and a wait for a connection is logged
+        connector = _Connector(
             limit=self._pool_size,
-            limit_per_host=0,
+            limit_per_host=self._pool_per_host,
             ttl_dns_cache=300,
             keepalive_timeout=30,
         )

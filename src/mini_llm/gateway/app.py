@@ -117,7 +117,12 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.started_at = time.time()
         self._started_monotonic = time.monotonic()
-        self.http = HttpTransport(settings.timeouts, settings.pool_size, f"mini-llm/{__version__}")
+        self.http = HttpTransport(
+            settings.timeouts,
+            settings.pool_size,
+            f"mini-llm/{__version__}",
+            pool_per_host=settings.pool_per_host,
+        )
         self.state: StateBackend = MemoryState()
         self.pipeline = Pipeline(Runtime(settings, self.http, self.state))
 
@@ -235,16 +240,18 @@ def build_app(settings: Settings) -> web.Application:
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError
+        # an Anthropic client's mistakes (a GET, a trailing slash) get Anthropic's shape
+        dialect = ANTHROPIC_MESSAGES if request.path.startswith("/v1/messages") else OPENAI_CHAT
         methods = known.get(request.path)
         if methods:
             error = MethodNotAllowedError(
                 f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}."
             )
-            response = error_response(error, OPENAI_CHAT, request_id(request))
+            response = error_response(error, dialect, request_id(request))
             response.headers["Allow"] = ", ".join(methods)
             return response
         error = NotFoundError(f"Unknown route: {request.method} {request.path}")
-        return error_response(error, OPENAI_CHAT, request_id(request))
+        return error_response(error, dialect, request_id(request))
 
     app.router.add_route("*", "/{tail:.*}", unknown_route)
     return app

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..config import Settings
 from .app import build_app
+from .connections import GatewayRunner
 
 __all__ = ["BindError", "bind_socket", "bind_worker_sockets", "run", "serve", "url_for"]
 
@@ -108,9 +109,11 @@ async def serve(
     """
     app = build_app(settings)
     # handler_cancellation: a client that goes away cancels its upstream call at once;
-    # shutdown_timeout: on SIGTERM, in-flight requests and streams get this long to finish
-    runner = web.AppRunner(
+    # shutdown_timeout: on SIGTERM, in-flight requests and streams get this long to finish;
+    # header timeout, connection caps, compressed bodies: see gateway.connections
+    runner = GatewayRunner(
         app,
+        settings,
         access_log=None,
         handle_signals=False,
         handler_cancellation=True,
