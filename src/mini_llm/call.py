@@ -28,6 +28,7 @@ class Call:
         "model",
         "operation",
         "stream",
+        "usage_added",
         "usage_asked",
     )
 
@@ -51,6 +52,8 @@ class Call:
         self.forward = forward
         self.usage_asked = usage_asked
         """Whether the client's stream asked for usage (OpenAI's `stream_options`)."""
+        self.usage_added = False
+        """Whether the gateway asked upstream for usage the client did not ask for."""
         self._to_canonical = to_canonical
         self._canonical: dict[str, Any] | None = None
 

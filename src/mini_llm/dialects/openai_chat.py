@@ -41,6 +41,7 @@ class OpenAIChatDialect:
     def ask_usage(self, call: Call) -> None:
         """Ask the upstream for a stream's usage even though the client did not."""
         if call.stream and not call.usage_asked:
+            call.usage_added = True
             options = call.body.get("stream_options")
             call.body["stream_options"] = {
                 **(options if isinstance(options, dict) else {}),
@@ -75,7 +76,7 @@ class OpenAIChatDialect:
         yield DONE
 
     def passthrough(self, call: Call, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        if call.stream and not call.usage_asked and "stream_options" in call.body:
+        if call.usage_added:
             return strip_usage(stream)
         return stream
 

@@ -2,8 +2,8 @@
 
 A key that gets 429 cools down until its Retry-After (or a backoff) has passed. One that gets
 401 is set aside for a bounded, growing time: 1 minute after the first refusal, doubling with
-each refusal in a row up to 1 hour; then it is tried again, and an answer that is not a 401
-brings it back for good (`recovered`). `reset` brings every key back at once (the
+each refusal in a row up to 1 hour; then it is tried again, and a successful answer brings it
+back for good (`recovered`). `reset` brings every key back at once (the
 `mini-llm providers reset` command). Health lives in state-backend handles (see
 `state.base`), so it outlives a hot reload and can be shared; nothing here awaits, so on one
 event loop every method is atomic.

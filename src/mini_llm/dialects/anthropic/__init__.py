@@ -160,10 +160,9 @@ def _rename_in_start(data: bytes, model: str) -> bytes:
 
 
 def _canonical_estimate(call: Call) -> int:
-    body, _ = call.body_for(ANTHROPIC)
-    return estimate_tokens(_encode(body.get("messages")).decode()) + estimate_tokens(
-        _encode(body.get("system") or "").decode()
-    )
+    """The input estimate a translated stream's `message_start` shows (images counted as
+    images, not as their base64)."""
+    return estimate_input_tokens(validate_messages_request(call.body))
 
 
 # An image or a PDF page costs Anthropic about width × height / 750 tokens: some 1,600 for a
