@@ -144,6 +144,7 @@ def test_one_log_line_per_request(
     mock_gateway: RunningApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     logger = logging.getLogger("mini_llm")
+    propagated = logger.propagate
     logger.propagate = True
     try:
         with caplog.at_level(logging.INFO, logger="mini_llm.requests"):
@@ -158,7 +159,7 @@ def test_one_log_line_per_request(
             body["model"] = "nowhere/at-all"
             http("POST", mock_gateway.url + "/v1/chat/completions", json.dumps(body).encode())
     finally:
-        logger.propagate = False
+        logger.propagate = propagated
     lines = [r.getMessage() for r in caplog.records if r.name == "mini_llm.requests"]
     assert len(lines) == 2
     assert lines[0].startswith(f"request {rid} /v1/chat/completions model=mock/echo")

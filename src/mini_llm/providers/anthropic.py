@@ -18,13 +18,12 @@ Answers and streams come back through `anthropic_answer.py`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, Operation
+from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS
 from .anthropic_answer import (
     JSON_TOOL,
     AnthropicStreamTranslator,
@@ -34,19 +33,17 @@ from .anthropic_answer import (
     to_anthropic_id,
 )
 from .base import (
-    Endpoint,
-    ErrorInfo,
     HeaderSigner,
     SSEDecoder,
     SSEFraming,
     UpstreamModel,
     UpstreamRequest,
+    Wire,
 )
 
 __all__ = [
     "ANTHROPIC_VERSION",
     "ANTHROPIC_WIRE",
-    "AnthropicWire",
     "default_max_tokens",
     "from_anthropic_id",
     "to_anthropic_id",
@@ -360,20 +357,11 @@ class AnthropicCountTokens(AnthropicMessages):
         return UpstreamRequest("POST", url, to.headers, _encode(payload))
 
 
-class AnthropicWire:
-    name = "anthropic"
-    format = ANTHROPIC
-    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {
-        CHAT: AnthropicMessages(),
-        COUNT_TOKENS: AnthropicCountTokens(),
-    }
-    sign = HeaderSigner("x-api-key").sign
-
-    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
-        return {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION, **extra}
-
-    def error_info(self, status: int, body: bytes) -> ErrorInfo:
-        return anthropic_error_info(status, body)
-
-
-ANTHROPIC_WIRE = AnthropicWire()
+ANTHROPIC_WIRE = Wire(
+    name="anthropic",
+    format=ANTHROPIC,
+    endpoints={CHAT: AnthropicMessages(), COUNT_TOKENS: AnthropicCountTokens()},
+    signer=HeaderSigner("x-api-key"),
+    base_headers={"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION},
+    read_error=anthropic_error_info,
+)

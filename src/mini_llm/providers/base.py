@@ -12,7 +12,7 @@ and how a pass-through stream is cut into whole events (`framing`). Credentials 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,12 +30,14 @@ __all__ = [
     "HeaderSigner",
     "SSEDecoder",
     "SSEFraming",
+    "Signer",
     "StreamDecoder",
     "StreamReader",
     "Transport",
     "UpstreamModel",
     "UpstreamRequest",
     "UpstreamResponse",
+    "Wire",
     "WireFormat",
     "token_count",
 ]
@@ -240,6 +242,33 @@ class WireFormat(Protocol):
         ...
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo: ...
+
+
+class Signer(Protocol):
+    def sign(self, request: UpstreamRequest, credential: Credential | None) -> UpstreamRequest:
+        """The request with the credential applied; called on every attempt."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A wire format made of its parts: the built-in formats are rows of this shape."""
+
+    name: str
+    format: Format
+    endpoints: Mapping[Operation, Endpoint]
+    signer: Signer
+    base_headers: Mapping[str, str]
+    read_error: Callable[[int, bytes], ErrorInfo]
+
+    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
+        return {**self.base_headers, **extra}
+
+    def sign(self, request: UpstreamRequest, credential: Credential | None) -> UpstreamRequest:
+        return self.signer.sign(request, credential)
+
+    def error_info(self, status: int, body: bytes) -> ErrorInfo:
+        return self.read_error(status, body)
 
 
 class HeaderSigner:

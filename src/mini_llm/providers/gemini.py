@@ -20,22 +20,20 @@ in the `x-goog-api-key` header, never in the URL. Answers come back through `gem
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import CHAT, GEMINI, Operation
+from ..formats import CHAT, GEMINI
 from .base import (
-    Endpoint,
-    ErrorInfo,
     HeaderSigner,
     SSEDecoder,
     SSEFraming,
     UpstreamModel,
     UpstreamRequest,
+    Wire,
 )
 from .gemini_answer import (
     SYNTHETIC_ID_PREFIX,
@@ -48,7 +46,6 @@ __all__ = [
     "GEMINI_WIRE",
     "SCHEMA_DEPTH_LIMIT",
     "SCHEMA_NODE_LIMIT",
-    "GeminiWire",
     "clean_schema",
     "model_url",
     "to_gemini_request",
@@ -431,17 +428,11 @@ class GeminiGenerate:
         return SSEDecoder(GeminiStreamTranslator())
 
 
-class GeminiWire:
-    name = "gemini"
-    format = GEMINI
-    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: GeminiGenerate()}
-    sign = HeaderSigner("x-goog-api-key").sign
-
-    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
-        return {"Content-Type": "application/json", **extra}
-
-    def error_info(self, status: int, body: bytes) -> ErrorInfo:
-        return gemini_error_info(status, body)
-
-
-GEMINI_WIRE = GeminiWire()
+GEMINI_WIRE = Wire(
+    name="gemini",
+    format=GEMINI,
+    endpoints={CHAT: GeminiGenerate()},
+    signer=HeaderSigner("x-goog-api-key"),
+    base_headers={"Content-Type": "application/json"},
+    read_error=gemini_error_info,
+)

@@ -6,29 +6,27 @@ rewritten: unknown fields pass through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 
 from ..errors import UpstreamError
-from ..formats import CHAT, OPENAI, Operation
+from ..formats import CHAT, OPENAI
 from ..sse import SSEEvent
 from .base import (
-    Endpoint,
     ErrorInfo,
     HeaderSigner,
     SSEDecoder,
     SSEFraming,
     UpstreamModel,
     UpstreamRequest,
+    Wire,
 )
 
 __all__ = [
     "OPENAI_WIRE",
     "OpenAIChat",
     "OpenAIStreamReader",
-    "OpenAIWire",
     "openai_error_info",
     "parse_openai_answer",
 ]
@@ -139,17 +137,11 @@ class OpenAIChat:
         return SSEDecoder(OpenAIStreamReader())
 
 
-class OpenAIWire:
-    name = "openai"
-    format = OPENAI
-    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: OpenAIChat()}
-    sign = HeaderSigner("Authorization", "Bearer ").sign
-
-    def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
-        return {"Content-Type": "application/json", **extra}
-
-    def error_info(self, status: int, body: bytes) -> ErrorInfo:
-        return openai_error_info(status, body)
-
-
-OPENAI_WIRE = OpenAIWire()
+OPENAI_WIRE = Wire(
+    name="openai",
+    format=OPENAI,
+    endpoints={CHAT: OpenAIChat()},
+    signer=HeaderSigner("Authorization", "Bearer "),
+    base_headers={"Content-Type": "application/json"},
+    read_error=openai_error_info,
+)
