@@ -166,3 +166,34 @@ def test_one_log_line_per_request(
     assert "served=mock/echo status=200" in lines[0] and "attempts=1" in lines[0]
     assert "model=nowhere/at-all served=- status=404" in lines[1]
     assert "error=model_not_found" in lines[1]
+
+
+def test_reload_swaps_the_runtime_and_keeps_key_health(make_gateway: GatewayFactory) -> None:
+    from .harness import gateway_settings
+
+    env = {
+        "OPENAI_API_KEY": "sk-reload-test-key-0000",
+        "MINI_LLM_MODEL_ALIASES": '{"a": "mock/echo"}',
+    }
+    gateway = make_gateway(env)
+    core = gateway.app[GATEWAY]
+    before = core.runtime
+    entry = next(iter(before.providers["openai"].keys))
+    before.providers["openai"].keys.set_aside(entry, 401)
+    old_fingerprint = core.fingerprint
+
+    pending = core.reload(gateway_settings({**env, "MINI_LLM_MODEL_ALIASES": '{"b": "mock/echo"}'}))
+    assert pending == []
+    after = core.runtime
+    assert after is not before and core.fingerprint != old_fingerprint
+    # the same key keeps its health in the new runtime
+    (same,) = list(after.providers["openai"].keys)
+    assert same is not entry and same.aside.until == entry.aside.until > 0
+    body = {"model": "b", "messages": [{"role": "user", "content": "x"}]}
+    status, _, _ = http("POST", gateway.url + "/v1/chat/completions", json.dumps(body).encode())
+    assert status == 200
+    body["model"] = "a"
+    status, _, _ = http("POST", gateway.url + "/v1/chat/completions", json.dumps(body).encode())
+    assert status == 404
+    status, _, data = http("GET", gateway.url + "/health")
+    assert json.loads(data)["config_fingerprint"] == core.fingerprint

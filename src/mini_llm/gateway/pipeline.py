@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,9 @@ class Pipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def handler(self, dialect: Dialect, endpoint: str) -> Any:
+    def handler(
+        self, dialect: Dialect, endpoint: str
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self.handle(request, dialect, endpoint)
 
@@ -67,7 +69,7 @@ class Pipeline:
                     answer = Answer(None, False, completion=given)
                     if call.stream:
                         answer.stream = _nothing()
-                    return await self._respond(request, dialect, call, answer, info, rid)
+                    return await _respond(runtime, request, dialect, call, answer, info, rid)
             route = runtime.router.route(call.model)
             served = route.serving(call.operation, call.format)
             if served is None:
@@ -91,11 +93,11 @@ class Pipeline:
             answer = await runtime.dispatcher.run(served, call)
             if info is not None:
                 info.target, info.attempts = answer.target, answer.attempts
-            return await self._respond(request, dialect, call, answer, info, rid)
+            return await _respond(runtime, request, dialect, call, answer, info, rid)
         except GatewayError as e:
             if info is not None:
                 info.status, info.error_code = e.http_status, e.code
-            return error_response(e, dialect, rid)
+            return error_response(e, dialect, rid, runtime.redact.scrub)
         except asyncio.CancelledError:
             if info is not None:
                 info.stream_cancelled = True  # the client went away
@@ -109,48 +111,49 @@ class Pipeline:
             if info is not None:
                 chain.after(info)
 
-    async def _respond(
-        self,
-        request: web.Request,
-        dialect: Dialect,
-        call: Call,
-        answer: Answer,
-        info: RequestInfo | None,
-        rid: str,
-    ) -> web.StreamResponse:
-        headers = answer.headers()
-        headers["x-request-id"] = rid
-        scrub = self.runtime.redact.scrub
-        if answer.stream is None:
-            data = scrub(dialect.whole(call, answer))
-            if info is not None:
-                info.status = 200
-                if self.runtime.policies.wants_usage:
-                    info.usage = _whole_usage(answer)
-            headers["Content-Type"] = _JSON
-            return web.Response(body=data, headers=headers)
-        events = self._events(dialect, call, answer, info)
-        response = await write_stream(request, events, dialect, headers=headers, scrub=scrub)
+
+async def _respond(
+    runtime: Runtime,
+    request: web.Request,
+    dialect: Dialect,
+    call: Call,
+    answer: Answer,
+    info: RequestInfo | None,
+    rid: str,
+) -> web.StreamResponse:
+    headers = answer.headers()
+    headers["x-request-id"] = rid
+    scrub = runtime.redact.scrub
+    wants_usage = info is not None and runtime.policies.wants_usage
+    if answer.stream is None:
+        data = scrub(dialect.whole(call, answer))
         if info is not None:
             info.status = 200
-        return response
-
-    def _events(
-        self, dialect: Dialect, call: Call, answer: Answer, info: RequestInfo | None
-    ) -> AsyncIterator[bytes]:
-        assert answer.stream is not None
-        wants_usage = info is not None and self.runtime.policies.wants_usage
-        if answer.native:
-            stream = answer.stream
             if wants_usage:
-                assert info is not None
-                stream = _usage_tap(answer, stream, info)
-            return dialect.passthrough(call, stream)
-        chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
-        if wants_usage:
-            assert info is not None
-            chunks = _chunk_usage(chunks, info)
-        return dialect.events(call, answer, chunks)
+                info.usage = _whole_usage(answer)
+        headers["Content-Type"] = _JSON
+        return web.Response(body=data, headers=headers)
+    events = _events(dialect, call, answer, info if wants_usage else None)
+    response = await write_stream(request, events, dialect, headers=headers, scrub=scrub)
+    if info is not None:
+        info.status = 200
+    return response
+
+
+def _events(
+    dialect: Dialect, call: Call, answer: Answer, usage_for: RequestInfo | None
+) -> AsyncIterator[bytes]:
+    """The stream the client gets; `usage_for` (when a policy wants usage) receives it."""
+    assert answer.stream is not None
+    if answer.native:
+        stream = answer.stream
+        if usage_for is not None:
+            stream = _usage_tap(answer, stream, usage_for)
+        return dialect.passthrough(call, stream)
+    chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
+    if usage_for is not None:
+        chunks = _chunk_usage(chunks, usage_for)
+    return dialect.events(call, answer, chunks)
 
 
 def _whole_usage(answer: Answer) -> Usage | None:

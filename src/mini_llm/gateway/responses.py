@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
@@ -29,14 +30,22 @@ class ErrorRenderer(Protocol):
 
 
 def error_response(
-    exc: GatewayError, dialect: ErrorRenderer, request_id: str | None = None
+    exc: GatewayError,
+    dialect: ErrorRenderer,
+    request_id: str | None = None,
+    scrub: Callable[[bytes], bytes] | None = None,
 ) -> web.Response:
+    """The error as a response in `dialect`, its body through `scrub` (the redactor) when it
+    may carry an upstream's words."""
     headers = {"Content-Type": "application/json"}
     if exc.headers:
         headers.update(exc.headers)
     if request_id is not None:
         headers["x-request-id"] = request_id
-    return web.Response(body=dialect.error_body(exc), status=exc.http_status, headers=headers)
+    body = dialect.error_body(exc)
+    if scrub is not None:
+        body = scrub(body)
+    return web.Response(body=body, status=exc.http_status, headers=headers)
 
 
 def internal_error() -> GatewayError:
