@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -471,6 +472,9 @@ def test_chat_at_a_terminal_says_it_reads_stdin(env: dict[str, str], state_dir: 
     os.close(slave)
     try:
         assert proc.stderr is not None
+        # bounded: a chat that waits silently fails the test instead of hanging it
+        readable, _, _ = select.select([proc.stderr], [], [], 15)
+        assert readable, "no hint on stderr"
         hint = proc.stderr.readline()
         assert "reading the prompt from standard input" in hint
         assert "Ctrl-D" in hint
