@@ -13,6 +13,17 @@ from .upstreams.gemini_upstream import GeminiUpstream
 from .upstreams.openai_upstream import OpenAIUpstream
 
 
+@pytest.fixture(autouse=True)
+def _private_runtime_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime directory of each test's own: a foreground `mini-llm serve` publishes itself
+    as the shared gateway of `$XDG_RUNTIME_DIR/mini-llm`, which must be neither the user's
+    real one nor another test's (tests that need the state directory set their own
+    `MINI_LLM_STATE_DIR`)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
 @pytest.fixture(scope="session")
 def loop_thread() -> Iterator[LoopThread]:
     loop = LoopThread()

@@ -90,11 +90,16 @@ def free_port() -> int:
 
 
 def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 30, stdin: str | None = None
+    *args: str,
+    env: dict[str, str],
+    timeout: float = 30,
+    stdin: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mini_llm", *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -105,13 +110,14 @@ def run_cli(
 
 FAKE_GATEWAY = r"""
 import http.server, json, os, signal, sys
-version, ignore_term = sys.argv[1], sys.argv[2] == "1"
+version, ignore_term, grace = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
 if ignore_term:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({"status": "ok", "pid": os.getpid(), "version": version,
-                           "uptime_s": 1.0, "started_at": 0}).encode()
+                           "uptime_s": 1.0, "started_at": 0,
+                           "shutdown_grace_s": grace}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -129,7 +135,13 @@ class FakeGateway:
     """A process that answers `/health` as a gateway would (its own pid, a chosen version) and
     whose command line looks like `mini_llm serve --state-file <this dir's file>`."""
 
-    def __init__(self, state_dir: Path, version: str, ignore_sigterm: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        version: str,
+        ignore_sigterm: bool = False,
+        shutdown_grace_s: float = 30.0,
+    ) -> None:
         from mini_llm.sdk.state import GatewayState, write_state
 
         self.proc = subprocess.Popen(
@@ -139,6 +151,7 @@ class FakeGateway:
                 FAKE_GATEWAY,
                 version,
                 "1" if ignore_sigterm else "0",
+                str(shutdown_grace_s),
                 "mini_llm",
                 "serve",
                 "--state-file",

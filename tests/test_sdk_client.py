@@ -207,3 +207,74 @@ def test_import_is_lazy_and_public_names_resolve() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(mini_llm.__file__).parents[1])},
     ).stdout.split("\n")
     assert out[:2] == ["[]", "True"]
+
+
+# issue #9
+
+
+def test_streams_report_usage_without_being_asked(client: Client, gateway: GatewayState) -> None:
+    with client.stream("mock/echo", "count me") as stream:
+        assert stream.text() == "count me"
+    assert stream.usage is not None
+    assert stream.usage.completion_tokens > 0
+    # the caller's own stream_options are left as they are
+    with client.stream("mock/echo", "no", stream_options={"include_usage": False}) as unasked:
+        unasked.text()
+    assert unasked.usage is None
+
+    async def scenario() -> None:
+        async with AsyncClient(gateway.url, timeout=30) as aclient:
+            astream = aclient.stream("mock/echo", "async count")
+            assert await astream.text() == "async count"
+            assert astream.usage is not None
+
+    asyncio.run(scenario())
+
+
+def test_messages_of_the_wrong_type_are_a_clear_type_error(client: Client) -> None:
+    for wrong in (42, b"bytes", {"role": "user", "content": "a dict, not a list"}, [42]):
+        with pytest.raises(TypeError, match="a list of message dicts"):
+            client.chat("mock/echo", wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model must be a model name"):
+        client.chat(None, "x")  # type: ignore[arg-type]
+
+
+def test_dir_shows_the_public_api_only() -> None:
+    assert dir(mini_llm) == sorted(mini_llm.__all__)
+    for private in ("Any", "TYPE_CHECKING", "importlib"):
+        assert private not in dir(mini_llm)
+
+
+def _readme_sdk_example() -> str:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## SDK and CLI", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_sdk_example_runs_without_warnings(tmp_path: Path) -> None:
+    # -X dev -W error: an unclosed client (ResourceWarning) or anything else fails it
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MINI_LLM_") and not k.endswith(("_API_KEY", "_BASE_URL"))
+    }
+    state_dir = tmp_path / "state"
+    env.update(
+        MINI_LLM_STATE_DIR=str(state_dir),
+        MINI_LLM_PORT="0",
+        PYTHONPATH=str(Path(mini_llm.__file__).parents[1]),
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-X", "dev", "-W", "error", "-c", _readme_sdk_example()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert "Hello" in result.stdout
+    finally:
+        GatewayManager(state_dir=state_dir).stop()
+        assert kill_gateways(state_dir) == []

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import mini_llm
-from mini_llm.sdk.errors import GatewayStartError, GatewayVersionError
-from mini_llm.sdk.manager import GatewayManager, fetch_health
+from mini_llm.sdk.errors import GatewayConfigError, GatewayStartError, GatewayVersionError
+from mini_llm.sdk.manager import GatewayManager, ensure_gateway, fetch_health
 from mini_llm.sdk.state import GatewayState, read_state, write_state
 
 from .sdk_harness import (
@@ -55,7 +55,18 @@ def test_ensure_starts_publishes_and_reuses(state_dir: Path) -> None:
     assert state.url == f"http://127.0.0.1:{state.port}"
     assert state.version == mini_llm.__version__
     on_disk = json.loads((state_dir / "gateway.json").read_text())
-    assert set(on_disk) == {"pid", "host", "port", "url", "version", "started_at"}
+    assert set(on_disk) == {
+        "pid",
+        "host",
+        "port",
+        "url",
+        "version",
+        "started_at",
+        "config_path",
+        "flags",
+        "key_env",
+        "config_fingerprint",
+    }
     assert on_disk["pid"] == state.pid
     health = fetch_health(state.url)
     assert health is not None
@@ -334,3 +345,67 @@ def test_configuration_reaches_the_gateway_through_its_environment(
         assert "hello" in {m["id"] for m in json.loads(body)["data"]}
     finally:
         assert m.stop() == state
+
+
+# issue #9
+
+
+def test_the_log_is_private_like_the_state_and_the_lock(state_dir: Path) -> None:
+    m = manager(state_dir)
+    state = m.ensure_state()[0]
+    for name in ("gateway.json", "gateway.lock", "gateway.log"):
+        assert (state_dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert m.stop() == state
+
+
+def test_a_gateway_that_fails_to_start_is_quoted_line_by_line(state_dir: Path) -> None:
+    # invalid in the child only (the parent is not asked to check): its words come back as
+    # it printed them, one problem a line, its prefix once
+    m = manager(state_dir, env={"MINI_LLM_TIMEOUT_CONNECT": "-1", "MINI_LLM_RETRY_BUDGET": "x"})
+    with pytest.raises(GatewayConfigError) as info:
+        m.ensure()
+    message = str(info.value)
+    lines = message.splitlines()
+    assert lines[0].startswith("the gateway did not start (exit status 2; log: ")
+    assert lines[1] == "invalid configuration:"
+    assert lines[2].startswith("  - MINI_LLM_TIMEOUT_CONNECT")
+    assert " | " not in message
+    assert "mini-llm:" not in message
+    assert gateway_pids(state_dir) == []
+
+
+def test_restart_starts_the_gateway_as_it_was_started(state_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "mini-llm.toml"
+    config.write_text('[aliases]\nkept = "mock/echo"\n')
+    first = manager(state_dir, config_path=config).ensure_state()[0]
+    assert first.config_path == str(config)
+    second = GatewayManager(state_dir=state_dir, stop_grace=5.0).restart()
+    assert (second.config_path, second.url) == (str(config), first.url)
+    from .harness import http
+
+    status, _, body = http("GET", second.url + "/v1/models")
+    assert status == 200
+    assert "kept" in {m["id"] for m in json.loads(body)["data"]}
+    assert manager(state_dir).stop() == second
+
+
+def test_ensure_gateway_names_what_differs_and_refuses_an_invalid_config(
+    state_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = tmp_path / "first.toml"
+    first.write_text('[aliases]\nfast = "mock/echo"\n')
+    other = tmp_path / "other.toml"
+    other.write_text('[aliases]\nslow = "mock/echo"\n[timeouts]\nconnect = 3\n')
+    running = manager(state_dir, config_path=first).ensure_state()[0]
+    with caplog.at_level(logging.WARNING, logger="mini_llm.sdk"):
+        assert ensure_gateway(port=0, config_path=first) == running.url
+        assert caplog.text == ""
+        assert ensure_gateway(port=0, config_path=other) == running.url
+    assert "aliases" in caplog.text
+    assert "timeouts" in caplog.text
+    assert f"mini-llm restart --config {other}" in caplog.text
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[timeouts]\nconnect = -1\n")
+    with pytest.raises(GatewayConfigError, match=r"\[timeouts\] connect"):
+        ensure_gateway(port=0, config_path=bad)
+    assert manager(state_dir).stop() == running

@@ -24,6 +24,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    "GatewayConfigError",
     "GatewayManager",
     "GatewayStartError",
     "GatewayVersionError",
@@ -52,6 +53,7 @@ _LAZY = {
             "APITimeoutError",
             "AuthenticationError",
             "BadRequestError",
+            "GatewayConfigError",
             "GatewayStartError",
             "GatewayVersionError",
             "InternalServerError",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
         APITimeoutError,
         AuthenticationError,
         BadRequestError,
+        GatewayConfigError,
         GatewayStartError,
         GatewayVersionError,
         InternalServerError,
@@ -94,4 +97,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    # the public API only: not this module's own imports (`importlib`, `Any`...)
+    return sorted(__all__)

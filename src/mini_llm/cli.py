@@ -1,7 +1,9 @@
 """The `mini-llm` command line.
 
-Exit statuses: 0 success, 1 failure, 2 usage or configuration error, 3 `status`: not running,
-130 interrupted. Imports are lazy so that `mini-llm --help` stays fast.
+Exit statuses: 0 success, 1 failure (`serve`: also when a shared gateway already runs), 2 usage
+or configuration error, 3 `status`: not running, 130 interrupted. With `--json`, a failure is
+one JSON object on stdout, `{"error": {"message", "type", "code", "status"}}` (see `_fail`).
+Imports are lazy so that `mini-llm --help` stays fast.
 """
 
 from __future__ import annotations
@@ -29,6 +31,69 @@ EXIT_NOT_RUNNING = 3
 
 def _err(message: str) -> None:
     print(f"mini-llm: {message}", file=sys.stderr)
+
+
+class _Failure(Exception):
+    """A failure a command reports and exits with (see `_fail`)."""
+
+    def __init__(
+        self,
+        message: str,
+        type_: str,
+        exit_code: int = EXIT_FAILURE,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type_
+        self.exit_code = exit_code
+        self.code = code
+        self.status = status
+
+
+def _fail(args: argparse.Namespace, failure: _Failure) -> int:
+    """Report a failure: a `mini-llm: ` line (or lines) on stderr, or with `--json` one object
+    on stdout, `{"error": {"message", "type", "code", "status"}}`: `type` is one of
+    `invalid_configuration`, `usage_error`, `gateway_start_failed`, `gateway_unreachable`,
+    `gateway_timeout`, `version_mismatch`, `api_error`, `error`; `code` and `status` are the
+    gateway's error code and HTTP status for an `api_error` (else null)."""
+    if getattr(args, "json", False):
+        error = {
+            "message": failure.message,
+            "type": failure.type,
+            "code": failure.code,
+            "status": failure.status,
+        }
+        _print_json({"error": error})
+    else:
+        _err(failure.message)
+    return failure.exit_code
+
+
+def _failure_of(error: Exception) -> _Failure:
+    """The CLI's view of an exception of the SDK or of the configuration."""
+    from .config import ConfigError
+    from .sdk import errors
+
+    if isinstance(error, (ConfigError, errors.GatewayConfigError)):
+        return _Failure(str(error), "invalid_configuration", EXIT_CONFIG)
+    if isinstance(error, errors.GatewayStartError):
+        return _Failure(str(error), "gateway_start_failed")
+    if isinstance(error, errors.GatewayVersionError):
+        return _Failure(str(error), "version_mismatch")
+    if isinstance(error, errors.APIConnectionError):
+        # the SDK's hint speaks Python (`auto=True`); this is the command line
+        type_ = (
+            "gateway_timeout"
+            if isinstance(error, errors.APITimeoutError)
+            else ("gateway_unreachable")
+        )
+        hint = "`mini-llm start` starts the shared gateway; `mini-llm status` shows it"
+        return _Failure(f"{error.message} ({hint})", type_)
+    if isinstance(error, errors.APIStatusError):
+        return _Failure(str(error), "api_error", code=error.code, status=error.status)
+    return _Failure(str(error), "error")
 
 
 def _print_json(value: Any) -> None:
@@ -68,7 +133,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .config import ConfigError
     from .gateway.server import BindError, run, url_for
     from .logs import setup_logging
-    from .sdk.state import GatewayState, remove_state_if_pid, write_state
+    from .sdk.manager import running_gateway
+    from .sdk.state import (
+        STATE_FILE,
+        GatewayState,
+        acquire_lock,
+        default_state_dir,
+        release_lock,
+        remove_state_if_pid,
+        write_state,
+    )
 
     try:
         settings = _settings(args, host=args.host, port=args.port)
@@ -78,7 +152,47 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     for warning in settings.warnings:
         print(f"mini-llm: warning: {warning}", file=sys.stderr)
-    state_file = Path(args.state_file).absolute() if args.state_file else None
+    # Publishing: `--state-file` is how `start` and the SDK spawn a gateway (they hold the lock
+    # while it starts); without it, a foreground gateway is the shared one too, published in
+    # the shared state file under the lock, unless `--no-state`.
+    lock_fd: int | None = None
+    state_file: Path | None = None
+    if args.state_file:
+        state_file = Path(args.state_file).absolute()
+    elif not args.no_state:
+        state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+        state_file = state_dir.absolute() / STATE_FILE
+        try:
+            lock_fd = acquire_lock(state_file.with_name("gateway.lock"), 30.0)
+        except TimeoutError as e:
+            _err(str(e))
+            return EXIT_FAILURE
+    if state_file is not None:
+        found = running_gateway(state_file)
+        if found is not None:
+            if lock_fd is not None:
+                release_lock(lock_fd)
+            running = found[0]
+            _err(
+                f"the shared gateway already runs at {running.url} (pid {running.pid}; "
+                f"state file {state_file}): one per user. Use it, stop it with "
+                "`mini-llm stop`, or serve a private one with --no-state"
+            )
+            return EXIT_FAILURE
+
+    def unlock() -> None:
+        nonlocal lock_fd
+        if lock_fd is not None:
+            release_lock(lock_fd)
+            lock_fd = None
+
+    config_path = str(Path(settings.config_path).absolute()) if settings.config_path else None
+    given = {"host": args.host, "port": args.port, "workers": args.workers}
+    flags = {k: v for k, v in given.items() if v is not None and not (k == "workers" and v == 1)}
+    # the names of the variables the keys came from, never a key
+    key_env = sorted(
+        {p.key_env for p in settings.providers.values() if p.keys and os.environ.get(p.key_env)}
+    )
 
     def ready(host: str, port: int) -> None:
         if settings.port not in (0, port):
@@ -95,8 +209,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 url=url_for(reachable, port),
                 version=__version__,
                 started_at=time.time(),
+                config_path=config_path,
+                flags=flags,
+                key_env=tuple(key_env),
+                config_fingerprint=settings.fingerprint(),
             )
             write_state(state_file, state)
+            unlock()  # published: whoever waited for the lock now finds this gateway
 
     try:
         run(settings, ready=ready, workers=args.workers)
@@ -110,6 +229,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        unlock()
         if state_file is not None:
             remove_state_if_pid(state_file, os.getpid())
     return 0
@@ -152,10 +272,13 @@ def _start_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    manager = _manager(args, **_start_options(args))
+    # check_config: an invalid configuration is an error whether or not a gateway runs, and a
+    # running one that differs is named in a warning (through the `mini_llm.sdk` logger)
+    manager = _manager(args, check_config=True, **_start_options(args))
     state, started = manager.ensure_state()
     if args.json:
-        _print_json(_state_dict(state, started=started, log_file=str(manager.log_file)))
+        info = _state_dict(state, started=started, log_file=str(manager.log_file))
+        _print_json({**info, "differences": manager.differences})
     elif started:
         print(f"mini-llm gateway started at {state.url} (pid {state.pid})")
     else:
@@ -176,21 +299,17 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_restart(args: argparse.Namespace) -> int:
-    from .sdk.state import read_state
-
-    options = _start_options(args)
-    manager = _manager(args, **options)
-    previous = read_state(manager.state_file)
-    if previous is not None:
-        # keep the address clients already know, unless told otherwise
-        options["host"] = args.host or previous.host
-        options["port"] = previous.port if args.port is None else args.port
-        manager = _manager(args, **options)
-    state = manager.restart()
+    # the new gateway keeps the old one's address, configuration file and flags unless given
+    # others; its keys come from this environment (a missing one is named in a warning)
+    manager = _manager(args, **_start_options(args))
+    state, replaced = manager.replace()
     if args.json:
-        _print_json(_state_dict(state, started=True, log_file=str(manager.log_file)))
+        info = _state_dict(state, started=True, log_file=str(manager.log_file))
+        _print_json({**info, "replaced_pid": replaced.pid if replaced else None})
+    elif replaced is None:
+        print(f"no mini-llm gateway was running; started one at {state.url} (pid {state.pid})")
     else:
-        print(f"mini-llm gateway restarted at {state.url} (pid {state.pid})")
+        print(f"mini-llm gateway restarted at {state.url} (pid {state.pid}, was {replaced.pid})")
     return 0
 
 
@@ -301,12 +420,31 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(url, timeout=args.timeout)
 
 
+def _read_prompt(args: argparse.Namespace) -> str:
+    prompt: str | None = args.prompt
+    if prompt is None or prompt == "-":
+        if sys.stdin.isatty():
+            print(
+                "mini-llm: reading the prompt from standard input; end it with Ctrl-D",
+                file=sys.stderr,
+            )
+        prompt = sys.stdin.read()
+        # what `echo` and a heredoc add, not part of the prompt
+        prompt = prompt[:-1] if prompt.endswith("\n") else prompt
+        prompt = prompt[:-1] if prompt.endswith("\r") else prompt
+    if not prompt.strip():
+        raise _Failure(
+            "the prompt is empty (give it as an argument, or on standard input)",
+            "usage_error",
+            EXIT_CONFIG,
+        )
+    return prompt
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     import msgspec
 
-    prompt = args.prompt
-    if prompt is None or prompt == "-":
-        prompt = sys.stdin.read()
+    prompt = _read_prompt(args)
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
@@ -364,6 +502,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _seconds(text: str, zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        least = "0 or more" if zero else "more than 0"
+        raise argparse.ArgumentTypeError(f"must be {least} seconds, not {text}")
+    return value
+
+
+def _grace(text: str) -> float:
+    return _seconds(text, zero=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mini-llm",
@@ -402,14 +565,22 @@ def _parser() -> argparse.ArgumentParser:
             "started if needed)",
         )
         p.add_argument(
-            "--timeout", type=float, default=600.0, help="seconds to wait for the answer"
+            "--timeout",
+            type=_seconds,
+            default=600.0,
+            metavar="SECONDS",
+            help="seconds to wait for the gateway's answer (default %(default)g)",
         )
 
     start = sub.add_parser("start", help="start the shared gateway in the background")
     with_address(start)
     with_config(start)
     start.add_argument(
-        "--timeout", type=float, default=20.0, help="seconds to wait for it to be ready"
+        "--timeout",
+        type=_seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds to wait for it to be ready (default %(default)g)",
     )
     with_state_dir(start)
     with_json(start)
@@ -418,11 +589,11 @@ def _parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop the shared gateway (SIGTERM, then SIGKILL)")
     stop.add_argument(
         "--grace",
-        type=float,
-        default=15.0,
+        type=_grace,
+        default=None,
         metavar="SECONDS",
-        help="time to drain before SIGKILL (default 15, or the gateway's own "
-        "shutdown_grace plus 5 when that is longer)",
+        help="SIGKILL after at most this long (default: the gateway's own drain time, "
+        "shutdown_grace, plus 5 s: 35 s unless configured)",
     )
     with_state_dir(stop)
     with_json(stop)
@@ -434,7 +605,11 @@ def _parser() -> argparse.ArgumentParser:
     with_address(restart)
     with_config(restart)
     restart.add_argument(
-        "--timeout", type=float, default=20.0, help="seconds to wait for it to be ready"
+        "--timeout",
+        type=_seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds to wait for the new one to be ready (default %(default)g)",
     )
     with_state_dir(restart)
     with_json(restart)
@@ -449,19 +624,38 @@ def _parser() -> argparse.ArgumentParser:
 
     logs = sub.add_parser("logs", help="show the shared gateway's log")
     logs.add_argument(
-        "-n", "--lines", type=int, default=50, help="how many last lines (default 50)"
+        "-n",
+        "--lines",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="how many last lines, 0 or more (default 50)",
     )
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until Ctrl-C")
     with_state_dir(logs)
     logs.set_defaults(func=_cmd_logs)
 
     chat = sub.add_parser("chat", help="send one prompt and print the answer")
-    chat.add_argument("prompt", nargs="?", help="the prompt ('-' or nothing: read stdin)")
+    chat.add_argument(
+        "prompt",
+        nargs="?",
+        help="the prompt ('-' or nothing: read standard input, one trailing newline dropped)",
+    )
     chat.add_argument("-m", "--model", required=True, help="model, e.g. mock/echo")
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--stream", action="store_true", help="print the answer as it arrives")
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="sampling temperature, e.g. 0 to 2 (default: the model's own)",
+    )
+    chat.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="at most this many tokens in the answer (default: the model's own limit)",
+    )
     with_url(chat)
     with_state_dir(chat)
     with_json(chat)
@@ -482,12 +676,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes sharing the port with SO_REUSEPORT (default 1; about one per core)",
     )
-    serve.add_argument(
+    published = serve.add_mutually_exclusive_group()
+    published.add_argument(
         "--state-file",
         metavar="FILE",
-        help="publish pid, host, port and version here once listening (what `start` uses)",
+        help="publish pid, address and version here once listening, as the caller holds the "
+        "lock (what `start` uses)",
+    )
+    published.add_argument(
+        "--no-state",
+        action="store_true",
+        help="a private gateway: do not publish it as the shared one (by default it is, and "
+        "serve refuses to start, exit 1, when a shared one already runs)",
     )
     with_config(serve)
+    with_state_dir(serve)
     serve.set_defaults(func=_cmd_serve)
 
     config = sub.add_parser("config", help="inspect the configuration")
@@ -506,6 +709,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_sdk_warnings() -> None:
+    """The manager's warnings (another version, another configuration, a missing key) as
+    `mini-llm: warning: ...` lines on stderr."""
+    import logging
+
+    logger = logging.getLogger("mini_llm.sdk")
+    if any(getattr(h, "mini_llm_cli", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mini-llm: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    handler.mini_llm_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -513,13 +732,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    from .config import ConfigError
     from .sdk.errors import MiniLLMError
 
+    if func is not _cmd_serve:
+        _show_sdk_warnings()
     try:
         result: int = func(args)
-    except MiniLLMError as e:
-        _err(str(e))
-        return EXIT_FAILURE
+    except _Failure as e:
+        return _fail(args, e)
+    except (MiniLLMError, ConfigError) as e:
+        return _fail(args, _failure_of(e))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -7,6 +7,7 @@ environment < command-line flags. Every problem found is collected and reported 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -111,6 +112,33 @@ class Settings:
         return [k for p in self.providers.values() for k in p.keys] + [
             value for p in self.providers.values() for _, value in p.headers if len(value) >= 8
         ]
+
+    def _compared(self) -> dict[str, Any]:
+        """What the gateway does, flattened one level (`server.log_level`, `providers.openai`):
+        not where it listens (host, port), which file it came from, nor any key."""
+        described = self.describe()
+        server = described.pop("server")
+        for name in ("host", "port", "port_retries"):
+            server.pop(name)
+        described.pop("config_path")
+        providers = described.pop("providers")
+        flat: dict[str, Any] = {f"server.{k}": v for k, v in server.items()}
+        flat.update(described)
+        for name, entry in providers.items():
+            entry.pop("keys")
+            flat[f"providers.{name}"] = entry
+        return flat
+
+    def fingerprint(self) -> str:
+        """A short hex digest of what the gateway does (see `diff`); no secret goes into it."""
+        data = json.dumps(self._compared(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    def diff(self, other: Settings) -> list[str]:
+        """The names of the settings that differ from `other`'s (`aliases`, `server.log_level`,
+        `providers.openai`...), sorted."""
+        mine, theirs = self._compared(), other._compared()
+        return sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration with every key masked (for `config check`)."""

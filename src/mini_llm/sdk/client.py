@@ -37,6 +37,7 @@ __all__ = ["AsyncChatStream", "AsyncClient", "ChatStream", "Client", "Messages"]
 DEFAULT_URL = "http://127.0.0.1:3333"
 _CHAT = "/v1/chat/completions"
 _READ_SIZE = 64 * 1024
+_START_HINT = "start it with `mini-llm start`, or use auto=True"
 
 Messages = str | Iterable[Mapping[str, Any]]
 """A list of OpenAI-style messages, or a plain string meaning one user message."""
@@ -77,11 +78,34 @@ def resolve_base_url(base_url: str | None, auto: bool) -> str:
     return state.url if state is not None else DEFAULT_URL
 
 
-def _chat_body(model: str, messages: Messages, params: Mapping[str, Any], stream: bool) -> bytes:
+_MESSAGES_WANTED = (
+    "messages must be a string (one user message) or a list of message dicts such as "
+    "{'role': 'user', 'content': 'Hello'}"
+)
+
+
+def _messages(messages: Messages) -> list[dict[str, Any]]:
+    """The messages as a list of dicts; a clear `TypeError` for anything else."""
     if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    body = {"model": model, "messages": [dict(m) for m in messages], **params}
+        return [{"role": "user", "content": messages}]
+    if isinstance(messages, (bytes, bytearray, Mapping)) or not isinstance(messages, Iterable):
+        raise TypeError(f"{_MESSAGES_WANTED}, not {type(messages).__name__}")
+    result = []
+    for message in messages:
+        if not isinstance(message, Mapping):
+            raise TypeError(f"{_MESSAGES_WANTED}; got a {type(message).__name__} in the list")
+        result.append(dict(message))
+    return result
+
+
+def _chat_body(model: str, messages: Messages, params: Mapping[str, Any], stream: bool) -> bytes:
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"model must be a model name such as 'mock/echo', not {model!r}")
+    body = {"model": model, "messages": _messages(messages), **params}
     body["stream"] = stream
+    if stream and "stream_options" not in params:
+        # the gateway reports a stream's usage only when asked: the SDK always asks
+        body["stream_options"] = {"include_usage": True}
     return msgspec.json.encode(body)
 
 
@@ -144,7 +168,8 @@ class ChatStream:
 
     @property
     def usage(self) -> Usage | None:
-        """Token usage, once the stream has reported it (ask with `stream_options`)."""
+        """Token usage, once the stream has reported it (at its end; the SDK asks for it
+        unless the call passed its own `stream_options`)."""
         return self._decoder.usage
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
@@ -230,7 +255,8 @@ class Client:
         self._idle: list[http.client.HTTPConnection] = []
 
     def chat(self, model: str, messages: Messages, **params: Any) -> ChatCompletion:
-        """One chat completion; `params` (temperature, max_tokens, tools...) pass through."""
+        """One chat completion; `params` (temperature, max_tokens, tools...) pass through.
+        `messages` is a string or a list of message dicts (anything else: `TypeError`)."""
         body = _chat_body(model, messages, params, stream=False)
         return _decode(self._call("POST", _CHAT, body), ChatCompletion)
 
@@ -294,8 +320,7 @@ class Client:
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise APIConnectionError(
-                    f"cannot reach the gateway at {self.base_url}: {e} "
-                    "(start it with `mini-llm start`, or use auto=True)"
+                    f"cannot reach the gateway at {self.base_url}: {e}", _START_HINT
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -475,8 +500,7 @@ class AsyncClient:
             raise APITimeoutError(f"the gateway at {base_url} did not answer") from None
         except aiohttp.ClientError as e:
             raise APIConnectionError(
-                f"cannot reach the gateway at {base_url}: {e} "
-                "(start it with `mini-llm start`, or use auto=True)"
+                f"cannot reach the gateway at {base_url}: {e}", _START_HINT
             ) from None
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:

@@ -2,6 +2,7 @@
 
     MiniLLMError                      base of everything the SDK raises
     ├── GatewayStartError             the gateway could not be started (message: why, log tail)
+    │   └── GatewayConfigError        ... because its configuration is invalid (`.problems`)
     ├── GatewayVersionError           a gateway of another version runs (on_version_mismatch)
     ├── APIConnectionError            the gateway could not be reached
     │   └── APITimeoutError           ... or did not answer in time
@@ -19,6 +20,7 @@ These are the client's view; the gateway's own exception tree is `mini_llm.error
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "GatewayConfigError",
     "GatewayStartError",
     "GatewayVersionError",
     "InternalServerError",
@@ -43,7 +46,35 @@ class MiniLLMError(Exception):
 
 
 class GatewayStartError(MiniLLMError):
-    pass
+    """The gateway could not be started; `output`: what it printed, line by line."""
+
+    def __init__(self, message: str, output: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.output = list(output)
+
+    @classmethod
+    def exited(cls, code: int, output: Sequence[str], log_file: object) -> GatewayStartError:
+        """The gateway exited while starting: its own words as it printed them (without its
+        `mini-llm: ` prefix, which whoever shows the error adds once), then where to look."""
+        lines = [line.removeprefix("mini-llm: ") for line in output]
+        where = f"exit status {code}; log: {log_file}"
+        if len(lines) == 1:
+            message = f"the gateway did not start: {lines[0]} ({where})"
+        elif lines:
+            message = f"the gateway did not start ({where}):\n" + "\n".join(lines)
+        else:
+            message = f"the gateway did not start and printed nothing ({where})"
+        return cls(message, output)
+
+
+class GatewayConfigError(GatewayStartError):
+    """The configuration a gateway would start with is invalid; `problems`: one per item."""
+
+    def __init__(
+        self, message: str, output: Sequence[str] = (), problems: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, output)
+        self.problems = list(problems)
 
 
 class GatewayVersionError(MiniLLMError):
@@ -54,7 +85,12 @@ class GatewayVersionError(MiniLLMError):
 
 
 class APIConnectionError(MiniLLMError):
-    pass
+    """`message`: what failed; `hint`: what to do about it, from Python (shown in parentheses)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.message = message
+        self.hint = hint
 
 
 class APITimeoutError(APIConnectionError):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import http.client
 import json
 import logging
@@ -30,26 +29,31 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from .. import __version__
-from .errors import GatewayStartError, GatewayVersionError, MiniLLMError
+from .errors import GatewayConfigError, GatewayStartError, GatewayVersionError, MiniLLMError
 from .state import (
     LOCK_FILE,
     LOG_FILE,
     STATE_FILE,
     GatewayState,
+    acquire_lock,
     default_state_dir,
     ensure_dir,
     parent_pid,
     pid_alive,
     process_cmdline,
     read_state,
+    release_lock,
     remove_state_if_pid,
 )
 
-__all__ = ["GatewayManager", "GatewayStatus", "ensure_gateway", "fetch_health"]
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["GatewayManager", "GatewayStatus", "ensure_gateway", "fetch_health", "running_gateway"]
 
 log = logging.getLogger("mini_llm.sdk")
 
@@ -83,6 +87,25 @@ def _same_gateway(answering_pid: object, published_pid: int) -> bool:
     if not isinstance(answering_pid, int):
         return False
     return answering_pid == published_pid or parent_pid(answering_pid) == published_pid
+
+
+def running_gateway(
+    state_file: Path, health_timeout: float = 2.0
+) -> tuple[GatewayState, dict[str, Any]] | None:
+    """The gateway `state_file` names and its health, if it is alive and answers as itself."""
+    state = read_state(state_file)
+    if state is None or not pid_alive(state.pid):
+        return None
+    health = fetch_health(state.url, health_timeout)
+    if health is None or not _same_gateway(health.get("pid"), state.pid):
+        return None
+    return state, health
+
+
+DEFAULT_STOP_MARGIN = 5.0
+"""`stop` without a grace period waits the gateway's own drain time plus this much."""
+DEFAULT_STOP_GRACE = 35.0
+"""... or this long when the gateway does not say its drain time (30 s + 5 s by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +148,8 @@ class GatewayManager:
     `state_dir` holds the state, lock and log files (default: `$MINI_LLM_STATE_DIR`, else the
     user's XDG runtime directory). `host`, `port` and `config_path` are passed to a gateway this
     manager starts (None: the gateway's own configuration decides, port 3333 by default); `env`
-    is added to the environment it inherits, which is how keys reach it.
+    is added to the environment it inherits, which is how keys reach it. `stop_grace`: seconds
+    `stop` waits after SIGTERM before SIGKILL (None: the gateway's own drain time plus 5 s).
     """
 
     def __init__(
@@ -139,7 +163,9 @@ class GatewayManager:
         on_version_mismatch: VersionPolicy = "warn",
         start_timeout: float = 20.0,
         health_timeout: float = 2.0,
-        stop_grace: float = 15.0,
+        stop_grace: float | None = None,
+        workers: int | None = None,
+        check_config: bool = False,
     ) -> None:
         self.env = dict(env or {})
         self.state_dir = (
@@ -152,6 +178,11 @@ class GatewayManager:
         self.start_timeout = start_timeout
         self.health_timeout = health_timeout
         self.stop_grace = stop_grace
+        self.workers = workers
+        self.check_config = check_config
+        self.differences: list[str] = []
+        """What the running gateway found by the last `ensure` runs differently from what this
+        manager asks for (`check_config`), named; empty when the same or not checked."""
         self.started_pid: int | None = None
         """The pid of the last gateway this manager spawned (None: it found one running)."""
         self.events: deque[str] = deque(maxlen=200)
@@ -160,6 +191,7 @@ class GatewayManager:
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
         self._warned: set[int] = set()
+        self._warned_config: set[int] = set()
         self._supervisor: threading.Thread | None = None
         self._stop_supervisor = threading.Event()
         self._atexit_registered = False
@@ -234,14 +266,26 @@ class GatewayManager:
 
     def ensure_state(self, *, keep_port: bool = False) -> tuple[GatewayState, bool]:
         """The running gateway's state, and whether this call started it. `keep_port`: a
-        replacement for a dead gateway binds the port it had (unless a port was given), so
-        that clients holding its URL keep working."""
+        replacement for a dead gateway is started as it was (its port, unless a port was given,
+        so that clients holding its URL keep working; its configuration file and flags).
+
+        With `check_config`, the configuration this manager would start a gateway with is
+        validated first (`GatewayConfigError`, whether or not a gateway runs), and a running
+        gateway that differs from it is used with a warning naming what differs
+        (`differences`)."""
+        if self.check_config:
+            self._requested_settings()
+        self.differences = []
         found = self._healthy()
+        if found and self.check_config:
+            self._check_differences(*found)
         if found and self._version_ok(*found):
             return found[0], False
         with self._locked():
             found = self._healthy()
             if found and self._version_ok(*found):
+                if self.check_config and not self.differences:
+                    self._check_differences(*found)
                 return found[0], False
             if found:
                 self._event(
@@ -249,27 +293,144 @@ class GatewayManager:
                     f"{found[1].get('version')}) as version {__version__}"
                 )
                 self._stop_locked(found[0])
-            return self._start_locked(keep_port), True
+            previous = read_state(self.state_file) if keep_port else None
+            return self._start_locked(previous), True
+
+    def _requested_settings(self, previous: GatewayState | None = None) -> Settings:
+        """The settings a gateway started by this manager would have (`previous`: the one it
+        would replace, see `_child_env`); `GatewayConfigError` when they are invalid."""
+        from ..config import ConfigError, load_settings
+
+        env = self._child_env(previous)
+        config_path = env.pop("MINI_LLM_CONFIG", None)
+        flags: dict[str, Any] = dict(previous.flags) if previous is not None else {}
+        flags = {k: v for k, v in flags.items() if k in ("host", "port")}
+        if self.host is not None:
+            flags["host"] = self.host
+        if self.port is not None:
+            flags["port"] = self.port
+        try:
+            return load_settings(env=env, config_path=config_path, flags=flags)
+        except ConfigError as e:
+            raise GatewayConfigError(str(e), problems=e.problems) from None
+
+    def _check_differences(self, state: GatewayState, health: dict[str, Any]) -> None:
+        differences = self._differences(state, health)
+        self.differences = differences
+        if differences and state.pid not in self._warned_config:
+            self._warned_config.add(state.pid)
+            log.warning(
+                "the running gateway (pid %d, %s) differs from the configuration asked for: "
+                "%s; it is used as it is (`%s` applies it, for every process sharing it)",
+                state.pid,
+                state.url,
+                "; ".join(differences),
+                self._restart_command(),
+            )
+
+    def _differences(self, state: GatewayState, health: dict[str, Any]) -> list[str]:
+        asked = self._requested_settings()
+        found: list[str] = []
+        if self.host and self.host != state.host:
+            found.append(f"host (it listens on {state.host}, {self.host} asked)")
+        if self.port and self.port != state.port:
+            found.append(f"port (it listens on {state.port}, {self.port} asked)")
+        asked_path = str(Path(asked.config_path).absolute()) if asked.config_path else None
+        if asked_path != state.config_path:
+            found.append(
+                f"configuration file (it read {state.config_path or 'none'}, "
+                f"{asked_path or 'none'} asked)"
+            )
+        published = health.get("config_fingerprint")
+        running = published if isinstance(published, str) else state.config_fingerprint
+        if running is None or running == asked.fingerprint():
+            return found  # the same, or a gateway too old to tell
+        # name what differs: the running gateway's configuration as its source reads now
+        # (exact while its file has not changed since it started)
+        try:
+            theirs = self._requested_settings_of(state)
+        except GatewayConfigError:
+            theirs = None
+        if theirs is not None and theirs.fingerprint() == running:
+            found += theirs.diff(asked)
+        elif not found:
+            found.append("its configuration (its file or environment changed since it started)")
+        return found
+
+    def _requested_settings_of(self, state: GatewayState) -> Settings:
+        from ..config import ConfigError, load_settings
+
+        env = {**os.environ, **self.env}
+        env.pop("MINI_LLM_CONFIG", None)
+        flags = {k: v for k, v in state.flags.items() if k in ("host", "port")}
+        try:
+            return load_settings(env=env, config_path=state.config_path, flags=flags)
+        except ConfigError as e:
+            raise GatewayConfigError(str(e), problems=e.problems) from None
+
+    def _restart_command(self) -> str:
+        command = "mini-llm restart"
+        if self.config_path is not None:
+            command += f" --config {self.config_path}"
+        if self.host:
+            command += f" --host {self.host}"
+        if self.port is not None:
+            command += f" --port {self.port}"
+        return command
 
     def restart(self) -> GatewayState:
-        with self._locked():
-            state = read_state(self.state_file)
-            if state is not None:
-                self._stop_locked(state)
-            return self._start_locked()
+        """Stop the gateway and start it again as it was started (see `replace`)."""
+        return self.replace()[0]
 
-    def _command(self, port: int | None) -> list[str]:
+    def replace(self) -> tuple[GatewayState, GatewayState | None]:
+        """Stop the gateway and start a new one; the new state and the replaced one (None when
+        none was running). The new gateway is started as the old one was (its address, its
+        configuration file, its flags) unless this manager was given others; its keys come
+        from this process's environment, and a key variable the old one had but this
+        environment lacks is named in a warning."""
+        with self._locked():
+            old = read_state(self.state_file)  # a dead gateway's too: how it was started
+            found = self._healthy()
+            if old is not None:
+                missing = [n for n in old.key_env if not self._child_env().get(n)]
+                if missing:
+                    log.warning(
+                        "the gateway pid %d was started with %s, which %s not set here: the new "
+                        "gateway will lack %s",
+                        old.pid,
+                        ", ".join(missing),
+                        "is" if len(missing) == 1 else "are",
+                        "that key" if len(missing) == 1 else "those keys",
+                    )
+                self._stop_locked(old)
+            return self._start_locked(old), (found[0] if found else None)
+
+    def _command(self, previous: GatewayState | None) -> list[str]:
+        flags = previous.flags if previous is not None else {}
+        host = self.host or flags.get("host")
+        port: Any = self.port
+        if not port and previous is not None:
+            port = previous.port  # 0 is "any port": the one clients already know is best
+        workers = self.workers or flags.get("workers")
         cmd = [sys.executable, "-m", "mini_llm", "serve", "--state-file", str(self.state_file)]
-        if self.host is not None:
-            cmd += ["--host", self.host]
+        if host:
+            cmd += ["--host", str(host)]
         if port is not None:
             cmd += ["--port", str(port)]
+        if workers and int(workers) > 1:
+            cmd += ["--workers", str(workers)]
         return cmd
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, previous: GatewayState | None = None) -> dict[str, str]:
         env = {**os.environ, **self.env}
         if self.config_path is not None:
             env["MINI_LLM_CONFIG"] = str(self.config_path)
+        elif previous is not None:
+            # the same configuration source as the gateway it replaces, even none
+            if previous.config_path:
+                env["MINI_LLM_CONFIG"] = previous.config_path
+            else:
+                env.pop("MINI_LLM_CONFIG", None)
         elif env.get("MINI_LLM_CONFIG"):
             env["MINI_LLM_CONFIG"] = str(Path(env["MINI_LLM_CONFIG"]).absolute())
         # a source checkout (not an installed package): make the child run this same code
@@ -280,12 +441,11 @@ class GatewayManager:
                 env["PYTHONPATH"] = os.pathsep.join([root, *paths])
         return env
 
-    def _start_locked(self, keep_port: bool = False) -> GatewayState:
+    def _start_locked(self, previous: GatewayState | None = None) -> GatewayState:
+        """Start a gateway; `previous`: the one it replaces, whose address, configuration file
+        and flags it takes unless this manager was given others."""
         ensure_dir(self.state_dir)
         old = read_state(self.state_file)
-        port = self.port
-        if keep_port and old is not None and not self.port:
-            port = old.port
         if old is not None:
             # Unreachable or not answering as itself. Stop it only if it is provably our
             # gateway (a pid may have been reused by an unrelated process).
@@ -294,19 +454,18 @@ class GatewayManager:
                 self._terminate(old.pid)
             remove_state_if_pid(self.state_file, old.pid)
         self._rotate_log()
-        cmd = self._command(port)
+        cmd = self._command(previous)
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         self._event(f"starting mini-llm {__version__}")
-        pid = self._spawn(cmd)
+        pid = self._spawn(cmd, self._child_env(previous))
         deadline = time.monotonic() + self.start_timeout
         while True:
             self._reap()
             if pid not in self._children:
                 code = os.waitstatus_to_exitcode(self._exit_status.pop(pid, 0))
-                raise GatewayStartError(
-                    f"the gateway exited with status {code} while starting: "
-                    f"{self._log_since(offset) or 'no output'} (log: {self.log_file})"
-                )
+                output = self._log_since(offset)
+                cls = GatewayConfigError if code == 2 else GatewayStartError
+                raise cls.exited(code, output, self.log_file)
             state = read_state(self.state_file)
             if state is not None and state.pid == pid:
                 health = fetch_health(state.url, self.health_timeout)
@@ -322,7 +481,7 @@ class GatewayManager:
                 )
             time.sleep(_POLL)
 
-    def _spawn(self, cmd: list[str]) -> int:
+    def _spawn(self, cmd: list[str], env: dict[str, str]) -> int:
         """Start the gateway in a session of its own: stdin from /dev/null, output appended to
         the log. posix_spawn keeps no `Popen` object around (whose finalizer would warn about
         a child that is meant to outlive it); the child is reaped by `_reap`."""
@@ -332,7 +491,7 @@ class GatewayManager:
             pid = os.posix_spawn(
                 cmd[0],
                 cmd,
-                self._child_env(),
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, null_fd, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),
@@ -348,19 +507,21 @@ class GatewayManager:
         self._children.add(pid)
         return pid
 
-    def _log_since(self, offset: int) -> str:
+    def _log_since(self, offset: int) -> list[str]:
+        """What the gateway printed since `offset`, as it printed it (the manager's own
+        `--- ` lines left out), at most the last 20 lines."""
         try:
             with self.log_file.open("rb") as f:
                 f.seek(offset)
                 text = f.read(64 * 1024).decode("utf-8", errors="replace")
         except OSError:
-            return ""
+            return []
         lines = [
-            line.strip()
+            line.rstrip()
             for line in text.splitlines()
             if line.strip() and not line.startswith("--- ")
         ]
-        return " | ".join(lines[-5:])
+        return lines[-20:]
 
     def _rotate_log(self) -> None:
         try:
@@ -372,7 +533,8 @@ class GatewayManager:
     # stopping
 
     def stop(self) -> GatewayState | None:
-        """Stop the gateway (SIGTERM, then SIGKILL after `stop_grace`); the stopped state, or
+        """Stop the gateway (SIGTERM, then SIGKILL after `stop_grace`, or after the gateway's
+        own drain time plus 5 s when `stop_grace` is None); the stopped state, or
         None when none was running. A stale state file is removed; an unrelated process whose
         pid it names is left alone."""
         with self._locked():
@@ -385,16 +547,21 @@ class GatewayManager:
         stopped = False
         health = self._probe(state) if pid_alive(state.pid) else None
         if pid_alive(state.pid) and (health is not None or self._is_our_gateway(state.pid)):
-            # the gateway drains in-flight requests for its own grace: wait for that, plus a margin
-            drain = (health or {}).get("shutdown_grace_s")
-            grace = self.stop_grace
-            if isinstance(drain, (int, float)):
-                grace = max(grace, float(drain) + 5.0)
-            self._terminate(state.pid, grace)
+            self._terminate(state.pid, self._grace(health))
             stopped = True
             self._event(f"stopped gateway pid {state.pid}")
         remove_state_if_pid(self.state_file, state.pid)
         return stopped
+
+    def _grace(self, health: dict[str, Any] | None) -> float:
+        """How long to wait after SIGTERM: `stop_grace` when given (a bound, whatever the
+        gateway's own drain time), else that drain time plus a margin."""
+        if self.stop_grace is not None:
+            return self.stop_grace
+        drain = (health or {}).get("shutdown_grace_s")
+        if isinstance(drain, (int, float)) and not isinstance(drain, bool):
+            return float(drain) + DEFAULT_STOP_MARGIN
+        return DEFAULT_STOP_GRACE
 
     def _is_our_gateway(self, pid: int) -> bool:
         cmdline = process_cmdline(pid)
@@ -406,8 +573,8 @@ class GatewayManager:
         )
 
     def _terminate(self, pid: int, grace: float | None = None) -> bool:
-        """SIGTERM, wait `grace` (default `stop_grace`), then SIGKILL; whether it is gone."""
-        grace = self.stop_grace if grace is None else grace
+        """SIGTERM, wait `grace` (default: see `_grace`), then SIGKILL; whether it is gone."""
+        grace = self._grace(None) if grace is None else grace
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:
                 os.kill(pid, sig)
@@ -498,9 +665,15 @@ class GatewayManager:
     def _event(self, message: str) -> None:
         self.events.append(message)
         log.info("%s", message)
-        with contextlib.suppress(OSError), self.log_file.open("a", encoding="utf-8") as f:
-            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} manager pid {os.getpid()}: ")
-            f.write(message + "\n")
+        line = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} manager pid {os.getpid()}: {message}\n"
+        with contextlib.suppress(OSError):
+            ensure_dir(self.state_dir)
+            # 0600 like the state and lock files: the log may show paths and model names
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -513,27 +686,18 @@ class GatewayManager:
                 finally:
                     self._lock_depth -= 1
                 return
-            ensure_dir(self.state_dir)
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                deadline = time.monotonic() + self.start_timeout + self.stop_grace + 10.0
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise GatewayStartError(
-                                f"timed out waiting for the lock {self.lock_file}"
-                            ) from None
-                        time.sleep(_POLL)
+                fd = acquire_lock(self.lock_file, self.start_timeout + self._grace(None) + 10.0)
+            except TimeoutError as e:
+                raise GatewayStartError(str(e)) from None
+            try:
                 self._lock_depth = 1
                 try:
                     yield
                 finally:
                     self._lock_depth = 0
             finally:
-                os.close(fd)  # closing the descriptor releases the lock
+                release_lock(fd)
 
 
 _managers: dict[Path, GatewayManager] = {}
@@ -556,9 +720,13 @@ def ensure_gateway(
     """The base URL of the shared gateway (e.g. `http://127.0.0.1:3333`), started if needed.
 
     Calls in one process share one `GatewayManager` per state directory, so `supervise` and
-    `stop_on_exit` are set up once; the first call's start options are the ones kept.
+    `stop_on_exit` are set up once; the first call's start options are the ones kept. Given
+    `host`, `port`, `config_path` or `env`, the configuration is validated
+    (`GatewayConfigError`), and a running gateway that differs is used with a warning (logger
+    `mini_llm.sdk`) naming what differs.
     """
     manager = GatewayManager(
+        check_config=any(v is not None for v in (host, port, config_path, env)),
         state_dir=state_dir,
         host=host,
         port=port,
@@ -568,10 +736,16 @@ def ensure_gateway(
         start_timeout=timeout,
     )
     with _managers_lock:
-        manager = _managers.setdefault(manager.state_file, manager)
+        kept = _managers.setdefault(manager.state_file, manager)
+    if _start_options(kept) == _start_options(manager):
+        manager = kept  # else: these options are checked against the running gateway too
     url = manager.ensure()
     if supervise:
         manager.supervise(supervise_interval)
     if stop_on_exit:
         manager.stop_on_exit()
     return url
+
+
+def _start_options(manager: GatewayManager) -> tuple[Any, ...]:
+    return (manager.host, manager.port, manager.config_path, manager.env, manager.check_config)

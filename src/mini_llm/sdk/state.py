@@ -8,20 +8,25 @@ killed with SIGKILL leaves its file behind, and the pid may have been reused sin
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "GatewayState",
+    "acquire_lock",
     "default_state_dir",
     "parent_pid",
     "pid_alive",
     "read_state",
+    "release_lock",
     "remove_state_if_pid",
     "write_state",
 ]
@@ -33,15 +38,29 @@ LOG_FILE = "gateway.log"
 
 @dataclass(frozen=True, slots=True)
 class GatewayState:
+    """What a running gateway publishes. The fields after `started_at` say how it was started,
+    so that `restart` can start it again the same way: never a key, only the names of the
+    environment variables its keys came from."""
+
     pid: int
     host: str
     port: int
     url: str
     version: str
     started_at: float
+    config_path: str | None = None
+    """The absolute path of its `mini-llm.toml` (`--config` or `MINI_LLM_CONFIG`), if any."""
+    flags: dict[str, Any] = field(default_factory=dict)
+    """The `serve` flags it was given: `host`, `port`, `workers`."""
+    key_env: tuple[str, ...] = ()
+    """The names of the provider key variables it read keys from (`OPENAI_API_KEY`...)."""
+    config_fingerprint: str | None = None
+    """`Settings.fingerprint()` of its configuration."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        data = asdict(self)
+        data["key_env"] = list(self.key_env)
+        return json.dumps(data, indent=2) + "\n"
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -66,6 +85,31 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def acquire_lock(path: Path, timeout: float) -> int:
+    """An exclusive `flock` on `path` (created 0600), waiting at most `timeout` seconds; the
+    descriptor to pass to `release_lock`. Raises `TimeoutError`."""
+    ensure_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise TimeoutError(f"timed out waiting for the lock {path}") from None
+            time.sleep(0.02)
+
+
+def release_lock(fd: int) -> None:
+    """Release a lock from `acquire_lock`. Unlocking explicitly (not only closing) releases it
+    for forked children that share the descriptor too (`serve --workers`)."""
+    with suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 def read_state(path: Path) -> GatewayState | None:
     """The published state, or None when the file is missing or not a complete record."""
     try:
@@ -77,8 +121,13 @@ def read_state(path: Path) -> GatewayState | None:
             url=str(raw["url"]),
             version=str(raw["version"]),
             started_at=float(raw["started_at"]),
+            # written by older versions without these: optional
+            config_path=str(raw["config_path"]) if raw.get("config_path") else None,
+            flags=dict(raw.get("flags") or {}),
+            key_env=tuple(str(name) for name in raw.get("key_env") or ()),
+            config_fingerprint=raw.get("config_fingerprint") or None,
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
