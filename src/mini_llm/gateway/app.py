@@ -9,7 +9,6 @@ requests under way finish with the runtime they began with.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import os
@@ -51,22 +50,12 @@ log = logging.getLogger("mini_llm.gateway")
 _RESTART_ONLY = ("host", "port", "port_retries", "pool_size", "max_body_bytes")
 
 
-def config_fingerprint(settings: Settings) -> str:
-    """A short hash of the effective configuration; keys count only as their own hashes."""
-    keys = sorted(
-        hashlib.sha256(k.encode()).hexdigest()[:12]
-        for provider in settings.providers.values()
-        for k in provider.keys
-    )
-    return hashlib.sha256(msgspec.json.encode([settings.describe(), keys])).hexdigest()[:16]
-
-
 class Runtime:
     """What one configuration decides, built once."""
 
     def __init__(self, settings: Settings, http: HttpTransport, state: StateBackend) -> None:
         self.settings = settings
-        self.fingerprint = config_fingerprint(settings)
+        self.fingerprint = settings.fingerprint()
         self.providers = build_providers(settings.providers, http, state)
         self.router = Router(settings.aliases, self.providers, settings, state)
         self.redact = Redactor(settings.secrets())
