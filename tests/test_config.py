@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from mini_llm.config import ConfigError, Settings, load_settings, mask_key
+from mini_llm.config import (
+    ConfigError,
+    Settings,
+    exposure_warning,
+    load_settings,
+    mask_header,
+    mask_key,
+    plan_reload,
+    reload_settings,
+)
 
 
 def settings(env: dict[str, str] | None = None, **kwargs: object) -> Settings:
@@ -152,3 +161,97 @@ def test_provider_header_values_are_secrets(tmp_path: Path) -> None:
     )
     s = settings(config_path=str(config))
     assert "azure-secret-value-123" in s.secrets()
+
+
+def test_fingerprint_is_stable_short_and_hides_keys(tmp_path: Path) -> None:
+    key = "sk-secret-fingerprint-1111"
+    env = {"OPENAI_API_KEY": key, "MINI_LLM_MODEL_ALIASES": '{"fast": "openai/gpt-4o"}'}
+    first = settings(env).fingerprint()
+    assert first == settings(dict(env)).fingerprint()
+    assert len(first) == 16
+    int(first, 16)
+    assert key[-4:] not in first
+
+    other_key = settings({**env, "OPENAI_API_KEY": "sk-secret-fingerprint-2222"})
+    other_alias = settings({**env, "MINI_LLM_MODEL_ALIASES": '{"fast": "openai/gpt-4.1"}'})
+    other_timeout = settings({**env, "MINI_LLM_TIMEOUT_IDLE": "5"})
+    prints = {first, *(s.fingerprint() for s in (other_key, other_alias, other_timeout))}
+    assert len(prints) == 4
+
+    config = tmp_path / "c.toml"
+    config.write_text('[aliases]\nfast = "openai/gpt-4o"\n')
+    same_from_a_file = settings({"OPENAI_API_KEY": key}, config_path=str(config))
+    assert same_from_a_file.fingerprint() == first
+
+
+def test_diff_names_the_settings_that_differ_never_their_values() -> None:
+    key = "sk-secret-diff-aaaa1111"
+    base = settings({"OPENAI_API_KEY": key})
+    changed = settings(
+        {
+            "OPENAI_API_KEY": "sk-secret-diff-bbbb2222",
+            "MINI_LLM_PORT": "4000",
+            "MINI_LLM_MODEL_ALIASES": '{"fast": "mock/echo"}',
+            "MINI_LLM_RETRY_ATTEMPTS": "5",
+        }
+    )
+    names = base.diff(changed)
+    assert names == ["aliases.fast", "port", "providers.openai.keys", "retries.attempts"]
+    assert changed.diff(base) == names
+    assert base.diff(settings({"OPENAI_API_KEY": key})) == []
+    assert "aaaa" not in repr(names)
+
+
+def test_plan_reload_keeps_what_needs_a_restart() -> None:
+    running = settings({"MINI_LLM_PORT": "4000"})
+    loaded = settings(
+        {"MINI_LLM_PORT": "5000", "MINI_LLM_POOL_SIZE": "8", "MINI_LLM_TIMEOUT_IDLE": "9"}
+    )
+    plan = plan_reload(running, loaded)
+    assert plan.needs_restart == ["pool_size", "port"]
+    assert plan.changed == ["timeouts.idle"]
+    assert (plan.settings.port, plan.settings.pool_size) == (4000, 256)
+    assert plan.settings.timeouts.idle == 9
+    assert plan.settings.source_of("port") == "MINI_LLM_PORT"
+    assert plan.settings.source_of("pool_size") == "default"
+    assert plan.settings.diff(running) == ["timeouts.idle"]
+
+
+def test_reload_settings_reads_the_same_way_again(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[aliases]\nfast = "mock/echo"\n')
+    first = settings({"MINI_LLM_TIMEOUT_IDLE": "7"}, config_path=str(config), flags={"port": 9})
+    config.write_text('[aliases]\nfast = "mock/echo"\nslow = "mock/echo"\n')
+    again = reload_settings(first)
+    assert set(again.aliases) == {"fast", "slow"}
+    assert (again.timeouts.idle, again.port) == (7, 9)
+    config.write_text("[aliases]\nfast = 1\n")
+    with pytest.raises(ConfigError, match="alias 'fast'"):
+        reload_settings(first)
+    with pytest.raises(ConfigError, match="nothing to re-read"):
+        reload_settings(Settings())
+
+
+def test_header_values_that_look_secret_are_masked(tmp_path: Path) -> None:
+    assert mask_header("X-Team", "research") == "research"
+    assert mask_header("api-key", "short-123456") == "…3456"
+    assert mask_header("Authorization", "Bearer abcdefgh1234") == "…1234"
+    assert mask_header("X-Signature", "a-long-opaque-value-5678") == "…5678"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[providers.azure-ish]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'headers = { "api-key" = "azure-secret-value-123", "X-Team" = "r" }\n'
+    )
+    described = settings(config_path=str(config)).describe()
+    assert described["providers"]["azure-ish"]["headers"] == {"api-key": "…-123", "X-Team": "r"}
+    assert "azure-secret" not in repr(described)
+
+
+def test_exposure_warning_only_for_addresses_others_reach() -> None:
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2", "[::1]"):
+        assert exposure_warning(host) is None
+    for host in ("0.0.0.0", "::", "192.168.1.5", "gateway.example"):
+        warning = exposure_warning(host)
+        assert warning is not None
+        assert "no authentication" in warning
+        assert host in warning
