@@ -62,22 +62,26 @@ def _duration(seconds: float) -> str:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import errno
     import os
     import time
 
-    from .config import ConfigError
+    from .config import ConfigError, exposure_warning
     from .gateway.server import BindError, run, url_for
     from .logs import setup_logging
     from .sdk.state import GatewayState, remove_state_if_pid, write_state
 
     try:
-        settings = _settings(args, host=args.host, port=args.port)
+        settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     except ConfigError as e:
         _err(str(e))
         return EXIT_CONFIG
     setup_logging(settings.log_level)
     for warning in settings.warnings:
         print(f"mini-llm: warning: {warning}", file=sys.stderr)
+    exposed = exposure_warning(settings.host)
+    if exposed:
+        _err(exposed)
     state_file = Path(args.state_file).absolute() if args.state_file else None
 
     def ready(host: str, port: int) -> None:
@@ -99,10 +103,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             write_state(state_file, state)
 
     try:
-        run(settings, ready=ready, workers=args.workers)
+        run(settings, ready=ready, workers=settings.workers)
     except BindError as e:
         _err(str(e))
-        return EXIT_FAILURE
+        # a port in use is a choice to change (--port), like a configuration error
+        return EXIT_CONFIG if e.errno == errno.EADDRINUSE else EXIT_FAILURE
     except OSError as e:
         where = f" (state file {state_file})" if state_file is not None else ""
         _err(f"the gateway stopped: {e}{where}")
@@ -152,8 +157,13 @@ def _start_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from .config import exposure_warning
+
     manager = _manager(args, **_start_options(args))
     state, started = manager.ensure_state()
+    exposed = exposure_warning(state.host)
+    if exposed:
+        _err(exposed)
     if args.json:
         _print_json(_state_dict(state, started=started, log_file=str(manager.log_file)))
     elif started:
@@ -392,7 +402,10 @@ def _parser() -> argparse.ArgumentParser:
     def with_address(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
         p.add_argument(
-            "--port", type=int, help="port (default 3333; 0 lets the OS choose; taken: next ones)"
+            "--port",
+            type=int,
+            help="port (default 3333, and the next ones when it is taken; a port given here "
+            "is bound or the start fails; 0 lets the OS choose)",
         )
 
     def with_url(p: argparse.ArgumentParser) -> None:
@@ -478,9 +491,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_positive_int,
-        default=1,
         metavar="N",
-        help="worker processes sharing the port with SO_REUSEPORT (default 1; about one per core)",
+        help="worker processes sharing the port with SO_REUSEPORT (default 1, or "
+        "$MINI_LLM_WORKERS; about one per core)",
     )
     serve.add_argument(
         "--state-file",

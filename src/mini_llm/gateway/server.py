@@ -24,7 +24,8 @@ log = logging.getLogger("mini_llm.server")
 
 
 class BindError(OSError):
-    pass
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # the message, without "[Errno 98]"
 
 
 def url_for(host: str, port: int) -> str:
@@ -67,8 +68,14 @@ def bind_socket(host: str, port: int, retries: int) -> socket.socket:
             if e.errno != errno.EADDRINUSE:
                 raise BindError(e.errno, f"cannot listen on {url_for(host, candidate)}: {e}") from e
             log.debug("port %d is in use", candidate)
-    tried = f"ports {port}-{last_port}" if last_port != port else f"port {port}"
-    raise BindError(errno.EADDRINUSE, f"{tried} on {host} are all in use")
+    tried = (
+        f"ports {port}-{last_port} on {host} are all"
+        if last_port != port
+        else f"port {port} on {host} is"
+    )
+    raise BindError(
+        errno.EADDRINUSE, f"{tried} in use; choose another with --port or MINI_LLM_PORT"
+    )
 
 
 def bind_worker_sockets(host: str, port: int, retries: int, count: int) -> list[socket.socket]:
@@ -119,7 +126,7 @@ async def serve(
     await runner.setup()
     try:
         if sock is None:
-            sock = bind_socket(settings.host, settings.port, settings.port_retries)
+            sock = bind_socket(settings.host, settings.port, settings.bind_retries)
         site = web.SockSite(runner, sock)
         await site.start()
         port = sock.getsockname()[1]
@@ -179,7 +186,7 @@ def _run_workers(
     takes the others down too (exit status 1), so that whatever supervises the gateway sees it.
     Each worker has its own in-memory state; share state across workers through Redis.
     """
-    socks = bind_worker_sockets(settings.host, settings.port, settings.port_retries, workers)
+    socks = bind_worker_sockets(settings.host, settings.port, settings.bind_retries, workers)
     port = socks[0].getsockname()[1]
     pids: list[int] = []
     for sock in socks:
