@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ from mini_llm.config import (
     plan_reload,
     reload_settings,
 )
+
+from .harness import clean_env
 
 
 def settings(env: dict[str, str] | None = None, **kwargs: object) -> Settings:
@@ -255,3 +260,57 @@ def test_exposure_warning_only_for_addresses_others_reach() -> None:
         assert warning is not None
         assert "no authentication" in warning
         assert host in warning
+
+
+def config_check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mini_llm", "config", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=20,
+    )
+
+
+def test_config_check_shows_where_each_value_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "mini-llm.toml"
+    config.write_text(
+        '[server]\nport = 4000\n[aliases]\nfast = "openai/gpt-4o-mini"\n'
+        '[providers.my-vllm]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'headers = { "X-Team" = "research", "Authorization" = "Bearer secret-header-9876" }\n'
+    )
+    env = {"OPENAI_API_KEYS": "sk-very-secret-0001,sk-very-secret-0002"}
+    result = config_check("check", "--config", str(config), MINI_LLM_TIMEOUT_IDLE="5", **env)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    assert rows["port"] == ["4000", str(config), "restart"]
+    assert rows["host"] == ["127.0.0.1", "default", "restart"]
+    assert rows["timeouts.idle"] == ["5.0", "MINI_LLM_TIMEOUT_IDLE", "live"]
+    assert rows["aliases.fast"] == ["openai/gpt-4o-mini", str(config), "live"]
+    assert rows["providers.openai.keys"] == ['["…0001",', '"…0002"]', "OPENAI_API_KEYS", "live"]
+    assert '"Authorization": "…9876"' in result.stdout
+    assert '"X-Team": "research"' in result.stdout
+    assert "secret" not in result.stdout + result.stderr
+    same = settings({**env, "MINI_LLM_TIMEOUT_IDLE": "5"}, config_path=str(config))
+    assert result.stdout.startswith(f"configuration: {config} (fingerprint {same.fingerprint()})")
+    fingerprint = settings(env, config_path=str(config)).fingerprint()
+
+    shown = json.loads(config_check("check", "--json", "--config", str(config), **env).stdout)
+    assert shown["fingerprint"] == fingerprint
+    assert shown["settings"]["port"] == {"value": 4000, "from": str(config), "reloadable": False}
+    assert shown["providers"]["my-vllm"]["headers"]["Authorization"] == "…9876"
+
+
+def test_config_check_checks_every_layer(tmp_path: Path) -> None:
+    config = tmp_path / "mini-llm.toml"
+    config.write_text("[server]\nport = 99999\n")
+    result = config_check("check", "--config", str(config), MINI_LLM_PORT="4000")
+    assert result.returncode == 2
+    assert "[server] port must be between 0 and 65535, got 99999" in result.stderr
+
+
+def test_config_without_a_subcommand_is_a_usage_error() -> None:
+    result = config_check()
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: mini-llm config")
+    assert "mini-llm: config: a subcommand is needed (check)" in result.stderr

@@ -121,7 +121,7 @@ def test_config_check_masks_keys_and_fails_on_problems(tmp_path: Path) -> None:
     config.write_text('[aliases]\nfast = "openai/gpt-4o-mini"\n')
     env = clean_env(OPENAI_API_KEYS="sk-very-secret-0001,sk-very-secret-0002")
     result = subprocess.run(
-        [sys.executable, "-m", "mini_llm", "config", "check", "--config", str(config)],
+        [sys.executable, "-m", "mini_llm", "config", "check", "--config", str(config), "--json"],
         capture_output=True,
         text=True,
         env=env,

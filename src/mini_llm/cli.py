@@ -128,10 +128,28 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _err(str(e))
         return EXIT_CONFIG
-    _print_json(settings.describe())
+    if args.json:
+        _print_json(settings.describe())
+    else:
+        where = settings.config_path or "no config file"
+        print(f"configuration: {where} (fingerprint {settings.fingerprint()})")
+        rows = [
+            (e.name, _shown(e.value), e.source, "live" if e.reloadable else "restart")
+            for e in settings.effective()
+        ]
+        rows.insert(0, ("SETTING", "VALUE", "FROM", "CHANGES"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for name, value, source, changes in rows:
+            print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source:<{widths[2]}}  {changes}")
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 # the background gateway
@@ -506,14 +524,18 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="COMMAND")
     check = config_sub.add_parser(
-        "check", help="print the effective configuration, keys masked; exit 2 on problems"
+        "check",
+        help="print each effective value and where it came from (default, file, variable, "
+        "flag), keys masked; exit 2 on problems",
     )
     with_config(check)
+    with_json(check)
     check.set_defaults(func=_cmd_config_check)
 
     def config_help(args: argparse.Namespace) -> int:
-        config.print_help()
-        return 2
+        config.print_usage(sys.stderr)
+        _err("config: a subcommand is needed (check)")
+        return EXIT_CONFIG
 
     config.set_defaults(func=config_help)
     return parser
