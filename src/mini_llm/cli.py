@@ -152,6 +152,28 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    manager = _manager(args)
+    state = manager.find()  # alive, and /health answers with its pid: our gateway
+    if state is None:
+        _err(f"no mini-llm gateway is running (looked in {manager.state_file}); nothing to reload")
+        return EXIT_FAILURE
+    try:
+        os.kill(state.pid, signal.SIGHUP)
+    except OSError as e:
+        _err(f"cannot signal the gateway (pid {state.pid}): {e.strerror}")
+        return EXIT_FAILURE
+    print(
+        f"asked the gateway at {state.url} (pid {state.pid}) to reload its configuration; "
+        f"it keeps the old one if the new one has problems, listed in its log "
+        f"({manager.log_file} when started by `mini-llm start`)"
+    )
+    return 0
+
+
 # the background gateway
 
 
@@ -520,6 +542,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_config(serve)
     serve.set_defaults(func=_cmd_serve)
+
+    reload = sub.add_parser(
+        "reload",
+        help="make the shared gateway read its configuration again (SIGHUP); an invalid one "
+        "is refused and logged",
+    )
+    with_state_dir(reload)
+    reload.set_defaults(func=_cmd_reload)
 
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="COMMAND")

@@ -45,6 +45,28 @@ class Gateway:
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(int(self.started_at))}
         )
+        self.routes: tuple[OpenAIRoutes | AnthropicRoutes, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.settings.fingerprint()
+
+    def reload(self, settings: Settings) -> None:
+        """Switch to new settings (checked by `config.plan_reload`). Requests in flight finish
+        with the state they started with. A minimal version until app.py's rewrite: the
+        upstream client stays; key health and balancer state start afresh."""
+        providers = build_providers(settings.providers, self.http)
+        router = Router(settings.aliases, providers, settings)
+        redact = Redactor(settings.secrets())
+        dispatcher = Dispatcher(redact)
+        # no await from here on: a request sees the old state or the new one, never a mix
+        self.settings, self.providers, self.router = settings, providers, router
+        self.redact, self.dispatcher = redact, dispatcher
+        self.models_body = msgspec.json.encode(
+            {"object": "list", "data": self._model_list(int(time.time()))}
+        )
+        for routes in self.routes:
+            routes._router, routes._dispatcher = router, dispatcher
 
     def provider_health(self) -> dict[str, Any]:
         """Key health of every provider that has keys (never the keys: last 4 characters):
@@ -122,6 +144,7 @@ def build_app(settings: Settings) -> web.Application:
     add("POST", "/v1/chat/completions", openai.chat_completions)
     add("POST", "/chat/completions", openai.chat_completions)
     anthropic = AnthropicRoutes(gateway.router, gateway.dispatcher, body)
+    gateway.routes = (openai, anthropic)
     add("POST", "/v1/messages", anthropic.messages)
     add("POST", "/v1/messages/count_tokens", anthropic.count_tokens)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..config import Settings
-from .app import build_app
+from ..config import ConfigError, Settings, plan_reload, reload_settings
+from .app import GATEWAY, Gateway, build_app
 
 __all__ = ["BindError", "bind_socket", "bind_worker_sockets", "run", "serve", "url_for"]
 
@@ -136,6 +136,10 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_gateway, app[GATEWAY])
+        if _early_reloads:  # asked while this process was starting
+            _early_reloads.clear()
+            reload_gateway(app[GATEWAY])
         if ready is not None:
             ready(settings.host, port)
         await stop.wait()
@@ -144,14 +148,54 @@ async def serve(
         await runner.cleanup()
 
 
+def reload_gateway(gateway: Gateway) -> bool:
+    """SIGHUP: read the configuration again as at start-up (same file, environment, flags)
+    and switch to it if it is valid; else log every problem and keep serving the old one."""
+    current = gateway.settings
+    try:
+        plan = plan_reload(current, reload_settings(current))
+        gateway.reload(plan.settings)
+    except ConfigError as e:
+        log.error(
+            "configuration not reloaded, still serving the previous one: %s", gateway.redact(str(e))
+        )
+        return False
+    logging.getLogger("mini_llm").setLevel(plan.settings.log_level.upper())
+    for warning in plan.settings.warnings:
+        log.warning("%s", warning)
+    if plan.needs_restart:
+        log.warning(
+            "configuration: %s changed but needs a restart to take effect",
+            ", ".join(plan.needs_restart),
+        )
+    log.info(
+        "configuration reloaded (fingerprint %s): %s",
+        gateway.fingerprint,
+        "changed " + ", ".join(plan.changed) if plan.changed else "nothing else changed",
+    )
+    return True
+
+
+_early_reloads: list[int] = []
+"""SIGHUPs that came before `serve()` could handle them: it reloads once it can."""
+
+
+def _remember_reload(signum: int, frame: object) -> None:
+    _early_reloads.append(signum)
+
+
 def run(
     settings: Settings, ready: Callable[[str, int], None] | None = None, workers: int = 1
 ) -> None:
     """Run `serve` on uvloop when it is installed; `workers` > 1 forks that many processes."""
-    if workers > 1:
-        _run_workers(settings, ready, workers)
-        return
-    _run_one(settings, ready)
+    previous = signal.signal(signal.SIGHUP, _remember_reload)  # workers inherit it
+    try:
+        if workers > 1:
+            _run_workers(settings, ready, workers)
+            return
+        _run_one(settings, ready)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _run_one(
@@ -216,7 +260,14 @@ def _run_workers(
             stopping.append(signum)
             _signal_all(pids, signal.SIGTERM)
 
+    def reload(signum: int, frame: object) -> None:
+        _signal_all(pids, signal.SIGHUP)  # each worker reloads (and logs) on its own
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    if _early_reloads:
+        _early_reloads.clear()
+        _signal_all(pids, signal.SIGHUP)
     try:
         log.info("%d workers (pids %s)", workers, ", ".join(map(str, pids)))
         if ready is not None:
