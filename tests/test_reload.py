@@ -194,3 +194,19 @@ def test_workers_all_reload(tmp_path: Path, served: list[Served]) -> None:
     assert logged(s, "configuration reloaded") == 2
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(15) == 0
+
+
+def test_watch_config_reloads_when_the_file_changes(tmp_path: Path, served: list[Served]) -> None:
+    config = tmp_path / "mini-llm.toml"
+    config.write_text('[server]\nwatch_config = true\n[aliases]\nfast = "mock/echo"\n')
+    s = start_serve("--port", "0", "--config", str(config))
+    served.append(s)
+    follow(s)
+    config.write_text(
+        '[server]\nwatch_config = true\n[aliases]\nfast = "mock/echo"\nsecond = "mock/echo"\n'
+    )
+    wait_for(lambda: "second" in model_ids(s.url), "the new alias, without a signal")
+    config.write_text("[aliases\n")
+    wait_for(lambda: logged(s, "configuration not reloaded") == 1, "the refusal")
+    assert "not valid TOML" in "".join(s.lines)
+    assert "second" in model_ids(s.url)

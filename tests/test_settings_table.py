@@ -3,13 +3,14 @@ checked, and the layer that won is recorded."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mini_llm.config import ConfigError, Settings, load_settings
-from mini_llm.settings_table import ROWS, Choice, Seconds, Setting, Text, Whole
+from mini_llm.settings_table import ROWS, Choice, Flag, Seconds, Setting, Text, Whole
 
 
 def three_values(row: Setting) -> tuple[Any, Any, Any]:
@@ -21,6 +22,8 @@ def three_values(row: Setting) -> tuple[Any, Any, Any]:
         candidates = [1.5, 2.5, 3.5, 4.5]
     elif isinstance(kind, Choice):
         candidates = list(kind.options) * 4
+    elif isinstance(kind, Flag):
+        return True, False, True
     else:
         assert isinstance(kind, Text)
         candidates = ["a.example", "b.example", "c.example"]
@@ -41,7 +44,7 @@ def effective(settings: Settings, name: str) -> Any:
 def test_every_row_follows_the_precedence(row: Setting, tmp_path: Path) -> None:
     from_file, from_env, from_flag = three_values(row)
     config = tmp_path / "mini-llm.toml"
-    literal = f'"{from_file}"' if isinstance(from_file, str) else str(from_file)
+    literal = json.dumps(from_file)  # a TOML literal too, for these values
     config.write_text(f"[{row.table}]\n{row.key} = {literal}\n")
 
     s = load_settings(env={})
@@ -52,7 +55,7 @@ def test_every_row_follows_the_precedence(row: Setting, tmp_path: Path) -> None:
     assert effective(s, row.name) == from_file
     assert s.sources[row.name] == str(config)
 
-    env = {row.env: str(from_env)}
+    env = {row.env: str(from_env).lower() if isinstance(from_env, bool) else str(from_env)}
     s = load_settings(env=env, config_path=str(config))
     assert effective(s, row.name) == from_env
     assert s.sources[row.name] == row.env
@@ -128,3 +131,10 @@ def test_every_row_has_a_unique_variable_and_toml_key() -> None:
     assert all(row.env.startswith("MINI_LLM_") for row in ROWS)
     not_at_run_time = {row.name for row in ROWS if not row.reloadable}
     assert {"host", "port", "workers", "pool_size"} <= not_at_run_time
+
+
+def test_flags_read_true_and_false() -> None:
+    assert load_settings(env={"MINI_LLM_WATCH_CONFIG": "yes"}).watch_config
+    assert not load_settings(env={"MINI_LLM_WATCH_CONFIG": "0"}).watch_config
+    with pytest.raises(ConfigError, match="MINI_LLM_WATCH_CONFIG must be true or false"):
+        load_settings(env={"MINI_LLM_WATCH_CONFIG": "sometimes"})

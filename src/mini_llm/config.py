@@ -115,6 +115,8 @@ class Settings:
     """The user chose the port (flag, environment or file): bind it or fail, never the next."""
     sources: Mapping[str, str] = field(default_factory=dict)
     """Where each value came from: "default", the file's path, a variable's name or a flag."""
+    watch_config: bool = False
+    """Reload when the config file changes (its size or modification time, checked each second)."""
     origin: LoadArgs | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -340,6 +342,7 @@ def load_settings(
         config_path=str(path) if path else None,
         warnings=tuple(warnings),
         workers=values["workers"],
+        watch_config=values["watch_config"],
         port_explicit=sources["port"] != DEFAULT,
         sources=sources,
         origin=LoadArgs(dict(env), config_path, flags),

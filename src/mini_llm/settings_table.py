@@ -25,6 +25,7 @@ __all__ = [
     "ROWS_BY_NAME",
     "STRATEGIES",
     "Choice",
+    "Flag",
     "Kind",
     "Seconds",
     "Setting",
@@ -103,6 +104,28 @@ class Choice(Kind):
 
 
 @dataclass(frozen=True, slots=True)
+class Flag(Kind):
+    def parse(self, raw: object) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            return raw.lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"must be true or false, got {raw!r}")
+
+    def describe(self) -> str:
+        return "true | false"
+
+
+@dataclass(frozen=True, slots=True)
 class Text(Kind):
     def parse(self, raw: object) -> str:
         if not isinstance(raw, str) or not raw.strip():
@@ -156,6 +179,8 @@ def _rows() -> tuple[Setting, ...]:
                 Seconds(), 30.0, None, False, "seconds in-flight requests get after SIGTERM"),
         Setting("pool_size", "server", "pool_size", "MINI_LLM_POOL_SIZE", Whole(1, 100_000), 256,
                 None, False, "upstream connections kept at most"),
+        Setting("watch_config", "server", "watch_config", "MINI_LLM_WATCH_CONFIG", Flag(),
+                False, None, False, "reload when the config file changes (checked every second)"),
         Setting("log_level", "server", "log_level", "MINI_LLM_LOG_LEVEL", Choice(LOG_LEVELS),
                 "info", None, True, "log level"),
     ]  # fmt: skip

@@ -114,6 +114,7 @@ async def serve(
     `sock` is an already listening socket (a worker's); without it the configured port is bound.
     """
     app = build_app(settings)
+    watch: asyncio.Task[None] | None = None
     # handler_cancellation: a client that goes away cancels its upstream call at once;
     # shutdown_timeout: on SIGTERM, in-flight requests and streams get this long to finish
     runner = web.AppRunner(
@@ -140,12 +141,38 @@ async def serve(
         if _early_reloads:  # asked while this process was starting
             _early_reloads.clear()
             reload_gateway(app[GATEWAY])
+        if settings.watch_config and settings.config_path:
+            # stamped now, before `ready`: a change made once we are listening is seen
+            stamp = _stamp(settings.config_path)
+            watch = asyncio.create_task(_watch_config(settings.config_path, app[GATEWAY], stamp))
         if ready is not None:
             ready(settings.host, port)
         await stop.wait()
         log.info("stopping")
     finally:
+        if watch is not None:
+            watch.cancel()
         await runner.cleanup()
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+async def _watch_config(
+    path: str, gateway: Gateway, seen: tuple[int, int] | None, interval: float = 1.0
+) -> None:
+    """`[server] watch_config`: reload when the file's size or modification time changes."""
+    while True:
+        await asyncio.sleep(interval)
+        now = _stamp(path)
+        if now != seen and now is not None:
+            seen = now
+            reload_gateway(gateway)
 
 
 def reload_gateway(gateway: Gateway) -> bool:
