@@ -182,8 +182,7 @@ def test_reload_swaps_the_runtime_and_keeps_key_health(make_gateway: GatewayFact
     before.providers["openai"].keys.set_aside(entry, 401)
     old_fingerprint = core.fingerprint
 
-    pending = core.reload(gateway_settings({**env, "MINI_LLM_MODEL_ALIASES": '{"b": "mock/echo"}'}))
-    assert pending == []
+    core.reload(gateway_settings({**env, "MINI_LLM_MODEL_ALIASES": '{"b": "mock/echo"}'}))
     after = core.runtime
     assert after is not before and core.fingerprint != old_fingerprint
     # the same key keeps its health in the new runtime

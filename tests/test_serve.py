@@ -8,11 +8,14 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from .harness import Served, clean_env, http, start_serve
+from mini_llm.gateway.server import BindError, bind_socket
+
+from .harness import Served, clean_env, gateway_settings, http, start_serve
 
 
 @pytest.fixture
@@ -53,35 +56,45 @@ def test_sigint_stops_cleanly(served: list[Served]) -> None:
     assert s.proc.wait(10) == 0
 
 
-def test_taken_port_moves_to_the_next_one(served: list[Served]) -> None:
+def test_a_chosen_port_is_bound_or_the_start_fails(tmp_path: Path) -> None:
+    config = tmp_path / "mini-llm.toml"
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         taken = blocker.getsockname()[1]
-        s = start_serve("--port", str(taken), env=clean_env(MINI_LLM_PORT_RETRIES="5"))
-        served.append(s)
-        assert taken < s.port <= taken + 5
-        assert f"port {taken} is in use" in "".join(s.lines)
-        status, _, _ = http("GET", s.url + "/health")
-        assert status == 200
+        config.write_text(f"[server]\nport = {taken}\n")
+        for args, env in (
+            (["--port", str(taken)], clean_env()),
+            ([], clean_env(MINI_LLM_PORT=str(taken))),
+            (["--config", str(config)], clean_env()),
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "mini_llm", "serve", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=20,
+            )
+            assert result.returncode == 2, (args, result.stderr)
+            assert (
+                f"mini-llm: port {taken} on 127.0.0.1 is in use; choose another with --port "
+                "or MINI_LLM_PORT\n"
+            ) in result.stderr
+            assert "Traceback" not in result.stderr
 
 
-def test_no_free_port_is_a_clear_error() -> None:
+def test_only_the_default_port_moves_to_the_next_ones() -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         taken = blocker.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "mini_llm", "serve", "--port", str(taken)],
-            capture_output=True,
-            text=True,
-            env=clean_env(MINI_LLM_PORT_RETRIES="0"),
-            timeout=20,
-        )
-    assert result.returncode == 1
-    assert f"port {taken}" in result.stderr
-    assert "in use" in result.stderr
-    assert "Traceback" not in result.stderr
+        default = replace(gateway_settings({"MINI_LLM_PORT_RETRIES": "5"}), port=taken)
+        assert not default.port_explicit
+        with bind_socket(default.host, default.port, default.bind_retries) as sock:
+            assert taken < sock.getsockname()[1] <= taken + 5
+        chosen = gateway_settings({"MINI_LLM_PORT": str(taken)})
+        with pytest.raises(BindError, match=f"^port {taken} on 127.0.0.1 is in use;"):
+            bind_socket(chosen.host, chosen.port, chosen.bind_retries)
 
 
 def test_bad_configuration_exits_2_listing_every_problem(tmp_path: Path) -> None:
@@ -108,7 +121,7 @@ def test_config_check_masks_keys_and_fails_on_problems(tmp_path: Path) -> None:
     config.write_text('[aliases]\nfast = "openai/gpt-4o-mini"\n')
     env = clean_env(OPENAI_API_KEYS="sk-very-secret-0001,sk-very-secret-0002")
     result = subprocess.run(
-        [sys.executable, "-m", "mini_llm", "config", "check", "--config", str(config)],
+        [sys.executable, "-m", "mini_llm", "config", "check", "--config", str(config), "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -130,3 +143,29 @@ def test_config_check_masks_keys_and_fails_on_problems(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "alias 'fast'" in result.stderr
+
+
+def test_listening_beyond_loopback_warns_that_there_is_no_auth(served: list[Served]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mini_llm", "serve", "--host", "0.0.0.0", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    served.append(Served(proc, "http://0.0.0.0:0", []))
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if " listening on http" in line:
+            break
+    output = "".join(lines)
+    assert "WARNING: listening on 0.0.0.0" in output
+    assert "anyone who reaches this port can spend your provider keys" in output
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+    quiet = start_serve("--host", "127.0.0.1", "--port", "0")
+    served.append(quiet)
+    assert "WARNING" not in "".join(quiet.lines)

@@ -127,10 +127,11 @@ def _duration(seconds: float) -> str:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import errno
     import os
     import time
 
-    from .config import ConfigError
+    from .config import ConfigError, exposure_warning
     from .gateway.server import BindError, run, url_for
     from .logs import setup_logging
     from .sdk.manager import running_gateway
@@ -145,13 +146,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
     try:
-        settings = _settings(args, host=args.host, port=args.port)
+        settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     except ConfigError as e:
         _err(str(e))
         return EXIT_CONFIG
     setup_logging(settings.log_level)
     for warning in settings.warnings:
         print(f"mini-llm: warning: {warning}", file=sys.stderr)
+    exposed = exposure_warning(settings.host)
+    if exposed:
+        _err(exposed)
     # Publishing: `--state-file` is how `start` and the SDK spawn a gateway (they hold the lock
     # while it starts); without it, a foreground gateway is the shared one too, published in
     # the shared state file under the lock, unless `--no-state`.
@@ -218,10 +222,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             unlock()  # published: whoever waited for the lock now finds this gateway
 
     try:
-        run(settings, ready=ready, workers=args.workers)
+        run(settings, ready=ready, workers=settings.workers)
     except BindError as e:
         _err(str(e))
-        return EXIT_FAILURE
+        # a port in use is a choice to change (--port), like a configuration error
+        return EXIT_CONFIG if e.errno == errno.EADDRINUSE else EXIT_FAILURE
     except OSError as e:
         where = f" (state file {state_file})" if state_file is not None else ""
         _err(f"the gateway stopped: {e}{where}")
@@ -243,9 +248,49 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _err(str(e))
         return EXIT_CONFIG
-    _print_json(settings.describe())
+    if args.json:
+        _print_json(settings.describe())
+    else:
+        where = settings.config_path or "no config file"
+        print(f"configuration: {where} (fingerprint {settings.fingerprint()})")
+        rows = [
+            (e.name, _shown(e.value), e.source, "live" if e.reloadable else "restart")
+            for e in settings.effective()
+        ]
+        rows.insert(0, ("SETTING", "VALUE", "FROM", "CHANGES"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for name, value, source, changes in rows:
+            print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source:<{widths[2]}}  {changes}")
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    manager = _manager(args)
+    state = manager.find()  # alive, and /health answers with its pid: our gateway
+    if state is None:
+        _err(f"no mini-llm gateway is running (looked in {manager.state_file}); nothing to reload")
+        return EXIT_FAILURE
+    try:
+        os.kill(state.pid, signal.SIGHUP)
+    except OSError as e:
+        _err(f"cannot signal the gateway (pid {state.pid}): {e.strerror}")
+        return EXIT_FAILURE
+    print(
+        f"asked the gateway at {state.url} (pid {state.pid}) to reload its configuration; "
+        f"it keeps the old one if the new one has problems, listed in its log "
+        f"({manager.log_file} when started by `mini-llm start`)"
+    )
     return 0
 
 
@@ -272,10 +317,15 @@ def _start_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from .config import exposure_warning
+
     # check_config: an invalid configuration is an error whether or not a gateway runs, and a
     # running one that differs is named in a warning (through the `mini_llm.sdk` logger)
     manager = _manager(args, check_config=True, **_start_options(args))
     state, started = manager.ensure_state()
+    exposed = exposure_warning(state.host)
+    if exposed:
+        _err(exposed)
     if args.json:
         info = _state_dict(state, started=started, log_file=str(manager.log_file))
         _print_json({**info, "differences": manager.differences})
@@ -555,7 +605,10 @@ def _parser() -> argparse.ArgumentParser:
     def with_address(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
         p.add_argument(
-            "--port", type=int, help="port (default 3333; 0 lets the OS choose; taken: next ones)"
+            "--port",
+            type=int,
+            help="port (default 3333, and the next ones when it is taken; a port given here "
+            "is bound or the start fails; 0 lets the OS choose)",
         )
 
     def with_url(p: argparse.ArgumentParser) -> None:
@@ -672,9 +725,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_positive_int,
-        default=1,
         metavar="N",
-        help="worker processes sharing the port with SO_REUSEPORT (default 1; about one per core)",
+        help="worker processes sharing the port with SO_REUSEPORT (default 1, or "
+        "$MINI_LLM_WORKERS; about one per core)",
     )
     published = serve.add_mutually_exclusive_group()
     published.add_argument(
@@ -693,17 +746,29 @@ def _parser() -> argparse.ArgumentParser:
     with_state_dir(serve)
     serve.set_defaults(func=_cmd_serve)
 
+    reload = sub.add_parser(
+        "reload",
+        help="make the shared gateway read its configuration again (SIGHUP); an invalid one "
+        "is refused and logged",
+    )
+    with_state_dir(reload)
+    reload.set_defaults(func=_cmd_reload)
+
     config = sub.add_parser("config", help="inspect the configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="COMMAND")
     check = config_sub.add_parser(
-        "check", help="print the effective configuration, keys masked; exit 2 on problems"
+        "check",
+        help="print each effective value and where it came from (default, file, variable, "
+        "flag), keys masked; exit 2 on problems",
     )
     with_config(check)
+    with_json(check)
     check.set_defaults(func=_cmd_config_check)
 
     def config_help(args: argparse.Namespace) -> int:
-        config.print_help()
-        return 2
+        config.print_usage(sys.stderr)
+        _err("config: a subcommand is needed (check)")
+        return EXIT_CONFIG
 
     config.set_defaults(func=config_help)
     return parser

@@ -1,55 +1,64 @@
-"""Settings: one typed object built once at start-up and passed down.
+"""Settings: one typed object built at start-up (and again at a hot reload) and passed down.
 
 Precedence, lowest first: defaults < `mini-llm.toml` (from `--config` or `MINI_LLM_CONFIG`) <
-environment < command-line flags. Every problem found is collected and reported together in a
+environment < command-line flags. The scalar settings are the rows of `settings_table.py`,
+resolved by one function; the tables of names are parsed by `config_tables.py`. Every layer is
+checked, not only the one that wins, and every problem found is reported together in a
 `ConfigError`; nothing below this module reads `os.environ`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
-import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .providers.presets import PRESETS, ProviderPreset, env_prefix
-from .routing.models import ALIAS_NAME, resolve_name
-from .routing.policies import (
-    STRATEGIES,
-    Deployment,
-    Overrides,
-    RetryPolicy,
-    Timeouts,
+from .config_tables import (
+    ProviderConfig,
+    check_names,
+    mask_key,
+    parse_aliases,
     parse_deployments,
+    parse_fallbacks,
     parse_overrides,
-    parse_retries,
+    parse_providers,
+    read_toml,
+    table,
+    unknown_keys,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .routing.policies import Deployment, Overrides, RetryPolicy, Timeouts
+from .settings_table import DEFAULT, ROWS, ROWS_BY_NAME, TABLES, resolve
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "ConfigError",
+    "LoadArgs",
     "ProviderConfig",
+    "ReloadPlan",
     "RetryPolicy",
     "Settings",
     "Timeouts",
+    "exposure_warning",
     "load_settings",
+    "mask_header",
     "mask_key",
+    "plan_reload",
+    "reload_settings",
 ]
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 3333
-DEFAULT_PORT_RETRIES = 10
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_HOST: str = ROWS_BY_NAME["host"].default
+DEFAULT_PORT: int = ROWS_BY_NAME["port"].default
+DEFAULT_PORT_RETRIES: int = ROWS_BY_NAME["port_retries"].default
+DEFAULT_MAX_BODY_BYTES: int = ROWS_BY_NAME["max_body_bytes"].default
+
+_TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers")
+_MODEL_KEYS = ("timeouts", "retries", "fallbacks")
+_SECRET_HEADER_WORDS = ("key", "auth", "token", "secret")
 
 
 class ConfigError(Exception):
@@ -61,22 +70,22 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    name: str
-    wire: str
-    base_url: str
-    keys: tuple[str, ...] = ()
-    key_env: str = ""
-    key_required: bool = True
-    models: tuple[str, ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
-    overrides: Overrides = field(default_factory=lambda: Overrides({}, {}))
-    explicit: bool = False
-    """Set up by the user (keys, base URL or a config entry), not only a built-in preset."""
+class LoadArgs:
+    """What `load_settings` was given: a hot reload reads the configuration the same way."""
 
-    @property
-    def usable(self) -> bool:
-        return bool(self.keys) or not self.key_required
+    env: Mapping[str, str] = field(repr=False)
+    config_path: str | None
+    flags: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """One effective value as `config check` shows it (secrets masked)."""
+
+    name: str
+    value: Any
+    source: str
+    reloadable: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,19 @@ class Settings:
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     config_path: str | None = None
     warnings: tuple[str, ...] = ()
+    workers: int = 1
+    port_explicit: bool = False
+    """The user chose the port (flag, environment or file): bind it or fail, never the next."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Where each value came from: "default", the file's path, a variable's name or a flag."""
+    watch_config: bool = False
+    """Reload when the config file changes (its size or modification time, checked each second)."""
+    origin: LoadArgs | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def bind_retries(self) -> int:
+        """How many ports after `port` may be tried: none when the user chose the port."""
+        return 0 if self.port_explicit else self.port_retries
 
     def secrets(self) -> list[str]:
         """Every configured key and extra header value (some providers take keys in their
@@ -113,41 +135,94 @@ class Settings:
             value for p in self.providers.values() for _, value in p.headers if len(value) >= 8
         ]
 
+    def _flat(self, secret: Callable[..., str]) -> dict[str, Any]:
+        """Every setting by its dotted name; `secret` shows a key or a header value."""
+        flat: dict[str, Any] = {}
+        for row in ROWS:
+            value: Any = self
+            for part in row.name.split("."):
+                value = getattr(value, part)
+            flat[row.name] = value
+        for name, target in self.aliases.items():
+            flat[f"aliases.{name}"] = target
+        for name, chain in self.chains.items():
+            flat[f"aliases.{name}"] = list(chain)
+        for name, chain in self.fallbacks.items():
+            flat[f"fallbacks.{name}"] = list(chain)
+        for d in self.deployments.values():
+            flat[f"deployments.{d.name}"] = {
+                "strategy": d.strategy,
+                "targets": [{"model": m, "weight": w} for m, w in d.targets],
+                "fallbacks": list(d.fallbacks),
+            }
+        for name, o in self.model_overrides.items():
+            flat[f"models.{name}"] = {"timeouts": dict(o.timeouts), "retries": dict(o.retries)}
+        for p in self.providers.values():
+            at = f"providers.{p.name}."
+            flat[at + "format"] = p.wire
+            flat[at + "base_url"] = p.base_url
+            flat[at + "keys"] = [secret(k) for k in p.keys]
+            flat[at + "key_required"] = p.key_required
+            flat[at + "models"] = list(p.models)
+            flat[at + "headers"] = {n: secret(v, n) for n, v in p.headers}
+            flat[at + "timeouts"] = dict(p.overrides.timeouts)
+            flat[at + "retries"] = dict(p.overrides.retries)
+        return flat
+
+    def source_of(self, name: str) -> str:
+        while name:
+            if name in self.sources:
+                return self.sources[name]
+            name = name.rpartition(".")[0]
+        return DEFAULT
+
+    def effective(self) -> list[Effective]:
+        """Each effective value with the layer it came from, secrets masked; providers only
+        when set up (or `mock`)."""
+        shown = []
+        for name, value in self._flat(lambda v, header="key": mask_header(header, v)).items():
+            parts = name.split(".")
+            if parts[0] == "providers":
+                p = self.providers[parts[1]]
+                if not (p.explicit or p.name == "mock") or value in ([], {}):
+                    continue
+            row = ROWS_BY_NAME.get(name)
+            reloadable = row.reloadable if row is not None else True
+            shown.append(Effective(name, value, self.source_of(name), reloadable))
+        return shown
+
     def _compared(self) -> dict[str, Any]:
-        """What the gateway does, flattened one level (`server.log_level`, `providers.openai`):
-        not where it listens (host, port), which file it came from, nor any key."""
-        described = self.describe()
-        server = described.pop("server")
-        for name in ("host", "port", "port_retries"):
-            server.pop(name)
-        described.pop("config_path")
-        providers = described.pop("providers")
-        flat: dict[str, Any] = {f"server.{k}": v for k, v in server.items()}
-        flat.update(described)
-        for name, entry in providers.items():
-            entry.pop("keys")
-            flat[f"providers.{name}"] = entry
+        """What the gateway does: every setting but where it listens and how many processes
+        (a restart passes its port; workers share one configuration)."""
+        flat = self._flat(_hidden)
+        for name in _PLACE:
+            flat.pop(name, None)
         return flat
 
     def fingerprint(self) -> str:
-        """A short hex digest of what the gateway does (see `diff`); no secret goes into it."""
-        data = json.dumps(self._compared(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(data).hexdigest()[:16]
+        """A short hash of what the gateway does. Keys and header values enter only as
+        salted hashes, and the result is truncated: no secret can be recovered from it, but
+        a changed key changes it. Where it listens (host, port) does not count."""
+        material = json.dumps(self._compared(), sort_keys=True, default=str)
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
 
     def diff(self, other: Settings) -> list[str]:
-        """The names of the settings that differ from `other`'s (`aliases`, `server.log_level`,
-        `providers.openai`...), sorted."""
-        mine, theirs = self._compared(), other._compared()
-        return sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
+        """The names of the settings whose effective values differ (never their values),
+        where it listens included."""
+        mine, theirs = self._flat(_hidden), other._flat(_hidden)
+        return sorted(n for n in mine.keys() | theirs.keys() if mine.get(n) != theirs.get(n))
 
     def describe(self) -> dict[str, Any]:
-        """The effective configuration with every key masked (for `config check`)."""
+        """The effective configuration with every key masked (for `config check --json`)."""
         return {
             "config_path": self.config_path,
+            "fingerprint": self.fingerprint(),
             "server": {
                 "host": self.host,
                 "port": self.port,
+                "port_explicit": self.port_explicit,
                 "port_retries": self.port_retries,
+                "workers": self.workers,
                 "max_body_bytes": self.max_body_bytes,
                 "log_level": self.log_level,
                 "pool_size": self.pool_size,
@@ -178,16 +253,48 @@ class Settings:
                     "keys": [mask_key(k) for k in p.keys],
                     "key_env": p.key_env or None,
                     "models": list(p.models),
+                    "headers": {n: mask_header(n, v) for n, v in p.headers},
                 }
                 for p in self.providers.values()
                 if p.explicit or p.name == "mock"
             },
+            "settings": {
+                e.name: {"value": e.value, "from": e.source, "reloadable": e.reloadable}
+                for e in self.effective()
+            },
         }
 
 
-def mask_key(key: str) -> str:
-    """A key as it may be shown anywhere: at most its last 4 characters."""
-    return "…" + key[-4:] if len(key) >= 12 else "…" * 3
+_PLACE = ("host", "port", "port_retries", "workers", "watch_config")
+
+
+def _hidden(value: str, header: str = "key") -> str:
+    return "sha256:" + hashlib.sha256(b"mini-llm secret\0" + value.encode()).hexdigest()
+
+
+def mask_header(name: str, value: str) -> str:
+    """A header value as it may be shown: masked when its name says it is a credential, or
+    when it is long enough to be one."""
+    lowered = name.lower()
+    if len(value) >= 20 or any(word in lowered for word in _SECRET_HEADER_WORDS):
+        return mask_key(value)
+    return value
+
+
+def exposure_warning(host: str) -> str | None:
+    """The warning for an address other machines can reach (the gateway has no auth yet)."""
+    bare = host.strip("[]")
+    try:
+        loopback = bare == "localhost" or ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"WARNING: listening on {host}, which other machines may reach. The gateway has no "
+        "authentication: anyone who reaches this port can spend your provider keys. "
+        "Bind 127.0.0.1 unless a firewall or proxy in front of it decides who gets in."
+    )
 
 
 def load_settings(
@@ -198,126 +305,58 @@ def load_settings(
 ) -> Settings:
     """Build and validate the settings; raise `ConfigError` listing every problem found."""
     env = os.environ if env is None else env
-    flags = flags or {}
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
     problems: list[str] = []
     warnings: list[str] = []
 
     path = config_path or env.get("MINI_LLM_CONFIG") or None
-    file: dict[str, Any] = {}
-    if path:
-        file = _read_toml(path, problems)
+    file = read_toml(path, problems) if path else {}
+    label = str(path) if path else "file"
+    unknown_keys(file, _TOP_LEVEL, "the config file", problems)
+    for name, keys in TABLES.items():
+        unknown_keys(table(file, name, problems), keys, f"[{name}]", problems)
+    for name in flags:
+        if name not in ROWS_BY_NAME:
+            problems.append(f"unknown setting {name!r} given as a flag")
+    resolved = resolve(ROWS, file=file, file_label=label, env=env, flags=flags, problems=problems)
+    values, sources = resolved.values, resolved.sources
 
-    server = _table(file, "server", problems)
-    timeouts_file = _table(file, "timeouts", problems)
-
-    def pick(key: str, env_name: str, default: Any) -> tuple[Any, str]:
-        if flags.get(key) is not None:
-            return flags[key], f"--{key.replace('_', '-')}"
-        if env_name in env and env[env_name] != "":
-            return env[env_name], env_name
-        if key in server:
-            return server[key], f"[server] {key}"
-        return default, key
-
-    host, _ = pick("host", "MINI_LLM_HOST", DEFAULT_HOST)
-    if not isinstance(host, str) or not host.strip():
-        problems.append(f"host must be a non-empty string, got {host!r}")
-        host = DEFAULT_HOST
-    port = _int(*pick("port", "MINI_LLM_PORT", DEFAULT_PORT), 0, 65535, problems)
-    port_retries = _int(
-        *pick("port_retries", "MINI_LLM_PORT_RETRIES", DEFAULT_PORT_RETRIES), 0, 1000, problems
+    providers = parse_providers(file, env, label, problems, warnings, sources)
+    aliases, chains = parse_aliases(file, env, label, problems, sources)
+    fallbacks = parse_fallbacks(file, env, label, problems, sources)
+    deployments = parse_deployments(
+        table(file, "deployments", problems), values["strategy"], problems
     )
-    max_body = _int(
-        *pick("max_body_bytes", "MINI_LLM_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-        1024,
-        2**31,
-        problems,
-    )
-    pool_size = _int(*pick("pool_size", "MINI_LLM_POOL_SIZE", 0), 0, 100_000, problems)
-    log_level, _ = pick("log_level", "MINI_LLM_LOG_LEVEL", "info")
-    log_level = str(log_level).lower()
-    if log_level not in ("debug", "info", "warning", "error"):
-        problems.append(f"log_level must be debug, info, warning or error, got {log_level!r}")
-        log_level = "info"
-
-    defaults = Timeouts()
-    timeout_values: dict[str, float] = {}
-    for name in ("connect", "first_byte", "idle", "total"):
-        env_name = f"MINI_LLM_TIMEOUT_{name.upper()}"
-        raw: Any = getattr(defaults, name)
-        source = f"[timeouts] {name}"
-        if env.get(env_name):
-            raw, source = env[env_name], env_name
-        elif name in timeouts_file:
-            raw = timeouts_file[name]
-        timeout_values[name] = _positive_float(raw, source, problems)
-    timeouts = Timeouts(**timeout_values)
-
-    retries_table = dict(_table(file, "retries", problems))
-    for name in ("attempts", "backoff", "backoff_max", "budget"):
-        env_name = f"MINI_LLM_RETRY_{name.upper()}"
-        if env.get(env_name):
-            try:
-                retries_table[name] = (int if name == "attempts" else float)(env[env_name])
-            except ValueError:
-                problems.append(f"{env_name} must be a number, got {env[env_name]!r}")
-    retries = parse_retries(retries_table, problems)
-
-    routing = _table(file, "routing", problems)
-    strategy = env.get("MINI_LLM_STRATEGY") or routing.get("strategy", "round-robin")
-    if strategy not in STRATEGIES:
-        problems.append(
-            f"routing strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
-        )
-        strategy = "round-robin"
-    grace_raw: Any = env.get("MINI_LLM_SHUTDOWN_GRACE") or server.get("shutdown_grace", 30.0)
-    shutdown_grace = _positive_float(grace_raw, "shutdown_grace", problems)
-    body_raw: Any = env.get("MINI_LLM_BODY_TIMEOUT") or server.get("body_timeout", 30.0)
-    body_timeout = _positive_float(body_raw, "body_timeout", problems)
-    header_raw: Any = env.get("MINI_LLM_HEADER_TIMEOUT") or server.get("header_timeout", 10.0)
-    header_timeout = _positive_float(header_raw, "header_timeout", problems)
-    conns_raw: Any = env.get("MINI_LLM_MAX_CONNECTIONS") or server.get("max_connections", 8192)
-    max_connections = _int(conns_raw, "max_connections", 0, 10_000_000, problems)
-    per_client_raw: Any = env.get("MINI_LLM_MAX_CONNECTIONS_PER_CLIENT") or server.get(
-        "max_connections_per_client", 1024
-    )
-    per_client = _int(per_client_raw, "max_connections_per_client", 0, 10_000_000, problems)
-    per_host_raw: Any = env.get("MINI_LLM_POOL_PER_HOST") or server.get("pool_per_host", 1024)
-    pool_per_host = _int(per_host_raw, "pool_per_host", 0, 100_000, problems)
-    _unknown_keys(server, _SERVER_KEYS, "[server]", problems)
-    _unknown_keys(timeouts_file, ("connect", "first_byte", "idle", "total"), "[timeouts]", problems)
-    _unknown_keys(routing, ("strategy",), "[routing]", problems)
-    _unknown_keys(file, _TOP_LEVEL, "the config file", problems)
-
-    providers = _providers(file, env, problems, warnings)
-    aliases, chains = _aliases(file, env, problems)
-    fallbacks = _fallbacks(file, env, problems)
-    deployments = parse_deployments(_table(file, "deployments", problems), strategy, problems)
-    model_overrides = {
-        name: parse_overrides(entry, f'[models."{name}"]', problems)
-        for name, entry in _table(file, "models", problems).items()
-        if isinstance(entry, dict)
-    }
-    _check_names(aliases, chains, fallbacks, deployments, model_overrides, providers, problems)
+    model_overrides: dict[str, Overrides] = {}
+    for name, entry in table(file, "models", problems).items():
+        where = f'[models."{name}"]'
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a table")
+            continue
+        unknown_keys(entry, _MODEL_KEYS, where, problems)
+        model_overrides[name] = parse_overrides(entry, where, problems)
+    for kind, names in (("deployments", deployments), ("models", model_overrides)):
+        sources.update({f"{kind}.{name}": label for name in names})
+    check_names(aliases, chains, fallbacks, deployments, model_overrides, providers, problems)
 
     if problems:
         raise ConfigError(problems)
     return Settings(
-        host=host,
-        port=port,
-        port_retries=port_retries,
-        max_body_bytes=max_body,
-        log_level=log_level,
-        timeouts=timeouts,
-        retries=retries,
-        strategy=strategy,
-        shutdown_grace=shutdown_grace,
-        body_timeout=body_timeout,
-        header_timeout=header_timeout,
-        max_connections=max_connections,
-        max_connections_per_client=per_client,
-        pool_size=pool_size,
-        pool_per_host=pool_per_host,
+        host=values["host"],
+        port=values["port"],
+        port_retries=values["port_retries"],
+        max_body_bytes=values["max_body_bytes"],
+        log_level=values["log_level"],
+        timeouts=Timeouts(*(values[f"timeouts.{k}"] for k in asdict(Timeouts()))),
+        retries=RetryPolicy(*(values[f"retries.{k}"] for k in asdict(RetryPolicy()))),
+        strategy=values["strategy"],
+        shutdown_grace=values["shutdown_grace"],
+        body_timeout=values["body_timeout"],
+        header_timeout=values["header_timeout"],
+        max_connections=values["max_connections"],
+        max_connections_per_client=values["max_connections_per_client"],
+        pool_size=values["pool_size"],
+        pool_per_host=values["pool_per_host"],
         aliases=aliases,
         chains=chains,
         fallbacks=fallbacks,
@@ -326,333 +365,42 @@ def load_settings(
         providers=providers,
         config_path=str(path) if path else None,
         warnings=tuple(warnings),
+        workers=values["workers"],
+        watch_config=values["watch_config"],
+        port_explicit=sources["port"] != DEFAULT,
+        sources=sources,
+        origin=LoadArgs(dict(env), config_path, flags),
     )
 
 
-_SERVER_KEYS = (
-    "host",
-    "port",
-    "port_retries",
-    "max_body_bytes",
-    "pool_size",
-    "log_level",
-    "shutdown_grace",
-    "body_timeout",
-    "header_timeout",
-    "max_connections",
-    "max_connections_per_client",
-    "pool_per_host",
-)
-_PROVIDER_KEYS = (
-    "format",
-    "base_url",
-    "api_key",
-    "keys",
-    "key_required",
-    "models",
-    "headers",
-    "timeouts",
-    "retries",
-)
-_TOP_LEVEL = (
-    "server",
-    "timeouts",
-    "retries",
-    "routing",
-    "aliases",
-    "fallbacks",
-    "deployments",
-    "models",
-    "providers",
-)
+def reload_settings(current: Settings) -> Settings:
+    """Read the configuration again the way `current` was read (same file, environment and
+    flags); raise `ConfigError` listing every problem."""
+    if current.origin is None:
+        raise ConfigError(["these settings were not read by load_settings: nothing to re-read"])
+    origin = current.origin
+    return load_settings(env=origin.env, config_path=origin.config_path, flags=origin.flags)
 
 
-def _unknown_keys(
-    table: Mapping[str, Any], known: tuple[str, ...], where: str, problems: list[str]
-) -> None:
-    for key in table:
-        if key not in known:
-            problems.append(f"{where}: unknown setting {key!r} (known: {', '.join(known)})")
+_RESTART_ONLY = tuple(row.name for row in ROWS if not row.reloadable)
 
 
-def _read_toml(path: str, problems: list[str]) -> dict[str, Any]:
-    try:
-        with Path(path).open("rb") as f:
-            data: dict[str, Any] = tomllib.load(f)
-            return data
-    except FileNotFoundError:
-        problems.append(f"config file {path} does not exist")
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(f"config file {path} cannot be read: {e}")
-    except tomllib.TOMLDecodeError as e:
-        problems.append(f"config file {path} is not valid TOML: {e}")
-    return {}
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    settings: Settings
+    """What to switch to: the new values, but the running ones of settings needing a restart."""
+    changed: list[str]
+    """Settings that change now (names only)."""
+    needs_restart: list[str]
+    """Settings that differ but only take effect after a restart."""
 
 
-def _table(file: Mapping[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
-    value = file.get(name, {})
-    if not isinstance(value, dict):
-        problems.append(f"[{name}] must be a table")
-        return {}
-    return value
-
-
-def _int(value: Any, source: str, lo: int, hi: int, problems: list[str]) -> int:
-    try:
-        if isinstance(value, (bool, float)):
-            raise ValueError
-        number = int(value)
-    except (TypeError, ValueError):
-        problems.append(f"{source} must be a whole number, got {value!r}")
-        return lo
-    if not lo <= number <= hi:
-        problems.append(f"{source} must be between {lo} and {hi}, got {number}")
-        return lo
-    return number
-
-
-def _positive_float(value: Any, source: str, problems: list[str]) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError):
-        problems.append(f"{source} must be a number of seconds, got {value!r}")
-        return 1.0
-    if not number > 0:
-        problems.append(f"{source} must be more than 0 seconds, got {number}")
-        return 1.0
-    return number
-
-
-def _split_keys(raw: str) -> list[str]:
-    return [k.strip() for k in raw.split(",") if k.strip()]
-
-
-def _str_list(value: Any, source: str, problems: list[str]) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    problems.append(f"{source} must be a string or a list of strings")
-    return []
-
-
-def _check_base_url(url: Any, source: str, problems: list[str]) -> str | None:
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) < 10:
-        problems.append(f"{source} must be an http:// or https:// URL, got {url!r}")
-        return None
-    return url.rstrip("/")
-
-
-def _providers(
-    file: Mapping[str, Any], env: Mapping[str, str], problems: list[str], warnings: list[str]
-) -> dict[str, ProviderConfig]:
-    from .providers.registry import wire_formats  # the registry imports this module
-
-    formats = sorted(wire_formats())
-    table = _table(file, "providers", problems)
-    rows: dict[str, ProviderPreset] = dict(PRESETS)
-    entries: dict[str, dict[str, Any]] = {}
-    for name, entry in table.items():
-        if not isinstance(entry, dict):
-            problems.append(f"[providers.{name}] must be a table")
-            continue
-        if not ALIAS_NAME.fullmatch(name) or "/" in name:
-            problems.append(f"[providers.{name}]: invalid provider name")
-            continue
-        entries[name] = entry
-        _unknown_keys(entry, _PROVIDER_KEYS, f"[providers.{name}]", problems)
-        if name not in rows:
-            wire = entry.get("format", "openai")
-            if wire not in formats:
-                problems.append(
-                    f"[providers.{name}] format must be one of {', '.join(formats)}, got {wire!r}"
-                )
-                continue
-            if "base_url" not in entry:
-                problems.append(f"[providers.{name}] needs a base_url")
-                continue
-            rows[name] = ProviderPreset(name, wire, "", key_required=False)
-
-    result: dict[str, ProviderConfig] = {}
-    for name, preset in rows.items():
-        entry = entries.get(name, {})
-        prefix = env_prefix(name)
-        explicit = name in entries
-        base_url = preset.base_url
-        builtin_only = base_url.startswith("mock:")
-        if "base_url" in entry and not builtin_only:
-            checked = _check_base_url(entry["base_url"], f"[providers.{name}] base_url", problems)
-            base_url = checked or base_url
-        if env.get(f"{prefix}_BASE_URL") and not builtin_only:
-            checked = _check_base_url(env[f"{prefix}_BASE_URL"], f"{prefix}_BASE_URL", problems)
-            base_url = checked or base_url
-            explicit = True
-
-        keys: list[str] = []
-        key_env = f"{prefix}_API_KEY"
-        for file_key in ("api_key", "keys"):
-            if file_key in entry:
-                keys += _str_list(entry[file_key], f"[providers.{name}] {file_key}", problems)
-        if env.get(f"{prefix}_API_KEYS"):
-            keys = _split_keys(env[f"{prefix}_API_KEYS"])
-            key_env = f"{prefix}_API_KEYS"
-        elif env.get(key_env):
-            keys = _split_keys(env[key_env])
-        keys = list(dict.fromkeys(keys))
-        if keys and not builtin_only:
-            explicit = True
-        if preset.key_prefix:
-            for key in keys:
-                if not key.startswith(preset.key_prefix):
-                    warnings.append(
-                        f"{name}: key {mask_key(key)} does not look like a {name} key "
-                        f"(they usually start with {preset.key_prefix!r})"
-                    )
-
-        models = _str_list(entry.get("models", []), f"[providers.{name}] models", problems)
-        headers_raw = entry.get("headers", {})
-        headers: tuple[tuple[str, str], ...] = preset.headers
-        if not isinstance(headers_raw, dict) or not all(
-            isinstance(v, str) for v in headers_raw.values()
-        ):
-            problems.append(f"[providers.{name}] headers must be a table of strings")
-        else:
-            headers = headers + tuple(headers_raw.items())
-        key_required = bool(entry.get("key_required", preset.key_required))
-        overrides = parse_overrides(entry, f"[providers.{name}]", problems)
-
-        result[name] = ProviderConfig(
-            name=name,
-            wire=preset.wire,
-            base_url=base_url,
-            keys=tuple(keys),
-            key_env=key_env,
-            key_required=key_required,
-            models=tuple(models),
-            headers=headers,
-            overrides=overrides,
-            explicit=explicit,
-        )
-    return result
-
-
-def _json_env(env: Mapping[str, str], name: str, problems: list[str]) -> dict[str, Any]:
-    raw = env.get(name)
-    if not raw:
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except ValueError as e:
-        problems.append(f"{name} is not valid JSON: {e}")
-        return {}
-    if not isinstance(parsed, dict):
-        problems.append(f"{name} must be a JSON object")
-        return {}
-    return parsed
-
-
-def _aliases(
-    file: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
-) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
-    """Aliases naming one model, and aliases naming an ordered fallback chain."""
-    aliases: dict[str, Any] = dict(_table(file, "aliases", problems))
-    aliases.update(_json_env(env, "MINI_LLM_MODEL_ALIASES", problems))
-    single: dict[str, str] = {}
-    chains: dict[str, tuple[str, ...]] = {}
-    for name, target in aliases.items():
-        if not isinstance(name, str) or not ALIAS_NAME.fullmatch(name):
-            problems.append(
-                f"alias {name!r}: invalid name (letters, digits and . _ : @ + / -, at most 128)"
-            )
-        elif isinstance(target, str) and target:
-            single[name] = target
-        elif isinstance(target, list) and target and all(isinstance(t, str) and t for t in target):
-            chains[name] = tuple(target)
-        else:
-            problems.append(
-                f"alias {name!r}: target must be a model name or a list of them, got {target!r}"
-            )
-    return single, chains
-
-
-def _fallbacks(
-    file: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
-) -> dict[str, tuple[str, ...]]:
-    table: dict[str, Any] = dict(_table(file, "fallbacks", problems))
-    table.update(_json_env(env, "MINI_LLM_FALLBACKS", problems))
-    for name, entry in _table(file, "models", problems).items():
-        if isinstance(entry, dict) and "fallbacks" in entry:
-            table.setdefault(name, entry["fallbacks"])
-    result: dict[str, tuple[str, ...]] = {}
-    for name, chain in table.items():
-        if isinstance(chain, str):
-            chain = [chain]
-        if not isinstance(chain, list) or not all(isinstance(c, str) and c for c in chain):
-            problems.append(f"fallbacks for {name!r} must be a list of model names")
-            continue
-        result[name] = tuple(chain)
-    return result
-
-
-def _check_names(
-    aliases: Mapping[str, str],
-    chains: Mapping[str, tuple[str, ...]],
-    fallbacks: Mapping[str, tuple[str, ...]],
-    deployments: Mapping[str, Deployment],
-    model_overrides: Mapping[str, Overrides],
-    providers: Mapping[str, ProviderConfig],
-    problems: list[str],
-) -> None:
-    """Every name the routing tables use must lead to a provider, without cycles."""
-    hint = (
-        f"use provider/model with one of: {', '.join(sorted(providers))}; "
-        "or an alias, chain or deployment name"
-    )
-
-    def reaches(name: str, path: tuple[str, ...]) -> str | None:
-        """None when `name` resolves; else what is wrong."""
-        if name in path:
-            return "a cycle: " + " -> ".join((*path, name))
-        path = (*path, name)
-        if name in deployments:
-            for model, _ in deployments[name].targets:
-                why = reaches(model, path)
-                if why:
-                    return why
-            return None
-        if name in chains:
-            for model in chains[name]:
-                why = reaches(model, path)
-                if why:
-                    return why
-            return None
-        if name in aliases:
-            return reaches(aliases[name], path)
-        resolved = resolve_name(name, {}, providers)
-        if resolved is None or resolved[0] not in providers:
-            return f"{name!r} is unknown ({hint})"
-        return None
-
-    for name in (*aliases, *chains):
-        why = reaches(name, ())
-        if why:
-            problems.append(f"alias {name!r}: {why}")
-    for name, deployment in deployments.items():
-        why = reaches(name, ())
-        if why:
-            problems.append(f"[deployments.{name}]: {why}")
-        for fallback in deployment.fallbacks:
-            why = reaches(fallback, ())
-            if why:
-                problems.append(f"[deployments.{name}] fallback: {why}")
-    for name, chain in fallbacks.items():
-        for model in (name, *chain):
-            why = reaches(model, ())
-            if why:
-                problems.append(f"fallbacks of {name!r}: {why}")
-    for name in model_overrides:
-        resolved = resolve_name(name, {}, providers)
-        if resolved is None or resolved[0] not in providers:
-            problems.append(f'[models."{name}"]: not a provider/model name ({hint})')
+def plan_reload(current: Settings, loaded: Settings) -> ReloadPlan:
+    changed = current.diff(loaded)
+    later = [name for name in changed if name in _RESTART_ONLY]
+    kept: dict[str, Any] = {name: getattr(current, name) for name in later}
+    if "port" in later:
+        kept["port_explicit"] = current.port_explicit
+    sources = {**loaded.sources, **{n: current.source_of(n) for n in later}}
+    settings = replace(loaded, **kept, sources=sources)
+    return ReloadPlan(settings, [n for n in changed if n not in later], later)

@@ -46,9 +46,6 @@ __all__ = ["GATEWAY", "Gateway", "Runtime", "build_app"]
 
 log = logging.getLogger("mini_llm.gateway")
 
-# Settings that only a restart applies: the socket, the process layout, the pool.
-_RESTART_ONLY = ("host", "port", "port_retries", "pool_size", "max_body_bytes")
-
 
 class Runtime:
     """What one configuration decides, built once."""
@@ -127,17 +124,15 @@ class Gateway:
     def fingerprint(self) -> str:
         return self.pipeline.runtime.fingerprint
 
-    def reload(self, settings: Settings) -> list[str]:
-        """Swap in a new configuration (already validated); what it could not apply (settings
-        only a restart changes) is returned, and logged."""
-        old = self.settings
-        runtime = Runtime(settings, self.http, self.state)
-        self.pipeline.runtime = runtime  # one assignment: new requests see all of it
-        pending = [name for name in _RESTART_ONLY if getattr(old, name) != getattr(settings, name)]
-        for name in pending:
-            log.warning("reload: %s changed; it takes effect at the next restart", name)
-        log.info("configuration reloaded (fingerprint %s)", runtime.fingerprint)
-        return pending
+    def redact(self, text: str) -> str:
+        """`text` with every configured secret masked (for log lines)."""
+        return self.pipeline.runtime.redact(text)
+
+    def reload(self, settings: Settings) -> None:
+        """Swap in a new configuration (validated, its restart-only settings kept as they are
+        by `config.plan_reload`): one assignment, so new requests see all of it and requests
+        under way finish with the runtime they began with."""
+        self.pipeline.runtime = Runtime(settings, self.http, self.state)
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_monotonic

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..config import Settings
-from .app import build_app
+from ..config import ConfigError, Settings, plan_reload, reload_settings
+from .app import GATEWAY, Gateway, build_app
 from .connections import GatewayRunner
 
 __all__ = ["BindError", "bind_socket", "bind_worker_sockets", "run", "serve", "url_for"]
@@ -25,7 +25,8 @@ log = logging.getLogger("mini_llm.server")
 
 
 class BindError(OSError):
-    pass
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()  # the message, without "[Errno 98]"
 
 
 def url_for(host: str, port: int) -> str:
@@ -68,8 +69,14 @@ def bind_socket(host: str, port: int, retries: int) -> socket.socket:
             if e.errno != errno.EADDRINUSE:
                 raise BindError(e.errno, f"cannot listen on {url_for(host, candidate)}: {e}") from e
             log.debug("port %d is in use", candidate)
-    tried = f"ports {port}-{last_port}" if last_port != port else f"port {port}"
-    raise BindError(errno.EADDRINUSE, f"{tried} on {host} are all in use")
+    tried = (
+        f"ports {port}-{last_port} on {host} are all"
+        if last_port != port
+        else f"port {port} on {host} is"
+    )
+    raise BindError(
+        errno.EADDRINUSE, f"{tried} in use; choose another with --port or MINI_LLM_PORT"
+    )
 
 
 def bind_worker_sockets(host: str, port: int, retries: int, count: int) -> list[socket.socket]:
@@ -108,6 +115,7 @@ async def serve(
     `sock` is an already listening socket (a worker's); without it the configured port is bound.
     """
     app = build_app(settings)
+    watch: asyncio.Task[None] | None = None
     # handler_cancellation: a client that goes away cancels its upstream call at once;
     # shutdown_timeout: on SIGTERM, in-flight requests and streams get this long to finish;
     # header timeout, connection caps, compressed bodies: see gateway.connections
@@ -122,7 +130,7 @@ async def serve(
     await runner.setup()
     try:
         if sock is None:
-            sock = bind_socket(settings.host, settings.port, settings.port_retries)
+            sock = bind_socket(settings.host, settings.port, settings.bind_retries)
         site = web.SockSite(runner, sock)
         await site.start()
         port = sock.getsockname()[1]
@@ -132,22 +140,92 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_gateway, app[GATEWAY])
+        if _early_reloads:  # asked while this process was starting
+            _early_reloads.clear()
+            reload_gateway(app[GATEWAY])
+        if settings.watch_config and settings.config_path:
+            # stamped now, before `ready`: a change made once we are listening is seen
+            stamp = _stamp(settings.config_path)
+            watch = asyncio.create_task(_watch_config(settings.config_path, app[GATEWAY], stamp))
         if ready is not None:
             ready(settings.host, port)
         await stop.wait()
         log.info("stopping")
     finally:
+        if watch is not None:
+            watch.cancel()
         await runner.cleanup()
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+async def _watch_config(
+    path: str, gateway: Gateway, seen: tuple[int, int] | None, interval: float = 1.0
+) -> None:
+    """`[server] watch_config`: reload when the file's size or modification time changes."""
+    while True:
+        await asyncio.sleep(interval)
+        now = _stamp(path)
+        if now != seen and now is not None:
+            seen = now
+            reload_gateway(gateway)
+
+
+def reload_gateway(gateway: Gateway) -> bool:
+    """SIGHUP: read the configuration again as at start-up (same file, environment, flags)
+    and switch to it if it is valid; else log every problem and keep serving the old one."""
+    current = gateway.settings
+    try:
+        plan = plan_reload(current, reload_settings(current))
+        gateway.reload(plan.settings)
+    except ConfigError as e:
+        log.error(
+            "configuration not reloaded, still serving the previous one: %s", gateway.redact(str(e))
+        )
+        return False
+    logging.getLogger("mini_llm").setLevel(plan.settings.log_level.upper())
+    for warning in plan.settings.warnings:
+        log.warning("%s", warning)
+    if plan.needs_restart:
+        log.warning(
+            "configuration: %s changed but needs a restart to take effect",
+            ", ".join(plan.needs_restart),
+        )
+    log.info(
+        "configuration reloaded (fingerprint %s): %s",
+        gateway.fingerprint,
+        "changed " + ", ".join(plan.changed) if plan.changed else "nothing else changed",
+    )
+    return True
+
+
+_early_reloads: list[int] = []
+"""SIGHUPs that came before `serve()` could handle them: it reloads once it can."""
+
+
+def _remember_reload(signum: int, frame: object) -> None:
+    _early_reloads.append(signum)
 
 
 def run(
     settings: Settings, ready: Callable[[str, int], None] | None = None, workers: int = 1
 ) -> None:
     """Run `serve` on uvloop when it is installed; `workers` > 1 forks that many processes."""
-    if workers > 1:
-        _run_workers(settings, ready, workers)
-        return
-    _run_one(settings, ready)
+    previous = signal.signal(signal.SIGHUP, _remember_reload)  # workers inherit it
+    try:
+        if workers > 1:
+            _run_workers(settings, ready, workers)
+            return
+        _run_one(settings, ready)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _run_one(
@@ -182,7 +260,7 @@ def _run_workers(
     takes the others down too (exit status 1), so that whatever supervises the gateway sees it.
     Each worker has its own in-memory state; share state across workers through Redis.
     """
-    socks = bind_worker_sockets(settings.host, settings.port, settings.port_retries, workers)
+    socks = bind_worker_sockets(settings.host, settings.port, settings.bind_retries, workers)
     port = socks[0].getsockname()[1]
     pids: list[int] = []
     for sock in socks:
@@ -212,7 +290,14 @@ def _run_workers(
             stopping.append(signum)
             _signal_all(pids, signal.SIGTERM)
 
+    def reload(signum: int, frame: object) -> None:
+        _signal_all(pids, signal.SIGHUP)  # each worker reloads (and logs) on its own
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    if _early_reloads:
+        _early_reloads.clear()
+        _signal_all(pids, signal.SIGHUP)
     try:
         log.info("%d workers (pids %s)", workers, ", ".join(map(str, pids)))
         if ready is not None:
