@@ -288,9 +288,9 @@ def test_pass_through_takes_block_types_the_gateway_does_not_know(
                 "role": "assistant",
                 "content": [
                     {
-                        "type": "bash_code_execution_tool_result",
+                        "type": "future_tool_result_20300101",
                         "tool_use_id": "srvtoolu_1",
-                        "content": {"type": "bash_code_execution_result", "stdout": "hi"},
+                        "content": {"type": "future_result", "stdout": "hi"},
                     },
                 ],
             },
@@ -300,8 +300,8 @@ def test_pass_through_takes_block_types_the_gateway_does_not_know(
     status, _ = post(gateway, "/v1/messages", body)
     assert status == 200
     sent = anthropic_upstream.requests[-1].body
-    assert sent["messages"][1]["content"][0]["type"] == "bash_code_execution_tool_result"
-    # a translated request still checks every block
+    assert sent["messages"][1]["content"][0]["type"] == "future_tool_result_20300101"
+    # a translated request still checks every block: a type nobody defined is a 400
     body["model"] = "gemini/gemini-2.5-flash"
     status, answer = post(gateway, "/v1/messages", body)
     assert status == 400

@@ -120,6 +120,12 @@ class Pipeline:
     ) -> web.StreamResponse:
         headers = answer.headers()
         headers["x-request-id"] = rid
+        if call.dropped and answer.target is not None and not answer.native:
+            # what the translation could not carry to this target: said, never lost silently
+            headers["x-mini-llm-dropped"] = ",".join(call.dropped)
+            log.info(
+                "request %s to %s: dropped %s", rid, answer.target.label, ",".join(call.dropped)
+            )
         scrub = self.runtime.redact.scrub
         if answer.stream is None:
             data = scrub(dialect.whole(call, answer))
