@@ -300,7 +300,7 @@ def _anthropic(model: str = "anthropic/claude-sonnet-4-5", **extra: Any) -> dict
 
 def test_mock_anthropic_refuses_a_changed_thinking_signature(gateway: RunningApp) -> None:
     thought = "Read it first."
-    tool_loop = [
+    tool_loop: list[dict[str, Any]] = [
         {"role": "user", "content": "Read /r/a.txt"},
         {
             "role": "assistant",
@@ -322,10 +322,10 @@ def test_mock_anthropic_refuses_a_changed_thinking_signature(gateway: RunningApp
     thinking = {"type": "enabled", "budget_tokens": 1024}
     status, _, data = post(gateway, _anthropic(messages=tool_loop, thinking=thinking))
     assert status == 200, data
-    tool_loop[1]["content"][0]["thinking"] = "Something else."  # type: ignore[index]
+    tool_loop[1]["content"][0]["thinking"] = "Something else."
     status, _, data = post(gateway, _anthropic(messages=tool_loop, thinking=thinking))
     assert status == 400 and b"signature" in data
-    del tool_loop[1]["content"][0]  # type: ignore[arg-type]
+    del tool_loop[1]["content"][0]
     status, _, data = post(gateway, _anthropic(messages=tool_loop, thinking=thinking))
     assert status == 400 and b"must start with a thinking block" in data
 
