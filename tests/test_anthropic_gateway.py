@@ -13,7 +13,7 @@ import pytest
 from .conftest import GatewayFactory
 from .harness import RunningApp, http
 from .upstreams import anthropic_upstream as aup
-from .upstreams.anthropic_upstream import AnthropicUpstream
+from .upstreams.anthropic_upstream import AnthropicUpstream, sign
 from .upstreams.gemini_upstream import GeminiUpstream
 from .upstreams.scenario import decide
 
@@ -203,7 +203,7 @@ def test_thinking_from_anthropic_reaches_openai_client_and_goes_back(
             "role": "assistant",
             "model": "claude-sonnet-4-5",
             "content": [
-                {"type": "thinking", "thinking": "hmm", "signature": "sig=="},
+                {"type": "thinking", "thinking": "hmm", "signature": sign("hmm")},
                 {"type": "text", "text": "42"},
             ],
             "stop_reason": "end_turn",
@@ -232,7 +232,8 @@ def test_thinking_from_anthropic_reaches_openai_client_and_goes_back(
     ]
     client.chat.completions.create(model="anthropic/claude-sonnet-4-5", messages=history)
     again = anthropic_upstream.requests[1].body["messages"][1]["content"]
-    assert again[0] == {"type": "thinking", "thinking": "hmm", "signature": "sig=="}
+    # the signed block goes back as it came (the mock, like the API, checks the signature)
+    assert again[0] == {"type": "thinking", "thinking": "hmm", "signature": sign("hmm")}
 
 
 def test_anthropic_beta_and_version_reach_an_anthropic_upstream_only(
@@ -288,9 +289,9 @@ def test_pass_through_takes_block_types_the_gateway_does_not_know(
                 "role": "assistant",
                 "content": [
                     {
-                        "type": "bash_code_execution_tool_result",
+                        "type": "future_tool_result_20300101",
                         "tool_use_id": "srvtoolu_1",
-                        "content": {"type": "bash_code_execution_result", "stdout": "hi"},
+                        "content": {"type": "future_result", "stdout": "hi"},
                     },
                 ],
             },
@@ -300,8 +301,8 @@ def test_pass_through_takes_block_types_the_gateway_does_not_know(
     status, _ = post(gateway, "/v1/messages", body)
     assert status == 200
     sent = anthropic_upstream.requests[-1].body
-    assert sent["messages"][1]["content"][0]["type"] == "bash_code_execution_tool_result"
-    # a translated request still checks every block
+    assert sent["messages"][1]["content"][0]["type"] == "future_tool_result_20300101"
+    # a translated request still checks every block: a type nobody defined is a 400
     body["model"] = "gemini/gemini-2.5-flash"
     status, answer = post(gateway, "/v1/messages", body)
     assert status == 400

@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import pytest
 
 from mini_llm.dialects.anthropic.request import to_canonical_request
 from mini_llm.dialects.anthropic.response import AnthropicEventWriter, to_anthropic_message
-from mini_llm.errors import InvalidRequestError
 from mini_llm.schema.anthropic import validate_messages_request
 from mini_llm.sse import SSEParser
 
@@ -82,7 +80,7 @@ def test_request_to_canonical() -> None:
     assert canonical["stream_options"] == {"include_usage": True}
 
 
-def test_server_tools_are_refused_by_name() -> None:
+def test_server_tools_are_dropped_by_name_not_refused() -> None:
     request = validate_messages_request(
         {
             "model": "openai/gpt-4o",
@@ -91,9 +89,10 @@ def test_server_tools_are_refused_by_name() -> None:
             "tools": [{"type": "web_search_20250305", "name": "web_search"}],
         }
     )
-    with pytest.raises(InvalidRequestError) as info:
-        to_canonical_request(request)
-    assert info.value.param == "tools[0]"
+    dropped: list[str] = []
+    canonical = to_canonical_request(request, dropped)
+    assert "tools" not in canonical
+    assert dropped == ["tools.web_search_20250305"]
 
 
 def test_message_from_canonical() -> None:

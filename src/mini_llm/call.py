@@ -17,12 +17,15 @@ __all__ = ["Answer", "Call"]
 class Call:
     """One client request: the operation, the body in the client's format and, made on demand,
     its canonical form. `forward` are client headers that go upstream only when the provider
-    speaks the client's format (`anthropic-beta`, for one)."""
+    speaks the client's format (`anthropic-beta`, for one). `dropped` names what the canonical
+    form could not carry (filled by the dialect's converter; reported when an answer was
+    translated)."""
 
     __slots__ = (
         "_canonical",
         "_to_canonical",
         "body",
+        "dropped",
         "format",
         "forward",
         "model",
@@ -54,6 +57,8 @@ class Call:
         """Whether the client's stream asked for usage (OpenAI's `stream_options`)."""
         self.usage_added = False
         """Whether the gateway asked upstream for usage the client did not ask for."""
+        self.dropped: list[str] = []
+        """What the translation to canonical form could not carry (named to the client)."""
         self._to_canonical = to_canonical
         self._canonical: dict[str, Any] | None = None
 

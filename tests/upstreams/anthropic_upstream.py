@@ -4,12 +4,20 @@ It answers `/v1/messages` as `scenario.decide` says (text, tool calls, JSON thro
 tool), as a message or as a stream of events (`message_start`, content blocks with
 `text_delta`/`input_json_delta`, a `ping`, `message_delta`, `message_stop`), and
 `/v1/messages/count_tokens`. A model named `error-<status>` answers that status with an
-Anthropic error body; `push(reply, ...)` scripts other answers. Requests without `x-api-key`
-or `anthropic-version` get 401/400 as from the real API. Every request is recorded.
+Anthropic error body; a model named `agent-reader...` is a scripted coding agent
+(`agent_script`), thinking first (a signed block) when the request asks for thinking;
+`push(reply, ...)` scripts other answers. Requests without `x-api-key` or `anthropic-version`
+get 401/400 as from the real API. Every request is recorded.
+
+What the real API enforces and agents trip over, enforced here too (400, Anthropic's wording):
+a thinking block must come back exactly as it was signed, and with thinking on, an assistant
+turn that called tools must still start with its thinking; at most 4 `cache_control`
+breakpoints; `context_management` and `output_config.effort` only with their beta.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import deque
@@ -18,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .agent_script import anthropic_agent, is_agent
 from .openai_upstream import Recorded, send_stream
 from .scenario import Ask, Reply, decide, pieces
 
@@ -85,8 +94,16 @@ def ask_of(body: dict[str, Any]) -> Ask:
     return ask
 
 
+def sign(thinking: str) -> str:
+    """The mock's signature of a thinking text (the real one is opaque; this one is checked)."""
+    return "mocksig_" + hashlib.sha256(thinking.encode()).hexdigest()[:24]
+
+
 def _content(reply: Reply) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    if reply.thinking:
+        thought = {"type": "thinking", "thinking": reply.thinking}
+        blocks.append({**thought, "signature": sign(reply.thinking)})
     if reply.text:
         blocks.append({"type": "text", "text": reply.text})
     for call in reply.calls:
@@ -119,12 +136,15 @@ def stream_events(body: dict[str, Any], reply: Reply) -> list[bytes]:
     start["usage"] = {**USAGE, "output_tokens": 1}
     events = [_event("message_start", {"type": "message_start", "message": start})]
     index = 0
+    if reply.thinking:
+        events += _thinking_events(reply.thinking)
+        index = 1
     if reply.text:
         block = {"type": "text", "text": ""}
         events.append(
             _event(
                 "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": block},
+                {"type": "content_block_start", "index": index, "content_block": block},
             )
         )
         events.append(_event("ping", {"type": "ping"}))
@@ -133,11 +153,11 @@ def stream_events(body: dict[str, Any], reply: Reply) -> list[bytes]:
             events.append(
                 _event(
                     "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                    {"type": "content_block_delta", "index": index, "delta": delta},
                 )
             )
-        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        index = 1
+        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        index += 1
     for call in reply.calls:
         tool_block = {"type": "tool_use", "id": f"toolu_{call.id}", "name": call.name, "input": {}}
         events.append(
@@ -167,9 +187,27 @@ def stream_events(body: dict[str, Any], reply: Reply) -> list[bytes]:
     return events
 
 
+def _thinking_events(thinking: str) -> list[bytes]:
+    start = {"type": "thinking", "thinking": "", "signature": ""}
+    events = [
+        _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": start},
+        )
+    ]
+    deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(thinking, 8)]
+    deltas.append({"type": "signature_delta", "signature": sign(thinking)})
+    for delta in deltas:
+        payload = {"type": "content_block_delta", "index": 0, "delta": delta}
+        events.append(_event("content_block_delta", payload))
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    return events
+
+
 def smart() -> AnthropicReply:
     async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-        answer = decide(ask_of(body))
+        model = str(body.get("model", ""))
+        answer = anthropic_agent(body) if is_agent(model) else decide(ask_of(body))
         if body.get("stream"):
             return await send_stream(request, stream_events(body, answer))
         return web.json_response(message_json(body, answer))
@@ -186,6 +224,59 @@ def error_mid_stream(text: str) -> AnthropicReply:
         return await send_stream(request, events)
 
     return reply
+
+
+MAX_CACHE_BREAKPOINTS = 4
+BETAS = {
+    "context_management": "context-management-2025-06-27",
+    "output_config.effort": "effort-2025-11-24",
+}
+
+
+def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    system = body.get("system")
+    found += [b for b in system if isinstance(b, dict)] if isinstance(system, list) else []
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        found += [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+    return found
+
+
+def enforced(body: dict[str, Any], betas: str) -> str | None:
+    """What the real API refuses in a request that got this far (its wording), or None."""
+    blocks = _blocks(body)
+    marked = [b for b in blocks + list(body.get("tools") or ()) if b.get("cache_control")]
+    if len(marked) > MAX_CACHE_BREAKPOINTS:
+        return (
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(marked)}."
+        )
+    given = {"context_management": "context_management" in body}
+    given["output_config.effort"] = bool((body.get("output_config") or {}).get("effort"))
+    for field_name, beta in BETAS.items():
+        if given[field_name] and beta not in betas.split(","):
+            return f"{field_name}: Extra inputs are not permitted (needs the {beta} beta)"
+    for i, message in enumerate(body.get("messages") or ()):
+        content = message.get("content")
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            if block.get("type") == "thinking" and block.get("signature") != sign(
+                str(block.get("thinking", ""))
+            ):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+    thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+    messages = body.get("messages") or []
+    last = messages[-2] if len(messages) >= 2 else None
+    if thinking and last is not None and last.get("role") == "assistant":
+        content = last.get("content")
+        kinds = [b.get("type") for b in content] if isinstance(content, list) else ["text"]
+        if "tool_use" in kinds and kinds[0] not in ("thinking", "redacted_thinking"):
+            return (
+                f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or "
+                f"`redacted_thinking`, but found `{kinds[0]}`. When `thinking` is enabled, a "
+                "final `assistant` message must start with a thinking block."
+            )
+    return None
 
 
 class AnthropicUpstream:
@@ -237,6 +328,9 @@ class AnthropicUpstream:
                     return web.json_response(error_body(400, message_text), status=400)
         if "max_tokens" not in body:
             return web.json_response(error_body(400, "max_tokens: Field required"), status=400)
+        problem = enforced(body, request.headers.get("anthropic-beta", ""))
+        if problem is not None:
+            return web.json_response(error_body(400, problem), status=400)
         reply = self._script.popleft() if self._script else smart()
         return await reply(request, body)
 

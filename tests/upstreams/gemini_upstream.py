@@ -6,7 +6,8 @@ whole, the finish reason and `usageMetadata` on the last). Answers follow `scena
 Like the real API it refuses a key in the URL, a request without `x-goog-api-key` (401-style
 403... here 401 for a missing key, as the conformance cases want one status per case), and
 function `parameters` carrying JSON-schema keywords it does not accept. A model named
-`error-<status>` answers that status with a Gemini error body. Every request is recorded.
+`error-<status>` answers that status with a Gemini error body; one named `agent-reader...` is a
+scripted coding agent (`agent_script`). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .agent_script import gemini_agent, is_agent
 from .openai_upstream import Recorded, send_stream
 from .scenario import Ask, Reply, decide, pieces
 
@@ -130,7 +132,7 @@ def response_json(
 def smart() -> GeminiReply:
     async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = request.match_info["model"]
-        answer = decide(ask_of(body))
+        answer = gemini_agent(body) if is_agent(model) else decide(ask_of(body))
         if request.match_info["method"] == "generateContent":
             return web.json_response(response_json(model, _parts(answer), "STOP", True))
         rid = "gem-" + uuid.uuid4().hex[:12]

@@ -3,7 +3,8 @@
 By default it answers every chat completion by echoing the last user message, as JSON or as
 an SSE stream (with a usage chunk when `stream_options.include_usage` asks for one). Tests
 script other answers with `push(reply, ...)`: each request takes the next scripted reply.
-Every request is recorded (path, headers, decoded body).
+A model named `agent-reader...` is a scripted coding agent (`agent_script`). Every request is
+recorded (path, headers, decoded body).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from .agent_script import is_agent, openai_agent
+from .scenario import openai_reply_body, openai_reply_chunks
 
 Reply = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
@@ -241,6 +245,19 @@ def truncated_stream(pieces: list[str]) -> Reply:
     return reply
 
 
+def agent() -> Reply:
+    """The scripted coding agent (`agent_script`), as JSON or as a stream."""
+
+    async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        answer = openai_agent(body)
+        if body.get("stream"):
+            events = [sse(c) for c in openai_reply_chunks(body, answer)] + [b"data: [DONE]\n\n"]
+            return await send_stream(request, events)
+        return web.json_response(openai_reply_body(body, answer))
+
+    return reply
+
+
 def malformed_json() -> Reply:
     return raw(200, b'{"id": "chatcmpl-1", "choices": [', "application/json")
 
@@ -273,7 +290,12 @@ class OpenAIUpstream:
         except ValueError:
             body = {"_raw": raw_body.decode("utf-8", "replace")}
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
-        reply = self._script.popleft() if self._script else self.default
+        if self._script:
+            reply = self._script.popleft()
+        elif is_agent(str(body.get("model", ""))):
+            reply = agent()
+        else:
+            reply = self.default
         self.active += 1
         try:
             return await reply(request, body)

@@ -44,6 +44,8 @@ class Call:
 class Reply:
     text: str = ""
     calls: list[Call] = field(default_factory=list)
+    thinking: str = ""
+    """Said before the rest, as a signed thinking block (the Anthropic mock only)."""
 
 
 def sample(schema: Any, seed: int = 0) -> Any:

@@ -209,6 +209,7 @@ def build_app(settings: Settings) -> web.Application:
         return web.json_response({"reset": restored}, headers={"x-request-id": rid})
 
     add("GET", "/health", health)
+    app.router.add_get("/", health)  # HEAD / and GET /: clients probe the base URL (Claude Code)
     add("GET", "/v1/models", models)
     add("GET", "/models", models)
     add("GET", "/v1/models/{id:.+}", model)  # ids hold "/": mock/echo

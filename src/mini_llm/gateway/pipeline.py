@@ -123,6 +123,10 @@ async def _respond(
 ) -> web.StreamResponse:
     headers = answer.headers()
     headers["x-request-id"] = rid
+    if call.dropped and answer.target is not None and not answer.native:
+        # what the translation could not carry to this target: said, never lost silently
+        headers["x-mini-llm-dropped"] = ",".join(call.dropped)
+        log.info("request %s to %s: dropped %s", rid, answer.target.label, ",".join(call.dropped))
     scrub = runtime.redact.scrub
     wants_usage = info is not None and runtime.policies.wants_usage
     if answer.stream is None:

@@ -1,9 +1,13 @@
 """What the gateway checks of an Anthropic Messages request (`/v1/messages`).
 
-Content blocks are a tagged union on `type`, as Anthropic defines them. Blocks the gateway
-only passes along (server tools, search results...) are typed by their tag alone. Unknown
-fields are allowed (`cache_control`, `citations`, ...): to an Anthropic provider the request
-travels as the client sent it, only `model` rewritten.
+Content blocks are a tagged union on `type`, as Anthropic defines them (the `anthropic`
+package's `ContentBlockParam`). Blocks the gateway only passes along (server tool results,
+container uploads...) are typed by their tag alone. Unknown fields are allowed: to an
+Anthropic provider the request travels as the client sent it, only `model` rewritten, and the
+translation reports each field it cannot carry (`dialects/anthropic/request.py`).
+
+`messages` take the three roles the API takes: `user`, `assistant`, and `system` (a
+mid-conversation system message, text only).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ __all__ = [
     "ImageBlock",
     "Message",
     "MessagesRequest",
+    "OutputConfig",
     "RedactedThinkingBlock",
+    "SearchResultBlock",
     "TextBlock",
+    "Thinking",
     "ThinkingBlock",
     "Tool",
     "ToolChoice",
@@ -65,6 +72,8 @@ class ImageBlock(msgspec.Struct, tag="image"):
 class DocumentBlock(msgspec.Struct, tag="document"):
     source: Base64Source | URLSource | FileSource | TextSource | ContentSource
     title: str | None = None
+    context: str | None = None
+    citations: dict[str, Any] | None = None
 
 
 class ToolUseBlock(msgspec.Struct, tag="tool_use"):
@@ -83,10 +92,28 @@ class RedactedThinkingBlock(msgspec.Struct, tag="redacted_thinking"):
 
 
 class SearchResultBlock(msgspec.Struct, tag="search_result"):
+    source: str = ""
+    title: str = ""
+    content: list[TextBlock] = []
+    citations: dict[str, Any] | None = None
+
+
+class ToolReferenceBlock(msgspec.Struct, tag="tool_reference"):
+    tool_name: str = ""
+
+
+class BrowserStateBlock(msgspec.Struct, tag="browser_state"):
     pass
 
 
-ToolResultPart = TextBlock | ImageBlock | DocumentBlock | SearchResultBlock
+ToolResultPart = (
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | SearchResultBlock
+    | ToolReferenceBlock
+    | BrowserStateBlock
+)
 
 
 class ToolResultBlock(msgspec.Struct, tag="tool_result"):
@@ -109,6 +136,20 @@ class WebFetchToolResultBlock(msgspec.Struct, tag="web_fetch_tool_result"):
 
 
 class CodeExecutionToolResultBlock(msgspec.Struct, tag="code_execution_tool_result"):
+    pass
+
+
+class BashCodeExecutionToolResultBlock(msgspec.Struct, tag="bash_code_execution_tool_result"):
+    pass
+
+
+class TextEditorCodeExecutionToolResultBlock(
+    msgspec.Struct, tag="text_editor_code_execution_tool_result"
+):
+    pass
+
+
+class ToolSearchToolResultBlock(msgspec.Struct, tag="tool_search_tool_result"):
     pass
 
 
@@ -137,6 +178,9 @@ Block = (
     | WebSearchToolResultBlock
     | WebFetchToolResultBlock
     | CodeExecutionToolResultBlock
+    | BashCodeExecutionToolResultBlock
+    | TextEditorCodeExecutionToolResultBlock
+    | ToolSearchToolResultBlock
     | McpToolUseBlock
     | McpToolResultBlock
     | ContainerUploadBlock
@@ -144,7 +188,7 @@ Block = (
 
 
 class Message(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
@@ -163,8 +207,22 @@ class ToolChoice(msgspec.Struct):
 
 
 class Thinking(msgspec.Struct):
+    """`enabled` (with `budget_tokens`), `adaptive`, `disabled`, `between_tools`; a type added
+    after this was written is checked by Anthropic, and dropped (named) on translation."""
+
     type: str
     budget_tokens: int | None = None
+    display: str | None = None
+
+
+class OutputFormat(msgspec.Struct):
+    type: str
+    schema: dict[str, Any] | None = None
+
+
+class OutputConfig(msgspec.Struct):
+    effort: str | None = None
+    format: OutputFormat | None = None
 
 
 class Metadata(msgspec.Struct):
@@ -185,10 +243,11 @@ class MessagesRequest(msgspec.Struct):
     tool_choice: ToolChoice | None = None
     metadata: Metadata | None = None
     thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
 
 
 class LooseMessage(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
 
 

@@ -12,7 +12,7 @@ client's `x-api-key` or bearer token is never forwarded; `anthropic-beta` and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -20,7 +20,7 @@ import msgspec
 from ...call import Answer, Call
 from ...canonical import estimate_tokens
 from ...errors import GatewayError
-from ...formats import ANTHROPIC, CHAT, COUNT_TOKENS
+from ...formats import ANTHROPIC, CHAT, COUNT_TOKENS, Operation
 from ...schema.anthropic import (
     DocumentBlock,
     ImageBlock,
@@ -29,7 +29,7 @@ from ...schema.anthropic import (
     validate_messages_envelope,
     validate_messages_request,
 )
-from .request import to_canonical_request
+from .request import dropped_fields, to_canonical_request
 from .response import AnthropicEventWriter, to_anthropic_message
 
 __all__ = ["ANTHROPIC_COUNT_TOKENS", "ANTHROPIC_MESSAGES", "estimate_input_tokens"]
@@ -47,8 +47,33 @@ def _forwarded(headers: Mapping[str, str]) -> dict[str, str] | None:
     return found or None
 
 
-def _canonical(body: dict[str, Any]) -> dict[str, Any]:
-    return to_canonical_request(validate_messages_request(body))
+def _converter(dropped: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A call's canonical converter: what it cannot carry is named in `dropped`."""
+
+    def convert(body: dict[str, Any]) -> dict[str, Any]:
+        canonical = to_canonical_request(validate_messages_request(body), dropped)
+        dropped_fields(body, dropped)
+        return canonical
+
+    return convert
+
+
+def _call(
+    operation: Operation, body: dict[str, Any], headers: Mapping[str, str], count_only: bool
+) -> Call:
+    envelope = validate_messages_envelope(body, count_only=count_only)
+    dropped: list[str] = []
+    call = Call(
+        operation,
+        ANTHROPIC,
+        body,
+        envelope.model,
+        bool(envelope.stream) and not count_only,
+        to_canonical=_converter(dropped),
+        forward=_forwarded(headers),
+    )
+    call.dropped = dropped
+    return call
 
 
 class AnthropicMessagesDialect:
@@ -57,16 +82,7 @@ class AnthropicMessagesDialect:
     operation = CHAT
 
     def parse(self, body: dict[str, Any], headers: Mapping[str, str]) -> Call:
-        envelope = validate_messages_envelope(body)
-        return Call(
-            CHAT,
-            ANTHROPIC,
-            body,
-            envelope.model,
-            bool(envelope.stream),
-            to_canonical=_canonical,
-            forward=_forwarded(headers),
-        )
+        return _call(CHAT, body, headers, count_only=False)
 
     def ask_usage(self, call: Call) -> None:
         return None  # Anthropic streams always carry usage
@@ -110,16 +126,7 @@ class AnthropicCountTokensDialect(AnthropicMessagesDialect):
     operation = COUNT_TOKENS
 
     def parse(self, body: dict[str, Any], headers: Mapping[str, str]) -> Call:
-        envelope = validate_messages_envelope(body, count_only=True)
-        return Call(
-            COUNT_TOKENS,
-            ANTHROPIC,
-            body,
-            envelope.model,
-            False,
-            to_canonical=_canonical,
-            forward=_forwarded(headers),
-        )
+        return _call(COUNT_TOKENS, body, headers, count_only=True)
 
     def whole(self, call: Call, answer: Answer) -> bytes:
         return answer.data or b""

@@ -1,91 +1,170 @@
 """An Anthropic Messages request -> a canonical (OpenAI chat) request. Pure.
 
-- `system` -> one system message; text, image and document blocks -> content parts;
+What maps:
+
+- `system` -> a leading system message; a mid-conversation `{"role": "system"}` message -> a
+  system message in its place; text, image and document blocks -> content parts; search
+  results -> text parts (title, source, their text);
 - `tool_result` blocks -> `tool` messages, placed before the rest of their user turn;
 - assistant `tool_use` blocks -> `tool_calls`; thinking blocks -> `thinking_blocks` (with their
   signatures) and `reasoning_content`;
 - `tools`, `tool_choice` (any -> required, tool -> a named function),
   `disable_parallel_tool_use` -> `parallel_tool_calls: false`;
 - `max_tokens`, `stop_sequences` -> `stop`, `temperature`, `top_p`, `metadata.user_id` -> `user`;
-  a stream asks for usage (`stream_options.include_usage`) so `message_delta` can report it.
+  a stream asks for usage (`stream_options.include_usage`) so `message_delta` can report it;
+- `output_config.effort` -> `reasoning_effort` (xhigh and max as high); else thinking
+  `enabled` -> `reasoning_effort` by its budget; `adaptive` (and `between_tools`) -> the
+  target's default reasoning; `disabled` -> none asked;
+- `output_config.format` (a JSON schema) -> `response_format` json_schema.
 
-`top_k` and `thinking` have no OpenAI equivalent that every OpenAI-format server accepts, so
-they are not forwarded; Anthropic server tools and their blocks are refused by name.
+What cannot map is dropped and named, never refused: the names (`cache_control`,
+`context_management`, `top_k`, `tools.web_search_20250305`, `server_tool_use`, ...) go into
+the `dropped` list the caller gives, in the order first met, each once; the gateway reports
+them in the `x-mini-llm-dropped` response header.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from ...errors import InvalidRequestError
 from ...schema.anthropic import (
     Base64Source,
     Block,
+    ContentSource,
     DocumentBlock,
     FileSource,
     ImageBlock,
     MessagesRequest,
     RedactedThinkingBlock,
+    SearchResultBlock,
     TextBlock,
     TextSource,
     ThinkingBlock,
+    ToolReferenceBlock,
     ToolResultBlock,
     ToolUseBlock,
     URLSource,
 )
 
-__all__ = ["to_canonical_request"]
+__all__ = ["MAPPED_FIELDS", "dropped_fields", "to_canonical_request"]
 
 _encode = msgspec.json.encode
 
 _TOOL_CHOICE: dict[str, Any] = {"auto": "auto", "any": "required", "none": "none"}
 
+MAPPED_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "thinking",
+        "output_config",
+    }
+)
+"""Top-level request fields translation carries; any other is dropped by name."""
 
-def _unsupported(param: str, what: str) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"Invalid request at '{param}': {what} can only be sent to an Anthropic provider.",
-        param=param,
-    )
+_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+_TOOL_FIELDS = frozenset({"name", "input_schema", "description", "type"})
 
 
-def _image_part(block: ImageBlock, param: str) -> dict[str, Any]:
+class _Dropped:
+    """Names of what could not be carried, each once, in the order first met."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def add(self, name: str) -> None:
+        if name not in self.names:
+            self.names.append(name)
+
+
+def _budget_effort(budget: int | None) -> str:
+    if budget is None or budget > 8192:
+        return "high"
+    return "low" if budget <= 2048 else "medium"
+
+
+def _image_part(block: ImageBlock, dropped: _Dropped) -> dict[str, Any] | None:
     source = block.source
     if isinstance(source, Base64Source):
         url = f"data:{source.media_type};base64,{source.data}"
     elif isinstance(source, URLSource):
         url = source.url
     else:
-        raise _unsupported(param, "an image given by file_id")
+        dropped.add("image.source.file")
+        return None
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _document_part(block: DocumentBlock, param: str) -> dict[str, Any]:
+def _document_parts(block: DocumentBlock, dropped: _Dropped) -> list[dict[str, Any]]:
     source = block.source
+    if block.context:
+        dropped.add("document.context")
     if isinstance(source, TextSource):
-        return {"type": "text", "text": source.data}
+        return [{"type": "text", "text": source.data}]
     if isinstance(source, Base64Source):
         data_url = f"data:{source.media_type};base64,{source.data}"
         name = block.title or "document.pdf"
-        return {"type": "file", "file": {"filename": name, "file_data": data_url}}
+        return [{"type": "file", "file": {"filename": name, "file_data": data_url}}]
     if isinstance(source, FileSource):
-        return {"type": "file", "file": {"file_id": source.file_id}}
-    raise _unsupported(param, f"a document with a {type(source).__name__} source")
+        return [{"type": "file", "file": {"file_id": source.file_id}}]
+    if isinstance(source, ContentSource):
+        content = source.content
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}]
+        parts: list[dict[str, Any]] = []
+        for item in content if isinstance(content, list) else ():
+            if isinstance(item, dict) and item.get("type") == "text":
+                parts.append({"type": "text", "text": str(item.get("text", ""))})
+            elif isinstance(item, dict) and item.get("type") == "image":
+                try:
+                    part = _image_part(msgspec.convert(item, ImageBlock), dropped)
+                except msgspec.ValidationError:
+                    part = None
+                    dropped.add("document.source.content")
+                if part is not None:
+                    parts.append(part)
+        return parts
+    dropped.add("document.source.url")
+    return []
 
 
-def _part(block: Block, param: str) -> dict[str, Any]:
+def _search_result_text(block: SearchResultBlock) -> str:
+    body = "\n".join(part.text for part in block.content)
+    return f"{block.title}\n{block.source}\n{body}".strip()
+
+
+def _parts(block: Block, dropped: _Dropped) -> list[dict[str, Any]]:
+    """Content parts for a user block (not a tool result), or none (named as dropped)."""
     if isinstance(block, TextBlock):
-        return {"type": "text", "text": block.text}
+        return [{"type": "text", "text": block.text}]
     if isinstance(block, ImageBlock):
-        return _image_part(block, param)
+        part = _image_part(block, dropped)
+        return [part] if part is not None else []
     if isinstance(block, DocumentBlock):
-        return _document_part(block, param)
-    tag = type(block).__struct_config__.tag
-    raise _unsupported(param, f"a {tag} block")
+        return _document_parts(block, dropped)
+    if isinstance(block, SearchResultBlock):
+        return [{"type": "text", "text": _search_result_text(block)}]
+    dropped.add(type(block).__struct_config__.tag or "block")  # type: ignore[arg-type]
+    return []
 
 
-def _tool_message(block: ToolResultBlock, param: str) -> dict[str, Any]:
+def _tool_message(block: ToolResultBlock, dropped: _Dropped) -> dict[str, Any]:
+    """A `tool` message: its text, as tool messages take everywhere; other parts (images) are
+    dropped and named."""
     content = block.content
     if content is None:
         text = ""
@@ -93,30 +172,31 @@ def _tool_message(block: ToolResultBlock, param: str) -> dict[str, Any]:
         text = content
     else:
         pieces = []
-        for j, part in enumerate(content):
+        for part in content:
             if isinstance(part, TextBlock):
                 pieces.append(part.text)
+            elif isinstance(part, SearchResultBlock):
+                pieces.append(_search_result_text(part))
+            elif isinstance(part, DocumentBlock) and isinstance(part.source, TextSource):
+                pieces.append(part.source.data)
+            elif isinstance(part, ToolReferenceBlock):
+                pieces.append(f"(tool {part.tool_name})")
             else:
-                raise InvalidRequestError(
-                    f"Invalid request at '{param}.content[{j}]': only text tool results can be "
-                    "sent to this provider.",
-                    param=f"{param}.content[{j}]",
-                )
+                dropped.add("tool_result." + str(type(part).__struct_config__.tag))
         text = "\n".join(pieces)
     if block.is_error:
         text = "Error: " + text
     return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text}
 
 
-def _user_messages(blocks: list[Block], param: str) -> list[dict[str, Any]]:
+def _user_messages(blocks: list[Block], dropped: _Dropped) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for j, block in enumerate(blocks):
-        where = f"{param}[{j}]"
+    for block in blocks:
         if isinstance(block, ToolResultBlock):
-            tools.append(_tool_message(block, where))
+            tools.append(_tool_message(block, dropped))
         else:
-            parts.append(_part(block, where))
+            parts.extend(_parts(block, dropped))
     if parts:
         only_text = all(p["type"] == "text" for p in parts)
         content: Any = "\n".join(p["text"] for p in parts) if only_text else parts
@@ -124,12 +204,12 @@ def _user_messages(blocks: list[Block], param: str) -> list[dict[str, Any]]:
     return tools
 
 
-def _assistant_message(blocks: list[Block], param: str) -> dict[str, Any]:
+def _assistant_message(blocks: list[Block], dropped: _Dropped) -> dict[str, Any] | None:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
     reasoning: list[str] = []
-    for j, block in enumerate(blocks):
+    for block in blocks:
         if isinstance(block, TextBlock):
             texts.append(block.text)
         elif isinstance(block, ToolUseBlock):
@@ -143,8 +223,10 @@ def _assistant_message(blocks: list[Block], param: str) -> dict[str, Any]:
         elif isinstance(block, RedactedThinkingBlock):
             thinking.append({"type": "redacted_thinking", "data": block.data})
         else:
-            _part(block, f"{param}[{j}]")  # raises for what an assistant turn cannot carry
-            raise _unsupported(f"{param}[{j}]", "a non-text assistant block")
+            # images, documents and server tool blocks: nothing an assistant turn can carry
+            dropped.add(str(type(block).__struct_config__.tag))
+    if not (texts or calls or thinking):
+        return None
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
@@ -154,23 +236,92 @@ def _assistant_message(blocks: list[Block], param: str) -> dict[str, Any]:
     return message
 
 
-def to_canonical_request(request: MessagesRequest) -> dict[str, Any]:
-    """A canonical request for a validated Anthropic one."""
+def _system_text(content: str | Sequence[msgspec.Struct], dropped: _Dropped) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for block in content:
+        if isinstance(block, TextBlock):
+            texts.append(block.text)
+        else:
+            dropped.add("system." + str(type(block).__struct_config__.tag))
+    return "\n".join(texts)
+
+
+def _tools(request: MessagesRequest, out: dict[str, Any], dropped: _Dropped) -> None:
+    tools = []
+    for tool in request.tools or ():
+        if tool.type not in (None, "custom"):
+            dropped.add(f"tools.{tool.type}")  # an Anthropic server tool
+            continue
+        function: dict[str, Any] = {
+            "name": tool.name,
+            "parameters": tool.input_schema or {"type": "object", "properties": {}},
+        }
+        if tool.description:
+            function["description"] = tool.description
+        tools.append({"type": "function", "function": function})
+    if not tools:
+        return
+    out["tools"] = tools
+    choice = request.tool_choice
+    if choice is not None:
+        if choice.type == "tool":
+            out["tool_choice"] = {"type": "function", "function": {"name": choice.name or ""}}
+        else:
+            out["tool_choice"] = _TOOL_CHOICE[choice.type]
+        if choice.disable_parallel_tool_use and choice.type != "none":
+            out["parallel_tool_calls"] = False
+
+
+def _reasoning(request: MessagesRequest, out: dict[str, Any], dropped: _Dropped) -> None:
+    thinking = request.thinking
+    config = request.output_config
+    effort = _EFFORT.get(config.effort or "") if config is not None else None
+    if config is not None and config.effort and effort is None:
+        dropped.add("output_config.effort")
+    if thinking is not None:
+        if thinking.type not in ("enabled", "adaptive", "disabled", "between_tools"):
+            dropped.add("thinking")
+        elif thinking.type == "disabled":
+            effort = None  # no thinking asked: the target's least
+        elif thinking.type == "enabled" and effort is None:
+            effort = _budget_effort(thinking.budget_tokens)
+        if thinking.display == "omitted":
+            dropped.add("thinking.display")
+    if effort is not None:
+        out["reasoning_effort"] = effort
+    output_format = config.format if config is not None else None
+    if output_format is not None:
+        if output_format.type == "json_schema" and output_format.schema is not None:
+            spec = {"name": "output", "schema": output_format.schema}
+            out["response_format"] = {"type": "json_schema", "json_schema": spec}
+        else:
+            dropped.add("output_config.format")
+
+
+def to_canonical_request(
+    request: MessagesRequest, dropped: list[str] | None = None
+) -> dict[str, Any]:
+    """A canonical request for a validated Anthropic one; what it cannot carry is named in
+    `dropped` (see `dropped_fields` for the fields of the raw body)."""
+    lost = _Dropped(dropped if dropped is not None else [])
     messages: list[dict[str, Any]] = []
     system = request.system
-    if isinstance(system, str) and system:
-        messages.append({"role": "system", "content": system})
-    elif isinstance(system, list) and system:
-        messages.append({"role": "system", "content": "\n".join(b.text for b in system)})
-    for i, message in enumerate(request.messages):
+    if system:
+        messages.append({"role": "system", "content": _system_text(system, lost)})
+    for message in request.messages:
         content = message.content
-        param = f"messages[{i}].content"
-        if isinstance(content, str):
+        if message.role == "system":
+            messages.append({"role": "system", "content": _system_text(content, lost)})
+        elif isinstance(content, str):
             messages.append({"role": message.role, "content": content})
         elif message.role == "user":
-            messages.extend(_user_messages(content, param))
+            messages.extend(_user_messages(content, lost))
         else:
-            messages.append(_assistant_message(content, param))
+            assistant = _assistant_message(content, lost)
+            if assistant is not None:
+                messages.append(assistant)
 
     out: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.max_tokens is not None:
@@ -183,28 +334,52 @@ def to_canonical_request(request: MessagesRequest) -> dict[str, Any]:
         out["top_p"] = request.top_p
     if request.metadata is not None and request.metadata.user_id:
         out["user"] = request.metadata.user_id
-    if request.tools:
-        tools = []
-        for i, tool in enumerate(request.tools):
-            if tool.type not in (None, "custom"):
-                raise _unsupported(f"tools[{i}]", f"the server tool {tool.type!r}")
-            function: dict[str, Any] = {
-                "name": tool.name,
-                "parameters": tool.input_schema or {"type": "object", "properties": {}},
-            }
-            if tool.description:
-                function["description"] = tool.description
-            tools.append({"type": "function", "function": function})
-        out["tools"] = tools
-        choice = request.tool_choice
-        if choice is not None:
-            if choice.type == "tool":
-                out["tool_choice"] = {"type": "function", "function": {"name": choice.name or ""}}
-            else:
-                out["tool_choice"] = _TOOL_CHOICE[choice.type]
-            if choice.disable_parallel_tool_use and choice.type != "none":
-                out["parallel_tool_calls"] = False
+    _tools(request, out, lost)
+    _reasoning(request, out, lost)
     if request.stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
+
+
+def dropped_fields(body: dict[str, Any], dropped: list[str]) -> None:
+    """Name, in `dropped`, the fields of a raw Messages body that translation leaves out:
+    top-level fields it does not map, `cache_control` and `citations` wherever they are,
+    client-tool options (`strict`, `defer_loading`...), metadata other than `user_id`."""
+    lost = _Dropped(dropped)
+    for key in body:
+        if key not in MAPPED_FIELDS:
+            lost.add(key)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        for key in metadata:
+            if key != "user_id":
+                lost.add("metadata." + str(key))
+    system = body.get("system")
+    _block_fields(system if isinstance(system, list) else (), lost)
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        _block_fields(content if isinstance(content, list) else (), lost)
+    for tool in body.get("tools") or ():
+        if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
+            if isinstance(tool, dict) and "cache_control" in tool:
+                lost.add("cache_control")
+            continue
+        for key in tool:
+            if key == "cache_control":
+                lost.add("cache_control")
+            elif key not in _TOOL_FIELDS:
+                lost.add("tools." + str(key))
+
+
+def _block_fields(blocks: Any, lost: _Dropped) -> None:
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("cache_control") is not None:
+            lost.add("cache_control")
+        if block.get("citations"):
+            lost.add("citations")
+        inner = block.get("content")
+        if isinstance(inner, list) and block.get("type") in ("tool_result", "search_result"):
+            _block_fields(inner, lost)
