@@ -24,6 +24,7 @@ from .. import __version__
 from ..config import Settings
 from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from ..dialects.openai_chat import OPENAI_CHAT
+from ..dialects.openai_responses import OpenAIResponsesDialect
 from ..errors import (
     GatewayError,
     MethodNotAllowedError,
@@ -36,12 +37,14 @@ from ..policies import PolicyChain, RequestLog
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
+from ..state.responses import MemoryResponseStore, ttl_from_env
 from ..upstream import HttpTransport
 from .body import BodyReader
 from .dispatch import Dispatcher
 from .model_list import build_model_list, models_by_id, offered_models
 from .pipeline import Pipeline
 from .responses import error_response, request_id
+from .stored_responses import StoredResponses
 
 __all__ = ["GATEWAY", "Gateway", "Runtime", "build_app"]
 
@@ -231,6 +234,16 @@ def build_app(settings: Settings) -> web.Application:
         "/v1/messages/count_tokens",
         pipeline.handler(ANTHROPIC_COUNT_TOKENS, "/v1/messages/count_tokens"),
     )
+    # Responses: stored for translated providers, in memory (the TTL a setting to come)
+    ttl = getattr(settings, "responses_ttl", None) or ttl_from_env(os.environ)
+    store = MemoryResponseStore(ttl)
+    responses = OpenAIResponsesDialect(store)
+    stored = StoredResponses(store, lambda: gateway.runtime)
+    add("POST", "/v1/responses", pipeline.handler(responses, "/v1/responses"))
+    add("POST", "/responses", pipeline.handler(responses, "/responses"))
+    add("GET", "/v1/responses/{id}", stored.get)
+    add("DELETE", "/v1/responses/{id}", stored.delete)
+    add("GET", "/v1/responses/{id}/input_items", stored.input_items)
     add("POST", "/admin/providers/reset", reset_providers)
 
     async def unknown_route(request: web.Request) -> web.Response:

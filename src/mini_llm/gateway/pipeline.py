@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +24,12 @@ from ..canonical import Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
 from ..policies.base import RequestInfo
+from ..providers.base import native_format
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
 
 if TYPE_CHECKING:
+    from ..routing.router import Route
     from .app import Runtime
 
 __all__ = ["Pipeline", "canonical_chunks"]
@@ -45,13 +47,19 @@ class Pipeline:
         self.runtime = runtime
 
     def handler(self, dialect: Dialect, endpoint: str) -> Any:
+        prepare: Prepare | None = getattr(dialect, "prepare", None)
+
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self.handle(request, dialect, endpoint)
+            return await self.handle(request, dialect, endpoint, prepare)
 
         return handle
 
     async def handle(
-        self, request: web.Request, dialect: Dialect, endpoint: str
+        self,
+        request: web.Request,
+        dialect: Dialect,
+        endpoint: str,
+        prepare: Prepare | None = None,
     ) -> web.StreamResponse:
         runtime = self.runtime
         rid = request_id(request)
@@ -84,7 +92,9 @@ class Pipeline:
                 if info is not None:
                     info.status = 200
                 return web.Response(body=data, headers=headers)
-            if not served.only(call.format):
+            if not served.only(call.format) and _translates(served, call):
+                if prepare is not None:
+                    await prepare(call)  # what the canonical form needs from state
                 call.canonical()  # a body that cannot be translated is a 400 before anything
             if info is not None and chain.wants_usage and call.stream:
                 dialect.ask_usage(call)
@@ -151,6 +161,22 @@ class Pipeline:
             assert info is not None
             chunks = _chunk_usage(chunks, info)
         return dialect.events(call, answer, chunks)
+
+
+Prepare = Callable[[Call], Awaitable[None]]
+"""A dialect's optional async step before its canonical form is made (the Responses dialect
+loads `previous_response_id`'s conversation from its store)."""
+
+
+def _translates(route: Route, call: Call) -> bool:
+    """Whether some target of `route` takes the call's canonical form rather than its body (a
+    target's endpoint may speak another format than its wire: OpenAI's `/responses`)."""
+    for group in route.groups:
+        for target in group.targets:
+            wire = target.provider.wire
+            if native_format(wire, wire.endpoints[call.operation]) is not call.format:
+                return True
+    return False
 
 
 def _whole_usage(answer: Answer) -> Usage | None:

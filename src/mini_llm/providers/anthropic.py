@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, Operation
+from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, RESPONSES, Operation
 from .anthropic_answer import (
     JSON_TOOL,
     AnthropicStreamTranslator,
@@ -363,8 +363,11 @@ class AnthropicCountTokens(AnthropicMessages):
 class AnthropicWire:
     name = "anthropic"
     format = ANTHROPIC
+    _messages = AnthropicMessages()
+    # a Responses request reaches Anthropic as its canonical chat form
     endpoints: ClassVar[Mapping[Operation, Endpoint]] = {
-        CHAT: AnthropicMessages(),
+        CHAT: _messages,
+        RESPONSES: _messages,
         COUNT_TOKENS: AnthropicCountTokens(),
     }
     sign = HeaderSigner("x-api-key").sign

@@ -37,6 +37,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "WireFormat",
+    "native_format",
     "token_count",
 ]
 
@@ -290,3 +291,10 @@ class Transport(Protocol):
     ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...
+
+
+def native_format(wire: WireFormat, endpoint: Endpoint) -> Format:
+    """The format of the bodies `endpoint` takes as they are: its own `format` when it has one
+    (an endpoint of another API than the wire's: OpenAI's `/responses`), else the wire's."""
+    fmt = getattr(endpoint, "format", None)
+    return fmt if isinstance(fmt, Format) else wire.format

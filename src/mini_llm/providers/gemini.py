@@ -27,7 +27,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import CHAT, GEMINI, Operation
+from ..formats import CHAT, GEMINI, RESPONSES, Operation
 from .base import (
     Endpoint,
     ErrorInfo,
@@ -434,7 +434,9 @@ class GeminiGenerate:
 class GeminiWire:
     name = "gemini"
     format = GEMINI
-    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: GeminiGenerate()}
+    _generate = GeminiGenerate()
+    # a Responses request reaches Gemini as its canonical chat form
+    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: _generate, RESPONSES: _generate}
     sign = HeaderSigner("x-goog-api-key").sign
 
     def headers(self, extra: Mapping[str, str]) -> dict[str, str]:

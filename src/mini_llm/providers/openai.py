@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..errors import UpstreamError
-from ..formats import CHAT, OPENAI, Operation
+from ..formats import CHAT, OPENAI, RESPONSES, Operation
 from ..sse import SSEEvent
 from .base import (
     Endpoint,
@@ -139,10 +139,15 @@ class OpenAIChat:
         return SSEDecoder(OpenAIStreamReader())
 
 
+_CHAT = OpenAIChat()
+
+
 class OpenAIWire:
+    """Chat Completions; a Responses request is translated to a chat completion."""
+
     name = "openai"
     format = OPENAI
-    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: OpenAIChat()}
+    endpoints: ClassVar[Mapping[Operation, Endpoint]] = {CHAT: _CHAT, RESPONSES: _CHAT}
     sign = HeaderSigner("Authorization", "Bearer ").sign
 
     def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
