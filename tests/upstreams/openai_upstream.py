@@ -247,10 +247,14 @@ def malformed_json() -> Reply:
 
 class OpenAIUpstream:
     def __init__(self) -> None:
+        from .responses_upstream import ResponsesAPI
+
         self.requests: list[Recorded] = []
         self.active = 0  # handlers running right now
         self._script: deque[Reply] = deque()
         self.default: Reply = echo()
+        self.responses = ResponsesAPI()
+        """`/v1/responses`, as OpenAI serves it (the script answers first)."""
 
     def push(self, *replies: Reply) -> None:
         self._script.extend(replies)
@@ -259,11 +263,15 @@ class OpenAIUpstream:
         self.requests.clear()
         self._script.clear()
         self.default = echo()
+        self.responses.reset()
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._chat)
+        app.router.add_get("/v1/responses/{id}", self.responses.retrieve)
+        app.router.add_delete("/v1/responses/{id}", self.responses.retrieve)
         return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -273,7 +281,8 @@ class OpenAIUpstream:
         except ValueError:
             body = {"_raw": raw_body.decode("utf-8", "replace")}
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
-        reply = self._script.popleft() if self._script else self.default
+        default = self.responses.create if request.path.endswith("/responses") else self.default
+        reply = self._script.popleft() if self._script else default
         self.active += 1
         try:
             return await reply(request, body)
