@@ -449,6 +449,8 @@ class ResponsesEventWriter:
         response = self.response()
         response["status"] = "failed"
         response["incomplete_details"] = None
-        response["error"] = {"code": code or "server_error", "message": message}
+        # OpenAI's codes for a failed response are a closed list: ours map to the nearest
+        known = code if code == "rate_limit_exceeded" else "server_error"
+        response["error"] = {"code": known, "message": message}
         self._emit("response.failed", {"response": response}, out)
         return out
