@@ -272,6 +272,7 @@ class OpenAIUpstream:
         app.router.add_post("/v1/responses", self._chat)
         app.router.add_get("/v1/responses/{id}", self.responses.retrieve)
         app.router.add_delete("/v1/responses/{id}", self.responses.retrieve)
+        app.router.add_get("/v1/responses/{id}/input_items", self.responses.input_items)
         return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:

@@ -176,6 +176,7 @@ class ResponsesAPI:
 
     def __init__(self) -> None:
         self.stored: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self.inputs: dict[str, list[dict[str, Any]]] = {}
 
     def reset(self) -> None:
         self.stored.clear()
@@ -200,6 +201,7 @@ class ResponsesAPI:
         response = response_json(body, ident, output)
         if body.get("store", True):
             self.stored[ident] = (response, conversation)
+            self.inputs[ident] = items_of(body.get("input"))
         if body.get("stream"):
             return await send_stream(request, stream_events(body, ident, output))
         return web.json_response(response)
@@ -212,6 +214,14 @@ class ResponsesAPI:
             del self.stored[ident]
             return web.json_response({"id": ident, "object": "response", "deleted": True})
         return web.json_response(self.stored[ident][0])
+
+    async def input_items(self, request: web.Request) -> web.StreamResponse:
+        ident = request.match_info["id"]
+        if ident not in self.stored:
+            return _not_found(ident)
+        items = [{"id": f"msg_in{i}", **item} for i, item in enumerate(self.inputs[ident])]
+        page = {"object": "list", "data": items[::-1], "has_more": False}
+        return web.json_response(page)
 
 
 def _not_found(ident: str) -> web.Response:
