@@ -39,18 +39,19 @@ def _run(gateway: RunningApp, model: str, prompt: str, stream: bool) -> tuple[An
 
     seen: list[str] = []
 
-    @agents.function_tool
     def get_weather(city: str) -> str:
         """Current weather for a city."""
         seen.append(city)
         return f"{city}: 18C sunny"
+
+    tool = agents.function_tool(get_weather)
 
     async def main() -> Any:
         client = AsyncOpenAI(base_url=gateway.url + "/v1", api_key="client-key", max_retries=0)
         try:
             model_ = agents.OpenAIResponsesModel(model=model, openai_client=client)
             agent = agents.Agent(
-                name="weather", instructions="Use the tool.", tools=[get_weather], model=model_
+                name="weather", instructions="Use the tool.", tools=[tool], model=model_
             )
             config = agents.RunConfig(tracing_disabled=True)
             if stream:
