@@ -101,6 +101,7 @@ class Settings:
     shutdown_grace: float = 30.0
     body_timeout: float = 30.0
     header_timeout: float = 10.0
+    responses_ttl: float = 30 * 86400.0
     max_connections: int = 8192
     max_connections_per_client: int = 1024
     pool_size: int = 0
@@ -353,6 +354,7 @@ def load_settings(
         shutdown_grace=values["shutdown_grace"],
         body_timeout=values["body_timeout"],
         header_timeout=values["header_timeout"],
+        responses_ttl=values["responses_ttl"],
         max_connections=values["max_connections"],
         max_connections_per_client=values["max_connections_per_client"],
         pool_size=values["pool_size"],

@@ -14,6 +14,8 @@ __all__ = [
     "COUNT_TOKENS",
     "GEMINI",
     "OPENAI",
+    "OPENAI_RESPONSES",
+    "RESPONSES",
     "Format",
     "Operation",
 ]
@@ -45,6 +47,8 @@ class Operation:
 
 OPENAI = Format("openai")
 """OpenAI Chat Completions: also the canonical format."""
+OPENAI_RESPONSES = Format("openai.responses")
+"""OpenAI's Responses API: its own request, response and stream shapes."""
 ANTHROPIC = Format("anthropic")
 GEMINI = Format("gemini")
 
@@ -52,3 +56,6 @@ CHAT = Operation("chat")
 """A model's answer to a conversation, whole or streamed."""
 COUNT_TOKENS = Operation("count_tokens")
 """How many input tokens a request would use."""
+RESPONSES = Operation("responses")
+"""A model's answer to a Responses API request: served natively by an endpoint whose format is
+`OPENAI_RESPONSES`, by every other wire format's chat endpoint from the canonical form."""

@@ -215,11 +215,16 @@ def _rows() -> tuple[Setting, ...]:
         Setting("retries.budget", "retries", "budget", "MINI_LLM_RETRY_BUDGET", Seconds(), 60.0,
                 None, True, "seconds one request may spend on retries and fallbacks"),
     ]  # fmt: skip
+    responses = [
+        Setting("responses_ttl", "responses", "ttl", "MINI_LLM_RESPONSES_TTL", Seconds(),
+                30 * 86400.0, None, False,
+                "seconds the gateway keeps a Responses API answer it stored"),
+    ]  # fmt: skip
     routing = [
         Setting("strategy", "routing", "strategy", "MINI_LLM_STRATEGY", Choice(STRATEGIES),
                 "round-robin", None, True, "default balancing of deployments"),
     ]  # fmt: skip
-    return (*server, *timeouts, *retries, *routing)
+    return (*server, *timeouts, *retries, *routing, *responses)
 
 
 ROWS: tuple[Setting, ...] = _rows()

@@ -264,10 +264,14 @@ def malformed_json() -> Reply:
 
 class OpenAIUpstream:
     def __init__(self) -> None:
+        from .responses_upstream import ResponsesAPI
+
         self.requests: list[Recorded] = []
         self.active = 0  # handlers running right now
         self._script: deque[Reply] = deque()
         self.default: Reply = echo()
+        self.responses = ResponsesAPI()
+        """`/v1/responses`, as OpenAI serves it (the script answers first)."""
 
     def push(self, *replies: Reply) -> None:
         self._script.extend(replies)
@@ -276,11 +280,16 @@ class OpenAIUpstream:
         self.requests.clear()
         self._script.clear()
         self.default = echo()
+        self.responses.reset()
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._chat)
+        app.router.add_get("/v1/responses/{id}", self.responses.retrieve)
+        app.router.add_delete("/v1/responses/{id}", self.responses.retrieve)
+        app.router.add_get("/v1/responses/{id}/input_items", self.responses.input_items)
         return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -292,6 +301,8 @@ class OpenAIUpstream:
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), body))
         if self._script:
             reply = self._script.popleft()
+        elif request.path.endswith("/responses"):
+            reply = self.responses.create
         elif is_agent(str(body.get("model", ""))):
             reply = agent()
         else:

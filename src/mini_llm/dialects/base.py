@@ -34,6 +34,11 @@ class Dialect(Protocol):
         the full check happens when the canonical form is made."""
         ...
 
+    async def prepare(self, call: Call) -> None:
+        """What the canonical form needs from state, fetched before it is made (the
+        Responses dialect loads `previous_response_id`'s conversation); usually nothing."""
+        ...
+
     def ask_usage(self, call: Call) -> None:
         """Make a stream's upstream report usage even if the client did not ask (then
         `passthrough` takes it out again)."""

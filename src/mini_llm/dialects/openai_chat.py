@@ -38,6 +38,9 @@ class OpenAIChatDialect:
         asked = bool(options is not None and options.include_usage)
         return Call(CHAT, OPENAI, body, chat.model, bool(chat.stream), usage_asked=asked)
 
+    async def prepare(self, call: Call) -> None:
+        return None
+
     def ask_usage(self, call: Call) -> None:
         """Ask the upstream for a stream's usage even though the client did not."""
         if call.stream and not call.usage_asked:

@@ -23,6 +23,7 @@ from .. import __version__
 from ..config import Settings
 from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from ..dialects.openai_chat import OPENAI_CHAT
+from ..dialects.openai_responses import OpenAIResponsesDialect
 from ..errors import (
     GatewayError,
     MethodNotAllowedError,
@@ -35,12 +36,14 @@ from ..policies import PolicyChain, RequestLog
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
+from ..state.responses import MemoryResponseStore
 from ..upstream import HttpTransport
 from .body import BodyReader
 from .dispatch import Dispatcher
 from .model_list import build_model_list, models_by_id, offered_models
 from .pipeline import Pipeline
 from .responses import error_response, request_id
+from .stored_responses import StoredResponses
 
 __all__ = ["GATEWAY", "Gateway", "Runtime", "build_app"]
 
@@ -221,6 +224,15 @@ def build_app(settings: Settings) -> web.Application:
         "/v1/messages/count_tokens",
         pipeline.handler(ANTHROPIC_COUNT_TOKENS, "/v1/messages/count_tokens"),
     )
+    # Responses: stored for translated providers, in memory
+    store = MemoryResponseStore(settings.responses_ttl)
+    responses = OpenAIResponsesDialect(store)
+    stored = StoredResponses(store, lambda: gateway.runtime)
+    add("POST", "/v1/responses", pipeline.handler(responses, "/v1/responses"))
+    add("POST", "/responses", pipeline.handler(responses, "/responses"))
+    add("GET", "/v1/responses/{id}", stored.get)
+    add("DELETE", "/v1/responses/{id}", stored.delete)
+    add("GET", "/v1/responses/{id}/input_items", stored.input_items)
     add("POST", "/admin/providers/reset", reset_providers)
 
     async def unknown_route(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ import msgspec
 
 from ..call import Answer, Call
 from ..errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeoutError
-from ..providers.base import Framing, UpstreamRequest, UpstreamResponse
+from ..providers.base import Framing, UpstreamRequest, UpstreamResponse, native_format
 from ..resilience import parse_retry_after
 from ..routing.keys import KeyEntry
 from ..routing.provider import Provider
@@ -47,7 +47,7 @@ class Attempts:
         provider = target.provider
         wire = provider.wire
         endpoint = wire.endpoints[call.operation]
-        body, native = call.body_for(wire.format)
+        body, native = call.body_for(native_format(wire, endpoint))
         request = endpoint.request(target.upstream, body, native, call.stream)
         if native and call.forward:
             headers = {**request.headers, **call.forward}

@@ -53,7 +53,10 @@ class Pipeline:
         return handle
 
     async def handle(
-        self, request: web.Request, dialect: Dialect, endpoint: str
+        self,
+        request: web.Request,
+        dialect: Dialect,
+        endpoint: str,
     ) -> web.StreamResponse:
         runtime = self.runtime
         rid = request_id(request)
@@ -86,7 +89,8 @@ class Pipeline:
                 if info is not None:
                     info.status = 200
                 return web.Response(body=data, headers=headers)
-            if not served.only(call.format):
+            if not served.as_is:
+                await dialect.prepare(call)  # what the canonical form needs from state
                 call.canonical()  # a body that cannot be translated is a 400 before anything
             if info is not None and chain.wants_usage and call.stream:
                 dialect.ask_usage(call)

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS
+from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, RESPONSES, Format
 from .anthropic_answer import (
     JSON_TOOL,
     AnthropicStreamTranslator,
@@ -328,6 +328,7 @@ class AnthropicMessages:
 
     framing = SSEFraming(b"message_stop")
     translates = True
+    format: Format | None = None
 
     def request(
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
@@ -357,10 +358,13 @@ class AnthropicCountTokens(AnthropicMessages):
         return UpstreamRequest("POST", url, to.headers, _encode(payload))
 
 
+_MESSAGES = AnthropicMessages()
+
 ANTHROPIC_WIRE = Wire(
     name="anthropic",
     format=ANTHROPIC,
-    endpoints={CHAT: AnthropicMessages(), COUNT_TOKENS: AnthropicCountTokens()},
+    # a Responses request reaches Anthropic as its canonical chat form
+    endpoints={CHAT: _MESSAGES, RESPONSES: _MESSAGES, COUNT_TOKENS: AnthropicCountTokens()},
     signer=HeaderSigner("x-api-key"),
     base_headers={"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION},
     read_error=anthropic_error_info,

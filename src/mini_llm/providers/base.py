@@ -39,6 +39,7 @@ __all__ = [
     "UpstreamResponse",
     "Wire",
     "WireFormat",
+    "native_format",
     "token_count",
 ]
 
@@ -205,6 +206,12 @@ class Endpoint(Protocol):
         """Whether canonical requests can be sent here (else only the format's own bodies)."""
         ...
 
+    @property
+    def format(self) -> Format | None:
+        """The format of the bodies this endpoint takes as they are, when it is not the wire's
+        (OpenAI's `/responses` on the OpenAI wire); None: the wire's."""
+        ...
+
     def request(
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
     ) -> UpstreamRequest:
@@ -319,3 +326,9 @@ class Transport(Protocol):
     ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...
+
+
+def native_format(wire: WireFormat, endpoint: Endpoint) -> Format:
+    """The format of the bodies `endpoint` takes as they are: its own `format` when it has one
+    (an endpoint of another API than the wire's: OpenAI's `/responses`), else the wire's."""
+    return endpoint.format or wire.format

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import CHAT, GEMINI
+from ..formats import CHAT, GEMINI, RESPONSES, Format
 from .base import (
     HeaderSigner,
     SSEDecoder,
@@ -409,6 +409,7 @@ class GeminiGenerate:
 
     framing = SSEFraming(b"")
     translates = True
+    format: Format | None = None
 
     def request(
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
@@ -428,10 +429,13 @@ class GeminiGenerate:
         return SSEDecoder(GeminiStreamTranslator())
 
 
+_GENERATE = GeminiGenerate()
+
 GEMINI_WIRE = Wire(
     name="gemini",
     format=GEMINI,
-    endpoints={CHAT: GeminiGenerate()},
+    # a Responses request reaches Gemini as its canonical chat form
+    endpoints={CHAT: _GENERATE, RESPONSES: _GENERATE},
     signer=HeaderSigner("x-goog-api-key"),
     base_headers={"Content-Type": "application/json"},
     read_error=gemini_error_info,

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from ..errors import UpstreamError
-from ..formats import CHAT, OPENAI
+from ..formats import CHAT, OPENAI, RESPONSES, Format
 from ..sse import SSEEvent
 from .base import (
     ErrorInfo,
@@ -123,6 +123,7 @@ class OpenAIChat:
 
     framing = SSEFraming(b"[DONE]")
     translates = True
+    format: Format | None = None
 
     def request(
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
@@ -137,10 +138,13 @@ class OpenAIChat:
         return SSEDecoder(OpenAIStreamReader())
 
 
+_CHAT = OpenAIChat()
+
 OPENAI_WIRE = Wire(
     name="openai",
     format=OPENAI,
-    endpoints={CHAT: OpenAIChat()},
+    # a Responses request reaches an OpenAI-compatible chat server as its canonical chat form
+    endpoints={CHAT: _CHAT, RESPONSES: _CHAT},
     signer=HeaderSigner("Authorization", "Bearer "),
     base_headers={"Content-Type": "application/json"},
     read_error=openai_error_info,

@@ -31,7 +31,7 @@ def env_prefix(name: str) -> str:
 PRESETS: dict[str, ProviderPreset] = {
     p.name: p
     for p in (
-        ProviderPreset("openai", "openai", "https://api.openai.com/v1", key_prefix="sk-"),
+        ProviderPreset("openai", "openai-responses", "https://api.openai.com/v1", key_prefix="sk-"),
         ProviderPreset(
             "anthropic", "anthropic", "https://api.anthropic.com/v1", key_prefix="sk-ant-"
         ),

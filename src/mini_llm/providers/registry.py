@@ -10,6 +10,7 @@ from .base import Transport, WireFormat
 from .gemini import GEMINI_WIRE
 from .mock import MockTransport
 from .openai import OPENAI_WIRE
+from .openai_responses import OPENAI_RESPONSES_WIRE
 
 __all__ = ["register_transport", "register_wire", "transport_for", "wire_formats"]
 
@@ -37,6 +38,7 @@ def transport_for(base_url: str, http: Transport) -> Transport:
 
 
 register_wire(OPENAI_WIRE)
+register_wire(OPENAI_RESPONSES_WIRE)
 register_wire(ANTHROPIC_WIRE)
 register_wire(GEMINI_WIRE)
 register_transport("mock", MockTransport())

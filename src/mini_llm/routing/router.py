@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequestError, ModelNotFoundError
 from ..formats import Format, Operation
-from ..providers.base import UpstreamModel
+from ..providers.base import UpstreamModel, native_format
 from ..resilience import Overrides, RetryPolicy, Timeouts
 from ..state import MemoryState, StateBackend
 from .keys import KeyEntry
@@ -137,7 +137,7 @@ class Group:
 
 
 class Route:
-    __slots__ = ("_serving", "formats", "groups", "name")
+    __slots__ = ("_serving", "as_is", "formats", "groups", "name")
 
     def __init__(self, name: str, groups: tuple[Group, ...]) -> None:
         self.name = name
@@ -145,6 +145,9 @@ class Route:
         self.formats = frozenset(t.provider.wire.format for g in groups for t in g.targets)
         """The wire formats of every target: whether a request may need translating."""
         self._serving: dict[tuple[Operation, Format], Route | None] = {}
+        self.as_is = False
+        """On a route made by `serving`: whether every target takes the body as it is (then
+        the canonical form is never needed)."""
 
     @property
     def primary(self) -> Target:
@@ -153,10 +156,6 @@ class Route:
     @property
     def budget(self) -> float:
         return self.primary.retries.budget
-
-    def only(self, fmt: Format) -> bool:
-        """Whether every target speaks `fmt` (then nothing will be translated)."""
-        return len(self.formats) == 1 and fmt in self.formats
 
     def serving(self, operation: Operation, fmt: Format) -> Route | None:
         """This route without the targets that cannot serve `operation` for a body in `fmt`
@@ -173,6 +172,10 @@ class Route:
             elif kept:
                 groups.append(Group(kept, (1.0,) * len(kept), group.strategy))
         route = Route(self.name, tuple(groups)) if groups else None
+        if route is not None:
+            route.as_is = all(
+                _takes_as_is(t, operation, fmt) for g in route.groups for t in g.targets
+            )
         self._serving[key] = route
         return route
 
@@ -180,7 +183,12 @@ class Route:
 def _serves(target: Target, operation: Operation, fmt: Format) -> bool:
     wire = target.provider.wire
     endpoint = wire.endpoints.get(operation)
-    return endpoint is not None and (endpoint.translates or wire.format is fmt)
+    return endpoint is not None and (endpoint.translates or native_format(wire, endpoint) is fmt)
+
+
+def _takes_as_is(target: Target, operation: Operation, fmt: Format) -> bool:
+    wire = target.provider.wire
+    return native_format(wire, wire.endpoints[operation]) is fmt
 
 
 class Router:

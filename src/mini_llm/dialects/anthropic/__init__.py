@@ -84,6 +84,9 @@ class AnthropicMessagesDialect:
     def parse(self, body: dict[str, Any], headers: Mapping[str, str]) -> Call:
         return _call(CHAT, body, headers, count_only=False)
 
+    async def prepare(self, call: Call) -> None:
+        return None
+
     def ask_usage(self, call: Call) -> None:
         return None  # Anthropic streams always carry usage
 

@@ -1,0 +1,456 @@
+"""Canonical answers -> the Responses API: a `response` object, or its stream events. Pure.
+
+Ids and the creation time are given by the caller (`ResponseFrame`); nothing here reads a
+clock or draws a random number. A canonical answer's message becomes output items in the
+order OpenAI gives them: `reasoning` (its summary the reasoning text; Anthropic thinking blocks
+with their signatures in `encrypted_content` when `include` asks for it), `message`
+(`output_text`, or `refusal`), then one `function_call` per tool call. `finish_reason`
+`length` (or `content_filter`) makes the response `incomplete` with its reason.
+
+`ResponsesEventWriter` is a state machine fed canonical chunks: it opens one item at a time
+(`response.output_item.added`, and for a message `response.content_part.added`), sends its
+deltas, and closes it (`.done` events) when the next item begins; `finish` closes the last one
+and sends `response.completed` or `response.incomplete` with the whole response; `fail` sends
+`response.failed`. Every event carries its `sequence_number`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ...canonical import token_count
+from ...sse import format_event
+from .request import encode_reasoning
+
+__all__ = [
+    "ResponseFrame",
+    "ResponsesEventWriter",
+    "assistant_message",
+    "responses_usage",
+    "to_response",
+]
+
+_encode = msgspec.json.encode
+
+# What a request's own fields look like in the response that answers it, when not given.
+_ECHOED: dict[str, Any] = {
+    "instructions": None,
+    "max_output_tokens": None,
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "temperature": 1.0,
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": 1.0,
+    "truncation": "disabled",
+    "user": None,
+}
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+@dataclass(slots=True)
+class ResponseFrame:
+    """What the caller decides for one response: its ids and time, and the request's fields
+    it echoes."""
+
+    ident: str
+    created_at: int
+    model: str
+    request: dict[str, Any]
+    encrypted: bool = False
+    """Whether `include` asked for `reasoning.encrypted_content`."""
+    item_ids: list[str] = field(default_factory=list)
+    """Ids for the output items, taken in order (more are made from `ident` when short)."""
+
+    def item_id(self, prefix: str, n: int) -> str:
+        if n < len(self.item_ids):
+            return self.item_ids[n]
+        return f"{prefix}_{self.ident.removeprefix('resp_')}{n:02d}"
+
+
+def responses_usage(usage: Any) -> dict[str, Any] | None:
+    """Responses usage for canonical usage (None when there is none)."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = token_count(usage.get("completion_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    cached = cached or token_count(usage.get("cache_read_input_tokens"))
+    out = usage.get("completion_tokens_details")
+    reasoning = token_count(out.get("reasoning_tokens")) if isinstance(out, dict) else 0
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": cached,
+            "cache_write_tokens": token_count(usage.get("cache_creation_input_tokens")),
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt + completion,
+    }
+
+
+def shell(frame: ResponseFrame, status: str) -> dict[str, Any]:
+    """The response object without output or usage: what `response.created` carries."""
+    request = frame.request
+    response: dict[str, Any] = {
+        "id": frame.ident,
+        "object": "response",
+        "created_at": frame.created_at,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "model": frame.model,
+        "output": [],
+    }
+    for name, default in _ECHOED.items():
+        value = request.get(name)
+        response[name] = default if value is None else value
+    reasoning = request.get("reasoning")
+    response["reasoning"] = {
+        "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
+        "summary": reasoning.get("summary") if isinstance(reasoning, dict) else None,
+    }
+    text = request.get("text")
+    response["text"] = text if isinstance(text, dict) else {"format": {"type": "text"}}
+    response["store"] = request.get("store") is not False
+    response["metadata"] = request.get("metadata") or {}
+    response["usage"] = None
+    return response
+
+
+def _reasoning_item(
+    ident: str, text: str, blocks: list[dict[str, Any]], encrypted: bool, status: str
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "type": "reasoning",
+        "id": ident,
+        "summary": [{"type": "summary_text", "text": text}] if text else [],
+    }
+    if encrypted:
+        item["encrypted_content"] = encode_reasoning(blocks)
+    item["status"] = status
+    return item
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _message_item(ident: str, parts: list[dict[str, Any]], status: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": ident,
+        "status": status,
+        "role": "assistant",
+        "content": parts,
+    }
+
+
+def _call_item(ident: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": ident,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def _finished(response: dict[str, Any], finish: str | None, usage: Any) -> dict[str, Any]:
+    reason = _INCOMPLETE.get(finish or "")
+    response["status"] = "incomplete" if reason else "completed"
+    response["incomplete_details"] = {"reason": reason} if reason else None
+    response["usage"] = responses_usage(usage)
+    return response
+
+
+def _thinking_text(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    blocks = message.get("thinking_blocks")
+    kept = [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+    text = message.get("reasoning_content") or message.get("reasoning")
+    if not isinstance(text, str) or not text:
+        text = "".join(str(b.get("thinking") or "") for b in kept)
+    return text, kept
+
+
+def to_response(answer: dict[str, Any], frame: ResponseFrame) -> dict[str, Any]:
+    """The `response` object for a canonical `chat.completion` (its first choice)."""
+    choices = answer.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    output: list[dict[str, Any]] = []
+    text, blocks = _thinking_text(message)
+    if text or blocks:
+        ident = frame.item_id("rs", len(output))
+        output.append(_reasoning_item(ident, text, blocks, frame.encrypted, "completed"))
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    parts: list[dict[str, Any]] = []
+    if content:
+        parts.append(_text_part(content))
+    if message.get("refusal"):
+        parts.append({"type": "refusal", "refusal": message["refusal"]})
+    if parts:
+        output.append(_message_item(frame.item_id("msg", len(output)), parts, "completed"))
+    for n, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = _encode(arguments or {}).decode()
+        call_id = str(call.get("id") or f"call_{frame.ident.removeprefix('resp_')}_{n}")
+        ident = frame.item_id("fc", len(output))
+        output.append(
+            _call_item(ident, call_id, str(function.get("name", "")), arguments, "completed")
+        )
+    response = shell(frame, "completed")
+    response["output"] = output
+    return _finished(response, choice.get("finish_reason"), answer.get("usage"))
+
+
+def assistant_message(
+    output: list[dict[str, Any]], thinking: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The canonical assistant message for a response's output items and the thinking blocks
+    behind them (for the store): what a next turn sends back."""
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    texts: list[str] = []
+    reasoning: list[str] = []
+    for item in output:
+        kind = item.get("type")
+        if kind == "reasoning":
+            reasoning += [str(s.get("text") or "") for s in item.get("summary") or ()]
+        elif kind == "message":
+            for part in item.get("content") or ():
+                texts.append(str(part.get("text") or part.get("refusal") or ""))
+        elif kind == "function_call":
+            function = {"name": item.get("name", ""), "arguments": item.get("arguments", "")}
+            call = {"id": item.get("call_id", ""), "type": "function", "function": function}
+            message.setdefault("tool_calls", []).append(call)
+    if texts:
+        message["content"] = "".join(texts)
+    if thinking:
+        message["thinking_blocks"] = thinking
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    return message
+
+
+def _event(kind: str, payload: dict[str, Any]) -> bytes:
+    return format_event(kind, _encode(payload))
+
+
+class ResponsesEventWriter:
+    """Canonical chunks -> Responses stream events, already formatted (one per stream)."""
+
+    __slots__ = (
+        "_calls",
+        "_finish",
+        "_frame",
+        "_open",
+        "_output",
+        "_sequence",
+        "_started",
+        "_thinking",
+        "_usage",
+        "thinking",
+    )
+
+    def __init__(self, frame: ResponseFrame) -> None:
+        self._frame = frame
+        self._sequence = 0
+        self._started = False
+        self._output: list[dict[str, Any]] = []  # items, in progress then done
+        self._open: int | None = None  # output index of the item still receiving deltas
+        self._calls: dict[int, int] = {}  # canonical tool-call index -> output index
+        self._thinking: list[dict[str, Any]] = []  # thinking blocks of the open reasoning item
+        self.thinking: list[dict[str, Any]] = []
+        """Every thinking block of the answer (signatures included), for the store."""
+        self._finish: str | None = None
+        self._usage: Any = None
+
+    def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
+        payload = {"type": kind, "sequence_number": self._sequence, **payload}
+        self._sequence += 1
+        out.append(_event(kind, payload))
+
+    def _start(self, out: list[bytes]) -> None:
+        self._started = True
+        response = shell(self._frame, "in_progress")
+        self._emit("response.created", {"response": response}, out)
+        self._emit("response.in_progress", {"response": response}, out)
+
+    def _add(self, item: dict[str, Any], out: list[bytes]) -> int:
+        self._close(out)
+        index = len(self._output)
+        self._output.append(item)
+        self._open = index
+        self._emit("response.output_item.added", {"output_index": index, "item": item}, out)
+        return index
+
+    def _close(self, out: list[bytes]) -> None:
+        index = self._open
+        if index is None:
+            return
+        self._open = None
+        item = self._output[index]
+        where = {"item_id": item["id"], "output_index": index}
+        kind = item["type"]
+        if kind == "message":
+            for n, part in enumerate(item["content"]):
+                at = {**where, "content_index": n}
+                if part["type"] == "output_text":
+                    done = {**at, "text": part["text"], "logprobs": []}
+                    self._emit("response.output_text.done", done, out)
+                else:
+                    self._emit("response.refusal.done", {**at, "refusal": part["refusal"]}, out)
+                self._emit("response.content_part.done", {**at, "part": part}, out)
+        elif kind == "function_call":
+            done = {**where, "name": item["name"], "arguments": item["arguments"]}
+            self._emit("response.function_call_arguments.done", done, out)
+        elif kind == "reasoning":
+            if self._frame.encrypted:
+                item["encrypted_content"] = encode_reasoning(self._thinking)
+            self._thinking = []
+            for n, summary in enumerate(item["summary"]):
+                at = {**where, "summary_index": n}
+                done = {**at, "text": summary["text"]}
+                self._emit("response.reasoning_summary_text.done", done, out)
+                self._emit("response.reasoning_summary_part.done", {**at, "part": summary}, out)
+        item["status"] = "completed"
+        self._emit("response.output_item.done", {"output_index": index, "item": item}, out)
+
+    def _current(self, kind: str) -> dict[str, Any] | None:
+        if self._open is not None and self._output[self._open]["type"] == kind:
+            return self._output[self._open]
+        return None
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            self._reasoning(delta, out)
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                self._text("output_text", delta["content"], out)
+            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+                self._text("refusal", delta["refusal"], out)
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._call(call, out)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+        return out
+
+    def _reasoning_item(self, out: list[bytes]) -> dict[str, Any]:
+        item = self._current("reasoning")
+        if item is None:
+            ident = self._frame.item_id("rs", len(self._output))
+            item = _reasoning_item(ident, "", [], False, "in_progress")
+            index = self._add(item, out)
+            part = {"type": "summary_text", "text": ""}
+            item["summary"].append(dict(part))
+            where = {"item_id": ident, "output_index": index, "summary_index": 0}
+            self._emit("response.reasoning_summary_part.added", {**where, "part": part}, out)
+        return item
+
+    def _reasoning(self, delta: dict[str, Any], out: list[bytes]) -> None:
+        text = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(text, str) and text:
+            self._summary_delta(self._reasoning_item(out), text, out)
+        for block in delta.get("thinking_blocks") or ():
+            if not isinstance(block, dict):
+                continue
+            item = self._reasoning_item(out)
+            if not item["summary"][0]["text"] and block.get("thinking"):
+                self._summary_delta(item, str(block["thinking"]), out)  # it came whole
+            self._thinking.append(block)
+            self.thinking.append({k: v for k, v in block.items() if k != "index"})
+
+    def _summary_delta(self, item: dict[str, Any], text: str, out: list[bytes]) -> None:
+        item["summary"][0]["text"] += text
+        where = {"item_id": item["id"], "output_index": self._open, "summary_index": 0}
+        self._emit("response.reasoning_summary_text.delta", {**where, "delta": text}, out)
+
+    def _text(self, kind: str, text: str, out: list[bytes]) -> None:
+        item = self._current("message")
+        if item is None:
+            ident = self._frame.item_id("msg", len(self._output))
+            item = _message_item(ident, [], "in_progress")
+            self._add(item, out)
+        parts = item["content"]
+        where = {"item_id": item["id"], "output_index": self._open}
+        if not parts or parts[-1]["type"] != kind:
+            part = _text_part("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
+            parts.append(part)
+            at = {**where, "content_index": len(parts) - 1}
+            self._emit("response.content_part.added", {**at, "part": dict(part)}, out)
+        at = {**where, "content_index": len(parts) - 1}
+        if kind == "output_text":
+            parts[-1]["text"] += text
+            self._emit("response.output_text.delta", {**at, "delta": text, "logprobs": []}, out)
+        else:
+            parts[-1]["refusal"] += text
+            self._emit("response.refusal.delta", {**at, "delta": text}, out)
+
+    def _call(self, call: dict[str, Any], out: list[bytes]) -> None:
+        position = call.get("index")
+        key = position if isinstance(position, int) else len(self._calls)
+        function = call.get("function") or {}
+        index = self._calls.get(key)
+        if index is None or (call.get("id") and self._output[index]["call_id"] != call["id"]):
+            n = len(self._calls)
+            call_id = str(call.get("id") or f"call_{self._frame.ident.removeprefix('resp_')}_{n}")
+            ident = self._frame.item_id("fc", len(self._output))
+            name = str(function.get("name") or "")
+            index = self._add(_call_item(ident, call_id, name, "", "in_progress"), out)
+            self._calls[key] = index
+        item = self._output[index]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            if index != self._open:  # a late delta of an earlier call: its item is done
+                return
+            item["arguments"] += arguments
+            where = {"item_id": item["id"], "output_index": index}
+            self._emit("response.function_call_arguments.delta", {**where, "delta": arguments}, out)
+
+    def response(self) -> dict[str, Any]:
+        """The whole response so far (after `finish`: as the last event gave it)."""
+        response = shell(self._frame, "in_progress")
+        response["output"] = self._output
+        return _finished(response, self._finish, self._usage)
+
+    def finish(self) -> list[bytes]:
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
+        self._close(out)
+        response = self.response()
+        kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+        self._emit(kind, {"response": response}, out)
+        return out
+
+    def fail(self, code: str | None, message: str) -> list[bytes]:
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
+        response = self.response()
+        response["status"] = "failed"
+        response["incomplete_details"] = None
+        # OpenAI's codes for a failed response are a closed list: ours map to the nearest
+        known = code if code == "rate_limit_exceeded" else "server_error"
+        response["error"] = {"code": known, "message": message}
+        self._emit("response.failed", {"response": response}, out)
+        return out
