@@ -30,6 +30,7 @@ class Call:
         "forward",
         "model",
         "operation",
+        "request_id",
         "stream",
         "usage_added",
         "usage_asked",
@@ -48,6 +49,8 @@ class Call:
         usage_asked: bool = True,
     ) -> None:
         self.operation = operation
+        self.request_id = ""
+        """Set by the pipeline: log lines about this request carry it."""
         self.format = fmt
         self.body = body
         self.model = model

@@ -542,6 +542,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_providers_reset(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        restored = client.reset_providers(args.provider)
+    if args.json:
+        _print_json({"reset": restored})
+        return 0
+    if not restored:
+        print("no such provider has keys" if args.provider else "no provider has keys")
+        return 0
+    for name, count in sorted(restored.items()):
+        print(f"{name}: {count} key{'s' if count != 1 else ''} back in rotation")
+    return 0
+
+
 # the parser
 
 
@@ -719,6 +733,19 @@ def _parser() -> argparse.ArgumentParser:
     with_state_dir(models)
     with_json(models)
     models.set_defaults(func=_cmd_models)
+
+    providers = sub.add_parser("providers", help="the gateway's providers and their keys")
+    providers_sub = providers.add_subparsers(dest="providers_command", metavar="COMMAND")
+    providers_sub.required = True
+    reset = providers_sub.add_parser(
+        "reset",
+        help="bring keys that were set aside (HTTP 401/403) or cool down back at once",
+    )
+    reset.add_argument("provider", nargs="?", help="only this provider (default: all)")
+    with_url(reset)
+    with_state_dir(reset)
+    with_json(reset)
+    reset.set_defaults(func=_cmd_providers_reset)
 
     serve = sub.add_parser("serve", help="run the gateway in the foreground")
     with_address(serve)

@@ -28,7 +28,10 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamTimeoutError(f"upstream {provider} timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamConnectionError(f"upstream {provider} is unreachable")
+        host = getattr(exc, "host", None)
+        port = getattr(exc, "port", None)
+        where = f" at {host}:{port}" if host else ""
+        return UpstreamConnectionError(f"upstream {provider} is unreachable{where}")
     if isinstance(
         exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionError)
     ):

@@ -55,6 +55,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, http: HttpTransport, state: StateBackend) -> None:
         self.settings = settings
+        self.http = http
         self.fingerprint = settings.fingerprint()
         self.providers = build_providers(settings.providers, http, state)
         self.router = Router(settings.aliases, self.providers, settings, state)
@@ -75,7 +76,11 @@ class Runtime:
         """Key health of every provider that has keys (never the keys: last 4 characters):
         how many, how many cool down, which are set aside and when each is tried again,
         which were refused for a model."""
-        health = {p.name: p.keys.status() for p in self.providers.values() if len(p.keys)}
+        health = {
+            p.name: p.keys.status()
+            for p in self.providers.values()
+            if len(p.keys) or p.config.explicit or p.transport is not self.http
+        }
         for label, hints in self.router.refusals().items():
             provider = label.partition("/")[0]
             health.setdefault(provider, {}).setdefault("refused_for", {})[label] = hints
@@ -166,8 +171,10 @@ def build_app(settings: Settings) -> web.Application:
     known: dict[str, tuple[str, ...]] = {}
 
     def add(method: str, path: str, handler: Any) -> None:
-        app.router.add_route(method, path, handler)
-        known[path] = (*known.get(path, ()), method)
+        # the same route with a trailing slash: a route each, nothing to rewrite per request
+        for variant in (path, path + "/") if not path.endswith(("/", "}")) else (path,):
+            app.router.add_route(method, variant, handler)
+            known[variant] = (*known.get(variant, ()), method)
 
     async def health(request: web.Request) -> web.Response:
         runtime = gateway.runtime

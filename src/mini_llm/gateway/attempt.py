@@ -63,11 +63,11 @@ class Attempts:
             response = await provider.transport.send(request, timeouts)
             if response.status >= 400:
                 raw = await _read(response)
-                raise self.status_error(provider, response, raw)
+                raise self.status_error(target, call, response, raw)
             framing = endpoint.framing
             content_type = response.headers.get("Content-Type", "")
             if call.stream and content_type.startswith(framing.content_type):
-                stream = self._relay(response, target, framing if native else None, started)
+                stream = self._relay(response, target, call, framing if native else None, started)
                 handed_over = True
                 first = await anext(stream, b"")
                 return Answer(target, native, stream=prepend(first, stream), endpoint=endpoint)
@@ -75,7 +75,7 @@ class Attempts:
         except GatewayError:
             raise
         except Exception as e:
-            raise self.failure(e, provider) from None
+            raise self.failure(e, target, call) from None
         finally:
             if not handed_over:
                 target.busy.value -= 1
@@ -83,18 +83,24 @@ class Attempts:
             try:
                 return Answer(target, False, completion=endpoint.parse(data), endpoint=endpoint)
             except GatewayError as e:
-                raise self.failure(e, provider) from None
+                raise self.failure(e, target, call) from None
         try:
             _probe.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise self.failure(
                 UpstreamError(f"upstream {provider.name} answered with malformed JSON"),
-                provider,
+                target,
+                call,
             ) from None
         return Answer(target, True, data, endpoint=endpoint)
 
     async def _relay(
-        self, response: UpstreamResponse, target: Target, framing: Framing | None, started: float
+        self,
+        response: UpstreamResponse,
+        target: Target,
+        call: Call,
+        framing: Framing | None,
+        started: float,
     ) -> AsyncIterator[bytes]:
         """The stream's bytes as they come, watched for a late start and for silences.
 
@@ -157,13 +163,13 @@ class Attempts:
                 )
             complete = True
         except GatewayError as e:
-            raise self.failure(e, provider) from None
+            raise self.failure(e, target, call) from None
         except Exception as e:
             if silent:
                 raise self.failure(
-                    self._silence(provider, last, idle, first_byte), provider
+                    self._silence(provider, last, idle, first_byte), target, call
                 ) from None
-            raise self.failure(e, provider) from None
+            raise self.failure(e, target, call) from None
         finally:
             handle.cancel()
             target.busy.value -= 1
@@ -185,7 +191,8 @@ class Attempts:
             f"upstream {provider.name} did not start its stream within {first_byte:g}s"
         )
 
-    def failure(self, exc: BaseException, provider: Provider) -> GatewayError:
+    def failure(self, exc: BaseException, target: Target, call: Call) -> GatewayError:
+        provider = target.provider
         error = upstream_failure(exc, provider.name)
         # an upstream's words (an error event's message, code or param) pass the redactor
         error.message = self._redact(error.message)
@@ -194,18 +201,25 @@ class Attempts:
         if error.param:
             error.param = self._redact(error.param)
         log.warning(
-            "upstream %s failed: %s", provider.name, self._redact(f"{type(exc).__name__}: {exc}")
+            "request %s (model %s): upstream %s failed: %s",
+            call.request_id,
+            call.model,
+            target.label,
+            self._redact(f"{type(exc).__name__}: {exc}"),
         )
         return error
 
     def status_error(
-        self, provider: Provider, response: UpstreamResponse, raw: bytes
+        self, target: Target, call: Call, response: UpstreamResponse, raw: bytes
     ) -> UpstreamStatusError:
+        provider = target.provider
         status = response.status
         info = provider.wire.error_info(status, raw)
         log.warning(
-            "upstream %s answered HTTP %d: %s",
-            provider.name,
+            "request %s (model %s): upstream %s answered HTTP %d: %s",
+            call.request_id,
+            call.model,
+            target.label,
             status,
             self._redact(raw[:4000].decode("utf-8", "replace")),
         )

@@ -68,7 +68,9 @@ class BodyReader:
         except RequestPayloadError as e:  # a chunked body that breaks off, or is malformed
             raise InvalidRequestError(f"Request body is malformed: {e}") from None
         if not raw:
-            raise InvalidRequestError("Request body is empty; expected a JSON object.")
+            raise InvalidRequestError(
+                "Request body is empty; expected a JSON object.", code="invalid_json"
+            )
         # aiohttp has decoded it already when its parser was left to (total_compressed_bytes
         # is set then): only the gateway's own server leaves compressed bodies to this reader
         if wbits >= 0 and getattr(request.content, "total_compressed_bytes", None) is None:

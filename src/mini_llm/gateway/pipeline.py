@@ -65,6 +65,7 @@ class Pipeline:
         try:
             body = await runtime.body.read_object(request)
             call = dialect.parse(body, request.headers)
+            call.request_id = rid
             if info is not None:
                 info.call = call
                 given = await chain.before(info)

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -281,6 +281,15 @@ class Client:
 
     def health(self) -> Health:
         return _decode(self._call("GET", "/health"), Health)
+
+    def reset_providers(self, provider: str | None = None) -> dict[str, int]:
+        """Bring the keys the gateway set aside (or cools down) back at once, for one provider
+        or all: how many keys each provider got back. The gateway answers loopback callers
+        only."""
+        query = "?provider=" + quote(provider, safe="") if provider else ""
+        answer = msgspec.json.decode(self._call("POST", "/admin/providers/reset" + query))
+        reset = answer.get("reset") if isinstance(answer, dict) else None
+        return {str(k): int(v) for k, v in reset.items()} if isinstance(reset, dict) else {}
 
     def close(self) -> None:
         while self._idle:
