@@ -25,7 +25,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..sse import SSEEvent
-from .base import ErrorInfo
+from .base import ErrorInfo, event_object
 
 __all__ = [
     "FINISH_REASONS",
@@ -232,12 +232,7 @@ class AnthropicStreamTranslator:
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or self._done:
             return []
-        try:
-            data = _decode(event.data)
-        except msgspec.DecodeError:
-            raise UpstreamError("upstream sent a malformed stream event") from None
-        if not isinstance(data, dict):
-            raise UpstreamError("upstream sent a malformed stream event")
+        data = event_object(event.data)
         kind = data.get("type") or event.event
         if kind == "content_block_delta":
             return self._delta(data)

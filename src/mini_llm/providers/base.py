@@ -16,10 +16,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from ..canonical import token_count
+from ..errors import UpstreamError
 from ..formats import Format, Operation
 from ..resilience import Timeouts
 from ..sse import SSEEvent, SSEParser
+
+_decode_json = msgspec.json.decode
 
 __all__ = [
     "Credential",
@@ -39,6 +44,7 @@ __all__ = [
     "UpstreamResponse",
     "Wire",
     "WireFormat",
+    "event_object",
     "native_format",
     "token_count",
 ]
@@ -89,6 +95,17 @@ class ErrorInfo:
     type: str | None = None
     code: str | None = None
     param: str | None = None
+
+
+def event_object(data: str) -> dict[str, Any]:
+    """A stream event's data as the JSON object it must be; `UpstreamError` otherwise."""
+    try:
+        decoded = _decode_json(data)
+    except msgspec.DecodeError:
+        raise UpstreamError("upstream sent a malformed stream event") from None
+    if not isinstance(decoded, dict):
+        raise UpstreamError("upstream sent a malformed stream event")
+    return decoded
 
 
 class EventTranslator(Protocol):

@@ -21,6 +21,7 @@ from .base import (
     UpstreamModel,
     UpstreamRequest,
     Wire,
+    event_object,
 )
 
 __all__ = [
@@ -88,12 +89,7 @@ class OpenAIStreamReader:
             return []
         if not data or self._done:
             return []
-        try:
-            chunk = _decode(data)
-        except msgspec.DecodeError:
-            raise UpstreamError("upstream sent a malformed stream event") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError("upstream sent a malformed stream event")
+        chunk = event_object(data)
         if "error" in chunk:
             info = openai_error_info(502, data.encode())
             raise UpstreamError(info.message, code=info.code or "upstream_error")

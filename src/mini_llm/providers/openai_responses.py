@@ -16,7 +16,15 @@ from ..canonical import chunk, token_count
 from ..errors import InvalidRequestError, UpstreamError
 from ..formats import CHAT, OPENAI, OPENAI_RESPONSES, RESPONSES
 from ..sse import SSEEvent
-from .base import HeaderSigner, SSEDecoder, SSEFraming, UpstreamModel, UpstreamRequest, Wire
+from .base import (
+    HeaderSigner,
+    SSEDecoder,
+    SSEFraming,
+    UpstreamModel,
+    UpstreamRequest,
+    Wire,
+    event_object,
+)
 from .openai import OpenAIChat, openai_error_info, parse_openai_answer
 
 __all__ = [
@@ -112,12 +120,7 @@ class ResponsesStreamReader:
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or self._done:
             return []
-        try:
-            data = _decode(event.data)
-        except msgspec.DecodeError:
-            raise UpstreamError("upstream sent a malformed stream event") from None
-        if not isinstance(data, dict):
-            raise UpstreamError("upstream sent a malformed stream event")
+        data = event_object(event.data)
         kind = data.get("type") or event.event
         if kind == "response.output_text.delta":
             return [self._chunk({"content": str(data.get("delta") or "")})]
