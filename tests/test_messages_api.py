@@ -155,7 +155,7 @@ def claude_code_like(model: str, stream: bool = False) -> dict[str, Any]:
 def test_claude_code_request_reaches_an_openai_model_with_its_system_turn_in_place(
     gateway: RunningApp, openai_upstream: OpenAIUpstream
 ) -> None:
-    status, headers, data = post(gateway, claude_code_like("openai/gpt-4o-mini"))
+    status, headers, data = post(gateway, claude_code_like("openai/o3-mini"))
     assert status == 200, data
     sent = openai_upstream.requests[-1].body
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "system"]
@@ -164,6 +164,11 @@ def test_claude_code_request_reaches_an_openai_model_with_its_system_turn_in_pla
     assert "thinking" not in sent and "context_management" not in sent
     assert headers["x-mini-llm-dropped"] == "context_management,cache_control"
     assert json.loads(data)["content"][0]["text"] == "hi"
+    # a model that refuses reasoning_effort does not get it, and the client is told
+    status, headers, data = post(gateway, claude_code_like("openai/gpt-4o-mini"))
+    assert status == 200, data
+    assert "reasoning_effort" not in openai_upstream.requests[-1].body
+    assert headers["x-mini-llm-dropped"] == "context_management,cache_control,reasoning_effort"
 
 
 def test_dropped_fields_are_named_on_a_stream_too(
@@ -345,3 +350,21 @@ def test_mock_anthropic_refuses_beta_fields_without_their_beta(gateway: RunningA
     assert status == 400 and b"context-management-2025-06-27" in data
     status, _, data = post(gateway, body, **{"anthropic-beta": CLAUDE_CODE_BETAS})
     assert status == 200, data
+
+
+def test_effort_does_not_reach_an_openai_model_that_refuses_it() -> None:
+    from mini_llm.formats import CHAT
+    from mini_llm.providers.base import UpstreamModel
+    from mini_llm.providers.openai import OPENAI_WIRE
+
+    endpoint = OPENAI_WIRE.endpoints[CHAT]
+    canonical = {"model": "x", "messages": [], "reasoning_effort": "high"}
+    for model, kept in (("gpt-4o-mini", False), ("gpt-4.1", False), ("o3-mini", True)):
+        to = UpstreamModel("openai", "http://127.0.0.1:9/v1", model, {})
+        sent = json.loads(endpoint.request(to, canonical, False, False).body)
+        assert ("reasoning_effort" in sent) is kept, model
+    assert canonical["reasoning_effort"] == "high"  # the shared canonical form is untouched
+    # a client's own OpenAI body passes through as it is, whatever it holds
+    to = UpstreamModel("openai", "http://127.0.0.1:9/v1", "gpt-4o-mini", {})
+    native = json.loads(endpoint.request(to, dict(canonical), True, False).body)
+    assert native["reasoning_effort"] == "high"

@@ -88,7 +88,16 @@ class Answer:
     malformed answer is retried like any failure).
     """
 
-    __slots__ = ("attempts", "completion", "data", "endpoint", "native", "stream", "target")
+    __slots__ = (
+        "attempts",
+        "completion",
+        "data",
+        "dropped",
+        "endpoint",
+        "native",
+        "stream",
+        "target",
+    )
 
     def __init__(
         self,
@@ -108,6 +117,8 @@ class Answer:
         self.stream = stream
         self.completion = completion
         self.attempts = 1
+        self.dropped: tuple[str, ...] = ()
+        """What the target that answered could not take of the canonical request."""
 
     def headers(self) -> dict[str, str]:
         if self.target is None:

@@ -70,7 +70,9 @@ class Attempts:
                 stream = self._relay(response, target, call, framing if native else None, started)
                 handed_over = True
                 first = await anext(stream, b"")
-                return Answer(target, native, stream=prepend(first, stream), endpoint=endpoint)
+                answer = Answer(target, native, stream=prepend(first, stream), endpoint=endpoint)
+                answer.dropped = request.dropped
+                return answer
             data = await _read(response)
         except GatewayError:
             raise
@@ -81,7 +83,9 @@ class Attempts:
                 target.busy.value -= 1
         if not native:
             try:
-                return Answer(target, False, completion=endpoint.parse(data), endpoint=endpoint)
+                answer = Answer(target, False, completion=endpoint.parse(data), endpoint=endpoint)
+                answer.dropped = request.dropped
+                return answer
             except GatewayError as e:
                 raise self.failure(e, target, call) from None
         try:

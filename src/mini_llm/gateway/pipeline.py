@@ -128,10 +128,11 @@ async def _respond(
 ) -> web.StreamResponse:
     headers = answer.headers()
     headers["x-request-id"] = rid
-    if call.dropped and answer.target is not None and not answer.native:
+    if answer.target is not None and not answer.native and (call.dropped or answer.dropped):
         # what the translation could not carry to this target: said, never lost silently
-        headers["x-mini-llm-dropped"] = ",".join(call.dropped)
-        log.info("request %s to %s: dropped %s", rid, answer.target.label, ",".join(call.dropped))
+        dropped = ",".join(dict.fromkeys((*call.dropped, *answer.dropped)))
+        headers["x-mini-llm-dropped"] = dropped
+        log.info("request %s to %s: dropped %s", rid, answer.target.label, dropped)
     scrub = runtime.redact.scrub
     wants_usage = info is not None and runtime.policies.wants_usage
     if answer.stream is None:

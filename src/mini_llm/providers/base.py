@@ -57,6 +57,9 @@ class UpstreamRequest:
     """Already percent-encoded: sent exactly as it is."""
     headers: Mapping[str, str]
     body: bytes
+    dropped: tuple[str, ...] = ()
+    """Fields of the (canonical) request this target cannot take, left out: named to the
+    client in `x-mini-llm-dropped`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +312,7 @@ class HeaderSigner:
             return request
         headers = dict(request.headers)
         headers[self.header] = self.prefix + credential.secret
-        return UpstreamRequest(request.method, request.url, headers, request.body)
+        return UpstreamRequest(request.method, request.url, headers, request.body, request.dropped)
 
 
 class StreamReader(Protocol):

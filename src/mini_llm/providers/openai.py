@@ -114,6 +114,11 @@ def parse_openai_answer(raw: bytes) -> dict[str, Any]:
     return answer
 
 
+# OpenAI models that refuse `reasoning_effort` (a 400): a translated request (an Anthropic
+# client's effort or thinking, say) goes to them without it. Prefixes, first match wins.
+NO_REASONING_EFFORT: tuple[str, ...] = ("gpt-4", "gpt-3.5", "chatgpt-4o")
+
+
 class OpenAIChat:
     """`POST {base}/chat/completions`: the canonical format's own, so nothing to translate."""
 
@@ -124,8 +129,14 @@ class OpenAIChat:
     def request(
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
     ) -> UpstreamRequest:
+        dropped: tuple[str, ...] = ()
+        if not native and "reasoning_effort" in body and to.model.startswith(NO_REASONING_EFFORT):
+            # the canonical body is shared by the route's targets: leave it as it is
+            body = {k: v for k, v in body.items() if k != "reasoning_effort"}
+            dropped = ("reasoning_effort",)
         body["model"] = to.model
-        return UpstreamRequest("POST", to.base_url + "/chat/completions", to.headers, _encode(body))
+        url = to.base_url + "/chat/completions"
+        return UpstreamRequest("POST", url, to.headers, _encode(body), dropped)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         return parse_openai_answer(raw)
