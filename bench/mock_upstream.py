@@ -1,6 +1,7 @@
 """A fast mock LLM upstream for the benchmark: raw asyncio protocol + httptools (+ uvloop).
 
-It speaks the OpenAI (`/v1/chat/completions`) and Anthropic (`/v1/messages`) wire formats,
+It speaks the OpenAI (`/v1/chat/completions`, `/v1/responses`) and Anthropic (`/v1/messages`)
+wire formats,
 JSON and SSE. Streams are 20 content chunks + a finish event (+ `[DONE]` for OpenAI), each
 written to the socket separately, with a turn of the event loop between writes so that they
 leave as separate segments. Answers are prebuilt bytes: the mock costs about 10 µs of CPU per
@@ -165,10 +166,78 @@ def _anthropic_stream() -> list[bytes]:
     return frames
 
 
+def _response_object(status: str, text: str) -> dict[str, object]:
+    output = []
+    if text:
+        output = [
+            {
+                "type": "message",
+                "id": "msg_bench",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ]
+    return {
+        "id": "resp_bench",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": status,
+        "model": "gpt-4o-mini",
+        "output": output,
+        "usage": {
+            "input_tokens": 12,
+            "output_tokens": CHUNKS,
+            "total_tokens": 12 + CHUNKS,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
+def _responses_json() -> bytes:
+    return _json_answer(_response_object("completed", _WORD * CHUNKS))
+
+
+def _responses_stream() -> list[bytes]:
+    """The Responses API's event sequence: created, in progress, one message item with one
+    text part (20 deltas), its closing events, completed."""
+    n = iter(range(1000))
+
+    def event(kind: str, **fields: object) -> bytes:
+        return _sse({"type": kind, "sequence_number": next(n), **fields}, kind)
+
+    item = {"type": "message", "id": "msg_bench", "status": "in_progress", "role": "assistant"}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": "msg_bench", "output_index": 0, "content_index": 0}
+    events = [
+        event("response.created", response=_response_object("in_progress", "")),
+        event("response.in_progress", response=_response_object("in_progress", "")),
+        event("response.output_item.added", output_index=0, item={**item, "content": []}),
+        event("response.content_part.added", part=part, **where),
+    ]
+    events += [event("response.output_text.delta", delta=_WORD, **where) for _ in range(CHUNKS)]
+    text = _WORD * CHUNKS
+    done_part = {**part, "text": text}
+    done_item = {**item, "status": "completed", "content": [done_part]}
+    events += [
+        event("response.output_text.done", text=text, **where),
+        event("response.content_part.done", part=done_part, **where),
+        event("response.output_item.done", output_index=0, item=done_item),
+        event("response.completed", response=_response_object("completed", text)),
+    ]
+    frames = [_http_chunk(e) for e in events]
+    frames[-1] += b"0\r\n\r\n"
+    frames[0] = _STREAM_HEAD + frames[0]
+    return frames
+
+
 OPENAI_JSON = _openai_json()
 OPENAI_STREAM = _openai_stream()
 ANTHROPIC_JSON = _anthropic_json()
 ANTHROPIC_STREAM = _anthropic_stream()
+RESPONSES_JSON = _responses_json()
+RESPONSES_STREAM = _responses_stream()
 NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"
 )
@@ -177,6 +246,8 @@ _ROUTES = {
     b"/chat/completions": (OPENAI_JSON, OPENAI_STREAM),
     b"/v1/messages": (ANTHROPIC_JSON, ANTHROPIC_STREAM),
     b"/messages": (ANTHROPIC_JSON, ANTHROPIC_STREAM),
+    b"/v1/responses": (RESPONSES_JSON, RESPONSES_STREAM),
+    b"/responses": (RESPONSES_JSON, RESPONSES_STREAM),
 }
 
 

@@ -65,6 +65,19 @@ def _openai(model: str, stream: bool) -> bytes:
     return json.dumps(body).encode()
 
 
+def _responses(model: str, stream: bool) -> bytes:
+    body: dict[str, Any] = {
+        "model": model,
+        "instructions": MESSAGES[0]["content"],
+        "input": MESSAGES[1:],
+        "max_output_tokens": 64,
+        "store": False,
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body).encode()
+
+
 def _anthropic(model: str, stream: bool) -> bytes:
     body: dict[str, Any] = {
         "model": model,
@@ -103,6 +116,7 @@ def _req(path: str, body: bytes, headers: dict[str, str] | None = None) -> Reque
 
 CHAT = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 OPENAI_MODEL = "openai/gpt-4o-mini"
 CLAUDE_MODEL = "anthropic/claude-bench"
 
@@ -156,6 +170,42 @@ SCENARIOS: list[Scenario] = [
         _req(MESSAGES_PATH, _anthropic(OPENAI_MODEL, True), ANTHROPIC_HEADERS),
         True,
         direct=_req(CHAT, _openai("gpt-4o-mini", True)),
+        floor="openai-stream",
+        passthrough="openai-stream",
+    ),
+    Scenario(
+        "responses",
+        "Responses API pass-through (OpenAI's /responses)",
+        _req(RESPONSES_PATH, _responses(OPENAI_MODEL, False)),
+        False,
+        direct=_req(RESPONSES_PATH, _responses("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+    ),
+    Scenario(
+        "responses-stream",
+        "Responses API pass-through, stream",
+        _req(RESPONSES_PATH, _responses(OPENAI_MODEL, True)),
+        True,
+        direct=_req(RESPONSES_PATH, _responses("gpt-4o-mini", True)),
+        floor="openai-stream",
+        passthrough="openai-stream",
+    ),
+    Scenario(
+        "responses-to-anthropic",
+        "Responses client → Anthropic upstream",
+        _req(RESPONSES_PATH, _responses(CLAUDE_MODEL, False)),
+        False,
+        direct=_req(MESSAGES_PATH, _anthropic("claude-bench", False), ANTHROPIC_HEADERS),
+        floor="openai",
+        passthrough="openai",
+    ),
+    Scenario(
+        "responses-to-anthropic-stream",
+        "Responses client → Anthropic upstream, stream",
+        _req(RESPONSES_PATH, _responses(CLAUDE_MODEL, True)),
+        True,
+        direct=_req(MESSAGES_PATH, _anthropic("claude-bench", True), ANTHROPIC_HEADERS),
         floor="openai-stream",
         passthrough="openai-stream",
     ),
