@@ -97,3 +97,13 @@ def test_providers_reset_brings_keys_back(make_gateway: GatewayFactory) -> None:
     assert json.loads(as_json.stdout)["reset"]["openai"] == 0
     unknown = run_cli("providers", "reset", "nope", "--url", gateway.url, env=clean_env())
     assert unknown.returncode == 1 and "Unknown provider 'nope'" in unknown.stderr
+
+
+def test_head_on_a_get_route_is_its_headers(mock_gateway: RunningApp) -> None:
+    status, headers, data = http("HEAD", mock_gateway.url + "/health")
+    assert (status, data) == (200, b"")
+    assert headers["Content-Type"].startswith("application/json")
+    status, _, _ = http("HEAD", mock_gateway.url + "/v1/models")
+    assert status == 200
+    status, headers, _ = http("DELETE", mock_gateway.url + "/health")
+    assert status == 405 and headers["Allow"] == "GET, HEAD"

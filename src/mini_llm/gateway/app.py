@@ -175,6 +175,9 @@ def build_app(settings: Settings) -> web.Application:
         for variant in (path, path + "/") if not path.endswith(("/", "}")) else (path,):
             app.router.add_route(method, variant, handler)
             known[variant] = (*known.get(variant, ()), method)
+            if method == "GET":  # HEAD answers with a GET's headers, no body (aiohttp drops it)
+                app.router.add_route("HEAD", variant, handler)
+                known[variant] = (*known[variant], "HEAD")
 
     async def health(request: web.Request) -> web.Response:
         runtime = gateway.runtime
