@@ -27,7 +27,7 @@ import msgspec
 from ..errors import UpstreamError, UpstreamStatusError
 from .base import Credential, Transport, UpstreamRequest
 
-__all__ = ["CLOUD_PLATFORM", "ServiceAccountTokens", "jwt_assertion", "refresh_margin"]
+__all__ = ["CLOUD_PLATFORM", "ServiceAccountTokens", "jwt_assertion", "refresh_margin", "rs256"]
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -46,7 +46,7 @@ def refresh_margin(lifetime: float) -> float:
     return min(300.0, lifetime / 2)
 
 
-def _rs256(private_key: Any, data: bytes) -> bytes:
+def rs256(private_key: Any, data: bytes) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -73,7 +73,7 @@ def jwt_assertion(private_key: Any, claims: dict[str, Any], key_id: str = "") ->
     if key_id:
         header["kid"] = key_id
     signing_input = _b64(_encode(header)) + "." + _b64(_encode(claims))
-    return signing_input + "." + _b64(_rs256(private_key, signing_input.encode()))
+    return signing_input + "." + _b64(rs256(private_key, signing_input.encode()))
 
 
 @dataclass(slots=True)
