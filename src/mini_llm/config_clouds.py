@@ -87,6 +87,7 @@ def _azure(
     problems: list[str],
 ) -> CloudSettings:
     base = base_url or env.get("AZURE_OPENAI_ENDPOINT", "").rstrip("/")
+    explicit = bool(keys) or bool(entry) or bool(base_url)
     if not keys and env.get("AZURE_OPENAI_API_KEY"):
         keys = [env["AZURE_OPENAI_API_KEY"]]
     credentials = [Credential(k) for k in keys]
@@ -100,7 +101,9 @@ def _azure(
     ):
         problems.append(f'{where} deployments must be a table of names: {{ "gpt-4o" = "my-4o" }}')
         deployments = {}
-    explicit = bool(credentials) or bool(entry)
+    if not base and not explicit:
+        credentials = []  # the generic AZURE_OPENAI_* variables alone, without an endpoint
+    explicit = explicit or bool(credentials)
     if explicit and not base:
         problems.append(
             f"{where} needs a base_url (https://RESOURCE.openai.azure.com), or "

@@ -12,6 +12,7 @@ is its SHA-256. The signing key for a day, region and service is derived once an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -47,6 +48,12 @@ def _canonical_query(query: str) -> str:
     return "&".join(f"{n}={v}" for n, v in sorted(pairs))
 
 
+@functools.lru_cache(maxsize=1024)
+def _canonical_path(path: str) -> str:
+    """A target's path is the same on every request: encoded once, remembered."""
+    return quote(path, safe="/~")
+
+
 def _header_value(value: str) -> str:
     return " ".join(value.split())
 
@@ -56,7 +63,7 @@ def canonical_request(
 ) -> tuple[str, str]:
     """`(canonical request, signed header names)`: every header in `headers` is signed."""
     parts = urlsplit(url)
-    path = quote(parts.path or "/", safe="/~")
+    path = _canonical_path(parts.path or "/")
     names: dict[str, list[str]] = {}
     for name, value in headers.items():
         names.setdefault(name.lower(), []).append(_header_value(value))
