@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,8 +10,11 @@ from mini_llm.config import Settings
 
 from .harness import LoopThread, RunningApp, gateway_settings, start_gateway
 from .upstreams.anthropic_upstream import AnthropicUpstream
+from .upstreams.azure_upstream import AzureUpstream
+from .upstreams.bedrock_upstream import BedrockUpstream
 from .upstreams.gemini_upstream import GeminiUpstream
 from .upstreams.openai_upstream import OpenAIUpstream
+from .upstreams.vertex_upstream import VertexUpstream
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +97,73 @@ def gemini_upstream(_gemini_upstream_server: tuple[GeminiUpstream, RunningApp]) 
 @pytest.fixture
 def gemini_upstream_url(_gemini_upstream_server: tuple[GeminiUpstream, RunningApp]) -> str:
     return _gemini_upstream_server[1].url + "/v1beta"
+
+
+@pytest.fixture(scope="session")
+def _bedrock_server(loop_thread: LoopThread) -> Iterator[tuple[BedrockUpstream, RunningApp]]:
+    upstream = BedrockUpstream()
+    running = RunningApp(loop_thread, upstream.app())
+    yield upstream, running
+    running.stop()
+
+
+@pytest.fixture
+def bedrock_upstream(_bedrock_server: tuple[BedrockUpstream, RunningApp]) -> BedrockUpstream:
+    _bedrock_server[0].reset()
+    return _bedrock_server[0]
+
+
+@pytest.fixture
+def bedrock_upstream_url(_bedrock_server: tuple[BedrockUpstream, RunningApp]) -> str:
+    return _bedrock_server[1].url
+
+
+@pytest.fixture(scope="session")
+def _vertex_server(
+    loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[VertexUpstream, RunningApp, str]]:
+    upstream = VertexUpstream()
+    running = RunningApp(loop_thread, upstream.app())
+    path = tmp_path_factory.mktemp("vertex") / "service-account.json"
+    path.write_text(json.dumps(upstream.service_account(running.url)))
+    yield upstream, running, str(path)
+    running.stop()
+
+
+@pytest.fixture
+def vertex_upstream(_vertex_server: tuple[VertexUpstream, RunningApp, str]) -> VertexUpstream:
+    _vertex_server[0].reset()
+    return _vertex_server[0]
+
+
+@pytest.fixture
+def vertex_env(_vertex_server: tuple[VertexUpstream, RunningApp, str]) -> dict[str, str]:
+    """The environment of a gateway whose `vertex` preset is the mock."""
+    _, running, path = _vertex_server
+    return {
+        "GOOGLE_APPLICATION_CREDENTIALS": path,
+        "VERTEX_LOCATION": "us-east5",
+        "VERTEX_BASE_URL": running.url + "/v1",
+    }
+
+
+@pytest.fixture(scope="session")
+def _azure_server(loop_thread: LoopThread) -> Iterator[tuple[AzureUpstream, RunningApp]]:
+    upstream = AzureUpstream()
+    running = RunningApp(loop_thread, upstream.app())
+    yield upstream, running
+    running.stop()
+
+
+@pytest.fixture
+def azure_upstream(_azure_server: tuple[AzureUpstream, RunningApp]) -> AzureUpstream:
+    _azure_server[0].reset()
+    return _azure_server[0]
+
+
+@pytest.fixture
+def azure_upstream_url(_azure_server: tuple[AzureUpstream, RunningApp]) -> str:
+    return _azure_server[1].url
 
 
 GatewayFactory = Callable[..., RunningApp]

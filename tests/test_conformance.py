@@ -1,10 +1,13 @@
 """One conformance suite: every provider x both client dialects, through real servers.
 
 Providers: `openai` and `groq` (an OpenAI-compatible preset) on the mock OpenAI upstream,
-`anthropic` and `gemini` on mock upstreams speaking their real wire formats, and the built-in
-`mock`. Dialects: the official `openai` client on /v1/chat/completions and the official
-`anthropic` client on /v1/messages. The upstreams answer by `upstreams.scenario`'s rules, so
-each case states the exact answer every path must produce.
+`anthropic` and `gemini` on mock upstreams speaking their real wire formats, the built-in
+`mock`, and the clouds: `azure` (deployments, api-key), `bedrock` (Converse, SigV4 checked by
+botocore, binary event streams), `vertex-gemini` and `vertex-claude` (one Vertex provider,
+OAuth tokens from a service account, a format per publisher). Dialects: the official `openai`
+client on /v1/chat/completions and the official `anthropic` client on /v1/messages. The
+upstreams answer by `upstreams.scenario`'s rules, so each case states the exact answer every
+path must produce.
 """
 
 from __future__ import annotations
@@ -12,19 +15,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conformance_drivers import AnthropicDriver, OpenAIDriver, Result, Tool, Turn
 from .conftest import GatewayFactory
+from .upstreams import azure_upstream, bedrock_upstream
 from .upstreams import openai_upstream as up
 from .upstreams.anthropic_upstream import AnthropicUpstream
 from .upstreams.gemini_upstream import GeminiUpstream
 from .upstreams.openai_upstream import OpenAIUpstream
 from .upstreams.scenario import decide, openai_ask, openai_reply_body, openai_reply_chunks
 
-PROVIDERS = ["openai", "groq", "anthropic", "gemini", "mock"]
+PROVIDERS = [
+    "openai",
+    "groq",
+    "anthropic",
+    "gemini",
+    "mock",
+    "azure",
+    "bedrock",
+    "vertex-gemini",
+    "vertex-claude",
+]
 DIALECTS = ["openai", "anthropic"]
 MODELS = {
     "openai": "openai/gpt-4o-mini",
@@ -32,7 +47,22 @@ MODELS = {
     "anthropic": "anthropic/claude-sonnet-4-5",
     "gemini": "gemini/gemini-2.5-flash",
     "mock": "mock/echo",
+    "azure": "azure/gpt-4o",
+    "bedrock": "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "vertex-gemini": "vertex/gemini-2.5-flash",
+    "vertex-claude": "vertex/claude-sonnet-4-5@20250929",
 }
+ERROR_MODELS = {
+    "azure": "azure/error-{status}",
+    "bedrock": "bedrock/us.anthropic.error-{status}",
+    "vertex-gemini": "vertex/error-{status}",
+    "vertex-claude": "vertex/claude-error-{status}",
+}
+NO_URL_IMAGES = "Converse takes images as bytes or s3:// locations, not https URLs"
+AZURE_CONFIG = """
+[providers.azure]
+deployments = { "gpt-4o" = "my-gpt4o" }
+"""
 NO_TOOLS = "mock/echo only echoes text: it has no tools, JSON mode, images, system or memory"
 
 WEATHER = Tool(
@@ -78,6 +108,11 @@ class Case:
         if self.provider == "mock":
             pytest.skip(NO_TOOLS)
 
+    def error_model(self, status: int) -> str:
+        return ERROR_MODELS.get(self.provider, f"{self.provider}/error-{{status}}").format(
+            status=status
+        )
+
 
 async def _smart_openai(request: Any, body: dict[str, Any]) -> Any:
     reply = decide(openai_ask(body))
@@ -110,8 +145,14 @@ def case(
     anthropic_upstream_url: str,
     gemini_upstream: GeminiUpstream,
     gemini_upstream_url: str,
+    azure_upstream_url: str,
+    bedrock_upstream_url: str,
+    vertex_env: dict[str, str],
+    tmp_path: Path,
 ) -> Iterator[Case]:
     openai_upstream.default = _smart_openai
+    config = tmp_path / "mini-llm.toml"
+    config.write_text(AZURE_CONFIG)
     gateway = make_gateway(
         {
             "OPENAI_BASE_URL": openai_upstream_url,
@@ -123,7 +164,15 @@ def case(
             "GEMINI_BASE_URL": gemini_upstream_url,
             "GEMINI_API_KEY": "gemini-conformance-4444",
             "MINI_LLM_RETRY_ATTEMPTS": "1",
-        }
+            "AZURE_OPENAI_ENDPOINT": azure_upstream_url,
+            "AZURE_OPENAI_API_KEY": azure_upstream.KEY,
+            "AWS_REGION": bedrock_upstream.REGION,
+            "AWS_ACCESS_KEY_ID": bedrock_upstream.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": bedrock_upstream.SECRET_KEY,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_upstream_url,
+            **vertex_env,
+        },
+        config_path=str(config),
     )
     driver = OpenAIDriver(gateway.url) if dialect == "openai" else AnthropicDriver(gateway.url)
     yield Case(provider, driver, openai_upstream, anthropic_upstream, gemini_upstream)
@@ -216,6 +265,8 @@ def test_json_output(case: Case) -> None:
 
 def test_image_input(case: Case) -> None:
     case.needs_real_model()
+    if case.provider == "bedrock":
+        pytest.skip(NO_URL_IMAGES)
     result = case.ask([Turn("user", "what is this?", images=[PNG, CAT])])
     assert result.text == f"what is this? <2 image(s): image/png, {CAT}>"
 
@@ -250,7 +301,7 @@ def test_upstream_errors(case: Case, upstream_status: int, status: int) -> None:
         failing = up.error(upstream_status, f"mock openai error {upstream_status}")
         case.openai.push(*[failing] * 4)
     else:
-        model = f"{case.provider}/error-{upstream_status}"
+        model = case.error_model(upstream_status)
     got, body = case.driver.error(model)
     assert got == status
     if case.driver.name == "openai":

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_clouds import CLOUD_KEYS, cloud_settings
+from .providers.base import Credential
 from .providers.presets import PRESETS, ProviderPreset, env_prefix
 from .routing.models import ALIAS_NAME, resolve_name
 from .routing.policies import Deployment, Overrides
@@ -47,6 +49,7 @@ PROVIDER_KEYS = (
     "headers",
     "timeouts",
     "retries",
+    *CLOUD_KEYS,
 )
 
 
@@ -68,10 +71,15 @@ class ProviderConfig:
     overrides: Overrides = field(default_factory=lambda: Overrides({}, {}))
     explicit: bool = False
     """Set up by the user (keys, base URL or a config entry), not only a built-in preset."""
+    credentials: tuple[Credential, ...] = ()
+    """Credentials with fields (a cloud's access key, secret and session token; a service
+    account), when the provider's kind uses them; then `keys` only lists their secrets."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The settings a provider kind builds its wire from (Azure's deployments, a region)."""
 
     @property
     def usable(self) -> bool:
-        return bool(self.keys) or not self.key_required
+        return bool(self.keys) or bool(self.credentials) or not self.key_required
 
 
 def read_toml(path: str, problems: list[str]) -> dict[str, Any]:
@@ -202,9 +210,10 @@ def parse_providers(
     sources: dict[str, str],
 ) -> dict[str, ProviderConfig]:
     """Presets and `[providers.*]` entries, with keys and base URLs from the environment."""
-    from .providers.registry import wire_formats  # the registry imports config
+    from .providers.registry import provider_kinds, wire_formats  # the registry imports config
 
     formats = sorted(wire_formats())
+    kinds = provider_kinds()
     rows: dict[str, ProviderPreset] = dict(PRESETS)
     entries: dict[str, dict[str, Any]] = {}
     for name, entry in table(file, "providers", problems).items():
@@ -216,6 +225,16 @@ def parse_providers(
             continue
         entries[name] = entry
         unknown_keys(entry, PROVIDER_KEYS, f"[providers.{name}]", problems)
+        if name not in rows and "type" in entry:
+            if entry["type"] not in kinds:
+                problems.append(
+                    f"[providers.{name}] type must be one of {', '.join(sorted(kinds))}, "
+                    f"got {entry['type']!r}"
+                )
+                continue
+            rows[name] = ProviderPreset(name, entry["type"], "")
+        elif name in rows and "type" in entry and entry["type"] != rows[name].wire:
+            problems.append(f"[providers.{name}] is built in: its type cannot change")
         if name not in rows:
             wire = entry.get("format", "openai")
             if wire not in formats:
@@ -284,6 +303,20 @@ def parse_providers(
         if not isinstance(key_required, bool):
             problems.append(f"[providers.{name}] key_required must be true or false")
             key_required = preset.key_required
+        credentials: tuple[Credential, ...] = ()
+        options: dict[str, Any] = {}
+        if preset.wire in kinds:
+            given = base_url if "providers." + name + ".base_url" in sources else ""
+            cloud = cloud_settings(preset.wire, name, prefix, entry, env, given, keys, problems)
+            base_url, credentials, options = cloud.base_url, tuple(cloud.credentials), cloud.options
+            keys = cloud.secrets
+            explicit = explicit or cloud.explicit
+        else:
+            for key in CLOUD_KEYS:
+                if key in entry and key != "type":
+                    problems.append(
+                        f"[providers.{name}] {key} needs a type (azure, bedrock, vertex)"
+                    )
         result[name] = ProviderConfig(
             name=name,
             wire=preset.wire,
@@ -295,6 +328,8 @@ def parse_providers(
             headers=headers,
             overrides=parse_overrides(entry, f"[providers.{name}]", problems),
             explicit=explicit,
+            credentials=credentials,
+            options=options,
         )
     return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ANTHROPIC",
+    "BEDROCK_CONVERSE",
     "CHAT",
     "COUNT_TOKENS",
     "GEMINI",
@@ -51,6 +52,8 @@ OPENAI_RESPONSES = Format("openai.responses")
 """OpenAI's Responses API: its own request, response and stream shapes."""
 ANTHROPIC = Format("anthropic")
 GEMINI = Format("gemini")
+BEDROCK_CONVERSE = Format("bedrock.converse")
+"""AWS Bedrock's Converse API (no client dialect speaks it: requests to it are translated)."""
 
 CHAT = Operation("chat")
 """A model's answer to a conversation, whole or streamed."""

@@ -1,7 +1,8 @@
 """One attempt at one target: build, sign, send, and hand back the answer that began.
 
 The request is built by the target's wire format for the call's operation (pure), signed with
-the key's credential (on every attempt, so a retry is signed afresh), and sent through the
+the key's credential (on every attempt, so a retry is signed afresh; a wire whose credential
+must first become a short-lived token awaits its `source` for it), and sent through the
 provider's transport. A whole answer is read (and, translated, parsed: a malformed answer is a
 failure like any other); a stream counts as begun once its first bytes are in hand, and is then
 relayed: in pass-through only whole events (the format's framing) are handed on, and a watchdog
@@ -18,7 +19,12 @@ import msgspec
 
 from ..call import Answer, Call
 from ..errors import GatewayError, UpstreamError, UpstreamStatusError, UpstreamTimeoutError
-from ..providers.base import Framing, UpstreamRequest, UpstreamResponse, native_format
+from ..providers.base import (
+    Framing,
+    UpstreamRequest,
+    UpstreamResponse,
+    native_format,
+)
 from ..resilience import parse_retry_after
 from ..routing.keys import KeyEntry
 from ..routing.provider import Provider
@@ -45,19 +51,23 @@ class Attempts:
 
     async def attempt(self, target: Target, key: KeyEntry | None, call: Call) -> Answer:
         provider = target.provider
-        wire = provider.wire
+        wire = target.wire
         endpoint = wire.endpoints[call.operation]
         body, native = call.body_for(native_format(wire, endpoint))
         request = endpoint.request(target.upstream, body, native, call.stream)
         if native and call.forward:
             headers = {**request.headers, **call.forward}
             request = UpstreamRequest(request.method, request.url, headers, request.body)
-        request = wire.sign(request, key.credential if key is not None else None)
+        credential = key.credential if key is not None else None
         timeouts = target.timeouts
         target.busy.value += 1
         handed_over = False
         started = asyncio.get_running_loop().time()
         try:
+            source = wire.source
+            if source is not None and credential is not None:
+                credential = await source.prepare(credential, provider.transport)
+            request = wire.sign(request, credential)
             # aiohttp bounds the wait for the headers (sock_read = first_byte), the connect and
             # the total; the relay's watchdog bounds a stream's first event and its silences.
             response = await provider.transport.send(request, timeouts)
@@ -218,7 +228,7 @@ class Attempts:
     ) -> UpstreamStatusError:
         provider = target.provider
         status = response.status
-        info = provider.wire.error_info(status, raw)
+        info = target.wire.error_info(status, raw)
         log.warning(
             "request %s (model %s): upstream %s answered HTTP %d: %s",
             call.request_id,

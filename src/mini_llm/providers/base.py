@@ -6,7 +6,9 @@ credentials, body — pure), how to read a whole answer back to canonical form (
 decode a stream (`decoder`: bytes in, canonical chunks out; SSE today, any framing tomorrow)
 and how a pass-through stream is cut into whole events (`framing`). Credentials are a value
 (`Credential`) applied by `WireFormat.sign` on every attempt, so a per-request signature
-(SigV4) or a short-lived token fits. A `Transport` sends an `UpstreamRequest` and returns an
+(SigV4) fits; a credential that must first be exchanged for a short-lived token (OAuth) has a
+`CredentialSource` whose async `prepare` runs before signing — only for the wires that have
+one, so a static key costs no await. A `Transport` sends an `UpstreamRequest` and returns an
 `UpstreamResponse`: the aiohttp transport does real HTTP, the mock transport answers in process.
 """
 
@@ -28,6 +30,7 @@ _decode_json = msgspec.json.decode
 
 __all__ = [
     "Credential",
+    "CredentialSource",
     "Endpoint",
     "ErrorInfo",
     "EventTranslator",
@@ -270,11 +273,24 @@ class WireFormat(Protocol):
 
     def error_info(self, status: int, body: bytes) -> ErrorInfo: ...
 
+    @property
+    def source(self) -> CredentialSource | None:
+        """What turns a configured credential into the signing one (None: it signs as it is)."""
+        ...
+
 
 class Signer(Protocol):
     def sign(self, request: UpstreamRequest, credential: Credential | None) -> UpstreamRequest:
         """The request with the credential applied; called on every attempt."""
         ...
+
+
+class CredentialSource(Protocol):
+    """Turns a configured credential into the one a request is signed with, when that takes
+    I/O (a service account's OAuth access token): awaited before `sign` on every attempt, so
+    a token is fetched, cached and refreshed here, never inside the pure parts."""
+
+    async def prepare(self, credential: Credential, transport: Transport) -> Credential: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +303,7 @@ class Wire:
     signer: Signer
     base_headers: Mapping[str, str]
     read_error: Callable[[int, bytes], ErrorInfo]
+    source: CredentialSource | None = None
 
     def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
         return {**self.base_headers, **extra}

@@ -33,9 +33,9 @@ class KeyEntry:
 
     __slots__ = ("aside", "cool", "credential", "ident", "strikes")
 
-    def __init__(self, key: str, provider: str, state: StateBackend) -> None:
-        self.credential = Credential(key)
-        self.ident = hashlib.sha256(key.encode()).hexdigest()[:12]
+    def __init__(self, key: str | Credential, provider: str, state: StateBackend) -> None:
+        self.credential = key if isinstance(key, Credential) else Credential(key)
+        self.ident = hashlib.sha256(self.credential.secret.encode()).hexdigest()[:12]
         prefix = f"key/{provider}/{self.ident}/"
         self.cool = state.deadline(prefix + "cool")
         self.aside = state.deadline(prefix + "aside")
@@ -58,7 +58,10 @@ class KeyPool:
     __slots__ = ("_entries", "_next", "provider")
 
     def __init__(
-        self, keys: Sequence[str], provider: str = "", state: StateBackend | None = None
+        self,
+        keys: Sequence[str | Credential],
+        provider: str = "",
+        state: StateBackend | None = None,
     ) -> None:
         state = state if state is not None else MemoryState()
         self._entries = tuple(KeyEntry(k, provider, state) for k in keys)

@@ -55,7 +55,17 @@ def check_model_name(name: str) -> None:
 class Target:
     """One upstream model at one provider, with its effective timeouts and retry policy."""
 
-    __slots__ = ("busy", "label", "model", "provider", "refused", "retries", "timeouts", "upstream")
+    __slots__ = (
+        "busy",
+        "label",
+        "model",
+        "provider",
+        "refused",
+        "retries",
+        "timeouts",
+        "upstream",
+        "wire",
+    )
 
     def __init__(
         self,
@@ -68,8 +78,15 @@ class Target:
         self.provider = provider
         self.model = model
         self.label = f"{provider.name}/{model}"
+        self.wire = provider.wire_for(model)
+        """The wire format this model is spoken to in (Vertex: by the model's publisher)."""
         base_url = provider.config.base_url
-        self.upstream = UpstreamModel(provider.name, base_url, model, provider.headers)
+        headers = (
+            provider.headers
+            if self.wire is provider.wire
+            else self.wire.headers(dict(provider.config.headers))
+        )
+        self.upstream = UpstreamModel(provider.name, base_url, model, headers)
         self.timeouts = timeouts or Timeouts()
         self.retries = retries or RetryPolicy()
         self.busy = (state or MemoryState()).counter("in_flight/" + self.label)
@@ -142,7 +159,7 @@ class Route:
     def __init__(self, name: str, groups: tuple[Group, ...]) -> None:
         self.name = name
         self.groups = groups
-        self.formats = frozenset(t.provider.wire.format for g in groups for t in g.targets)
+        self.formats = frozenset(t.wire.format for g in groups for t in g.targets)
         """The wire formats of every target: whether a request may need translating."""
         self._serving: dict[tuple[Operation, Format], Route | None] = {}
         self.as_is = False
@@ -181,13 +198,13 @@ class Route:
 
 
 def _serves(target: Target, operation: Operation, fmt: Format) -> bool:
-    wire = target.provider.wire
+    wire = target.wire
     endpoint = wire.endpoints.get(operation)
     return endpoint is not None and (endpoint.translates or native_format(wire, endpoint) is fmt)
 
 
 def _takes_as_is(target: Target, operation: Operation, fmt: Format) -> bool:
-    wire = target.provider.wire
+    wire = target.wire
     return native_format(wire, wire.endpoints[operation]) is fmt
 
 
