@@ -99,9 +99,11 @@ class Pipeline:
                 info.target, info.attempts = answer.target, answer.attempts
             return await _respond(runtime, request, dialect, call, answer, info, rid)
         except GatewayError as e:
+            response = error_response(e, dialect, rid, runtime.redact.scrub)
             if info is not None:
                 info.status, info.error_code = e.http_status, e.code
-            return error_response(e, dialect, rid, runtime.redact.scrub)
+                response.headers.update(info.response_headers)
+            return response
         except asyncio.CancelledError:
             if info is not None:
                 info.stream_cancelled = True  # the client went away
