@@ -160,6 +160,24 @@ SCENARIOS: list[Scenario] = [
         passthrough="openai-stream",
     ),
     Scenario(
+        "cache-hit",
+        "response cache hit (memory; no upstream I/O)",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=None,
+        floor="openai",
+        env={"MINI_LLM_CACHE": "memory"},
+    ),
+    Scenario(
+        "cache-hit-stream",
+        "response cache hit, replayed as a stream",
+        _req(CHAT, _openai(OPENAI_MODEL, True)),
+        True,
+        direct=None,
+        floor="openai-stream",
+        env={"MINI_LLM_CACHE": "memory"},
+    ),
+    Scenario(
         "mock-provider",
         "built-in mock provider (no upstream)",
         _req(CHAT, _openai("mock/echo", False)),
@@ -221,6 +239,58 @@ def gateway_cmd(port: int = 0, workers: int = 1) -> list[str]:
 def floor_cmd(mock_port: int, port: int = 0) -> list[str]:
     upstream = f"http://127.0.0.1:{mock_port}"
     return [PY, str(BENCH / "floor_proxy.py"), "--upstream", upstream, "--port", str(port)]
+
+
+_CACHE_MEMORY = """
+import json, sys, tracemalloc, asyncio
+from mini_llm.cache import MemoryCache
+answer = json.loads(sys.argv[1])
+count = 20000
+store = MemoryCache(2**40)
+tracemalloc.start()
+async def fill():
+    for i in range(count):
+        await store.put(f"{i:064x}", answer, 3600)
+asyncio.run(fill())
+held = tracemalloc.get_traced_memory()[0]
+size = len(json.dumps(answer, separators=(",", ":")))
+print(json.dumps({"answers": count, "answer_json_bytes": size,
+                  "counted_bytes_per_answer": round(store.size / count),
+                  "heap_bytes_per_answer": round(held / count)}))
+"""
+
+
+def cache_memory(env: dict[str, str]) -> dict[str, Any]:
+    """Memory per cached answer in the memory cache: 20,000 answers of the benchmark's size
+    (the mock upstream's chat answer), as counted against max_bytes and as traced on the
+    heap."""
+    log("cache memory per answer")
+    answer = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello benchmark! " * 6},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 25, "completion_tokens": 20, "total_tokens": 45},
+    }
+    done = subprocess.run(
+        [PY, "-c", _CACHE_MEMORY, json.dumps(answer)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures: dict[str, Any] = json.loads(done.stdout)
+    log(f"  {figures}")
+    return figures
 
 
 def log(text: str) -> None:
@@ -305,6 +375,7 @@ class Bench:
                 server.stop()
             servers.clear()
             self.results["workers"] = self.workers(env)
+            self.results["cache_memory"] = cache_memory(env)
         finally:
             for server in servers:
                 server.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,7 +23,7 @@ redis_server = services.redis_server  # the session's redis-server
 fresh_redis = services.fresh_redis
 
 
-def post(url: str, body: dict[str, object]) -> tuple[int, str, bytes]:
+def post(url: str, body: Mapping[str, object]) -> tuple[int, str, bytes]:
     status, headers, data = http(
         "POST",
         url + "/v1/chat/completions",

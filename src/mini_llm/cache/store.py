@@ -27,9 +27,10 @@ _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _STAMP = struct.Struct("<d")
 
-ENTRY_OVERHEAD = 240
-"""Bytes a memory entry costs beyond its key and value (the dict slot, the tuple, the
-objects' headers), counted against `max_bytes` so that many small answers stay bounded too."""
+ENTRY_OVERHEAD = 480
+"""Bytes a memory entry costs beyond its key and value (the ordered dict's slot and link, the
+tuple, the floats, the objects' headers: measured with tracemalloc, bench/run.py), counted
+against `max_bytes` so that many small answers stay bounded too."""
 
 
 @dataclass(frozen=True, slots=True)
