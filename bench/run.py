@@ -307,6 +307,7 @@ class Bench:
         self.src = src
         self.results: dict[str, Any] = {"scenarios": {}, "notes": []}
         self.mock: Server | None = None
+        self.only: set[str] = set()
 
     def note(self, text: str) -> None:
         log("note: " + text)
@@ -368,6 +369,8 @@ class Bench:
             }
             floors: dict[str, dict[str, Any]] = {}
             for scenario in SCENARIOS:
+                if self.only and scenario.name not in self.only:
+                    continue
                 self.scenario(scenario, gateway, floor, floors, env)
             self.results["rss_mb"]["mini-llm"]["peak"] = round(memory_mb(gateway.pids, "VmHWM"), 1)
             self.results["rss_mb"]["floor"]["peak"] = round(memory_mb(floor.pids, "VmHWM"), 1)
@@ -433,7 +436,8 @@ class Bench:
         self.results["scenarios"][scenario.name] = out
         server = gateway
         if scenario.env:  # features switched on: a gateway of its own
-            server = start_server("mini-llm", gateway_cmd(), GATEWAY_CPU, {**env, **scenario.env})
+            private = [*gateway_cmd(), "--no-state"]  # beside the shared one
+            server = start_server("mini-llm", private, GATEWAY_CPU, {**env, **scenario.env})
         try:
             status, body = post_once(server.port, scenario.request)
             if status != 200:
@@ -731,6 +735,12 @@ def main() -> int:
         help="git commit whose src/ is measured (default HEAD); 'worktree' for the checkout as is",
     )
     parser.add_argument("--out", default=str(BENCH / "results"), help="results folder")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run (a scenario's floor scenario too), e.g. "
+        "openai,cache-hit",
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         log("this benchmark needs 2 CPUs (gateway on one, load on the other)")
@@ -740,7 +750,9 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mini-llm-bench-") as work:
         src = REPO / "src" if args.ref == "worktree" else export_source(args.ref, Path(work))
-        results = Bench(plan, Path(work), src).run()
+        bench = Bench(plan, Path(work), src)
+        bench.only = {name for name in args.only.split(",") if name}
+        results = bench.run()
     results["meta"]["wall_s"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
