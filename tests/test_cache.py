@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from mini_llm.cache import MemoryCache, cache_key
+from mini_llm.cache.store import ENTRY_OVERHEAD
 from mini_llm.canonical import CompletionBuilder, answer_chunks
 from mini_llm.gateway.app import GATEWAY
 from mini_llm.policies import PolicyChain, RequestInfo
@@ -342,19 +343,20 @@ def test_the_key_is_what_decides_the_answer() -> None:
 
 def test_memory_cache_is_an_lru_bounded_by_bytes_with_a_ttl() -> None:
     now = [1000.0]
-    store = MemoryCache(4000, clock=lambda: now[0])
     answer = {"choices": [{"message": {"content": "x" * 500}}]}
+    room = 4 * (2 + len(json.dumps(answer, separators=(",", ":"))) + ENTRY_OVERHEAD)
+    store = MemoryCache(room, clock=lambda: now[0])  # room for 4 answers
 
     async def work() -> None:
         for i in range(4):
             await store.put(f"k{i}", answer, 60)
         assert await store.get("k0") is not None  # k0 now most recently used
-        for i in range(4, 8):
+        for i in range(4, 6):  # two more: the two least recently used go
             await store.put(f"k{i}", answer, 60)
-        assert store.size <= 4000
+        assert store.size <= room and len(store) == 4
         assert await store.get("k0") is not None
-        assert await store.get("k1") is None  # least recently used went first
-        await store.put("big", {"content": "y" * 5000}, 60)
+        assert await store.get("k1") is None and await store.get("k2") is None
+        await store.put("big", {"content": "y" * room}, 60)
         assert await store.get("big") is None  # larger than the whole cache: not kept
         now[0] += 61
         assert await store.get("k0") is None
