@@ -210,6 +210,24 @@ SCENARIOS: list[Scenario] = [
         passthrough="openai-stream",
     ),
     Scenario(
+        "cache-hit",
+        "response cache hit (memory; no upstream I/O)",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=None,
+        floor="openai",
+        env={"MINI_LLM_CACHE": "memory"},
+    ),
+    Scenario(
+        "cache-hit-stream",
+        "response cache hit, replayed as a stream",
+        _req(CHAT, _openai(OPENAI_MODEL, True)),
+        True,
+        direct=None,
+        floor="openai-stream",
+        env={"MINI_LLM_CACHE": "memory"},
+    ),
+    Scenario(
         "mock-provider",
         "built-in mock provider (no upstream)",
         _req(CHAT, _openai("mock/echo", False)),
@@ -273,6 +291,58 @@ def floor_cmd(mock_port: int, port: int = 0) -> list[str]:
     return [PY, str(BENCH / "floor_proxy.py"), "--upstream", upstream, "--port", str(port)]
 
 
+_CACHE_MEMORY = """
+import json, sys, tracemalloc, asyncio
+from mini_llm.cache import MemoryCache
+answer = json.loads(sys.argv[1])
+count = 20000
+store = MemoryCache(2**40)
+tracemalloc.start()
+async def fill():
+    for i in range(count):
+        await store.put(f"{i:064x}", answer, 3600)
+asyncio.run(fill())
+held = tracemalloc.get_traced_memory()[0]
+size = len(json.dumps(answer, separators=(",", ":")))
+print(json.dumps({"answers": count, "answer_json_bytes": size,
+                  "counted_bytes_per_answer": round(store.size / count),
+                  "heap_bytes_per_answer": round(held / count)}))
+"""
+
+
+def cache_memory(env: dict[str, str]) -> dict[str, Any]:
+    """Memory per cached answer in the memory cache: 20,000 answers of the benchmark's size
+    (the mock upstream's chat answer), as counted against max_bytes and as traced on the
+    heap."""
+    log("cache memory per answer")
+    answer = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello benchmark! " * 6},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 25, "completion_tokens": 20, "total_tokens": 45},
+    }
+    done = subprocess.run(
+        [PY, "-c", _CACHE_MEMORY, json.dumps(answer)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures: dict[str, Any] = json.loads(done.stdout)
+    log(f"  {figures}")
+    return figures
+
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -287,6 +357,7 @@ class Bench:
         self.src = src
         self.results: dict[str, Any] = {"scenarios": {}, "notes": []}
         self.mock: Server | None = None
+        self.only: set[str] = set()
 
     def note(self, text: str) -> None:
         log("note: " + text)
@@ -348,6 +419,8 @@ class Bench:
             }
             floors: dict[str, dict[str, Any]] = {}
             for scenario in SCENARIOS:
+                if self.only and scenario.name not in self.only:
+                    continue
                 self.scenario(scenario, gateway, floor, floors, env)
             self.results["rss_mb"]["mini-llm"]["peak"] = round(memory_mb(gateway.pids, "VmHWM"), 1)
             self.results["rss_mb"]["floor"]["peak"] = round(memory_mb(floor.pids, "VmHWM"), 1)
@@ -355,6 +428,7 @@ class Bench:
                 server.stop()
             servers.clear()
             self.results["workers"] = self.workers(env)
+            self.results["cache_memory"] = cache_memory(env)
         finally:
             for server in servers:
                 server.stop()
@@ -412,7 +486,8 @@ class Bench:
         self.results["scenarios"][scenario.name] = out
         server = gateway
         if scenario.env:  # features switched on: a gateway of its own
-            server = start_server("mini-llm", gateway_cmd(), GATEWAY_CPU, {**env, **scenario.env})
+            private = [*gateway_cmd(), "--no-state"]  # beside the shared one
+            server = start_server("mini-llm", private, GATEWAY_CPU, {**env, **scenario.env})
         try:
             status, body = post_once(server.port, scenario.request)
             if status != 200:
@@ -710,6 +785,12 @@ def main() -> int:
         help="git commit whose src/ is measured (default HEAD); 'worktree' for the checkout as is",
     )
     parser.add_argument("--out", default=str(BENCH / "results"), help="results folder")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios to run (a scenario's floor scenario too), e.g. "
+        "openai,cache-hit",
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         log("this benchmark needs 2 CPUs (gateway on one, load on the other)")
@@ -719,7 +800,9 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mini-llm-bench-") as work:
         src = REPO / "src" if args.ref == "worktree" else export_source(args.ref, Path(work))
-        results = Bench(plan, Path(work), src).run()
+        bench = Bench(plan, Path(work), src)
+        bench.only = {name for name in args.only.split(",") if name}
+        results = bench.run()
     results["meta"]["wall_s"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,18 @@ from typing import Any
 import pytest
 
 from mini_llm.config import ConfigError, Settings, load_settings
-from mini_llm.settings_table import ROWS, Choice, Flag, Seconds, Setting, Text, Whole
+from mini_llm.settings_table import (
+    ROWS,
+    Choice,
+    Flag,
+    Names,
+    Seconds,
+    Setting,
+    Switch,
+    Text,
+    Url,
+    Whole,
+)
 
 
 def three_values(row: Setting) -> tuple[Any, Any, Any]:
@@ -24,6 +35,12 @@ def three_values(row: Setting) -> tuple[Any, Any, Any]:
         candidates = list(kind.options) * 4
     elif isinstance(kind, Flag):
         return True, False, True
+    elif isinstance(kind, Switch):  # "redis" would need a Redis URL too
+        return "memory", "on", "memory"
+    elif isinstance(kind, Names):
+        return ("a",), ("b", "c"), ("d",)
+    elif isinstance(kind, Url):
+        candidates = [f"{kind.schemes[0]}://{host}.example:1" for host in "abc"]
     else:
         assert isinstance(kind, Text)
         candidates = ["a.example", "b.example", "c.example"]
@@ -31,6 +48,14 @@ def three_values(row: Setting) -> tuple[Any, Any, Any]:
     if isinstance(kind, Choice):  # two options: the flag repeats the file's, the env differs
         return distinct[0], row.default, distinct[0]
     return distinct[0], distinct[1], distinct[2]
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
 
 
 def effective(settings: Settings, name: str) -> Any:
@@ -55,7 +80,7 @@ def test_every_row_follows_the_precedence(row: Setting, tmp_path: Path) -> None:
     assert effective(s, row.name) == from_file
     assert s.sources[row.name] == str(config)
 
-    env = {row.env: str(from_env).lower() if isinstance(from_env, bool) else str(from_env)}
+    env = {row.env: _env_text(from_env)}
     s = load_settings(env=env, config_path=str(config))
     assert effective(s, row.name) == from_env
     assert s.sources[row.name] == row.env

@@ -21,6 +21,7 @@ import msgspec
 from .errors import InvalidRequestError
 
 __all__ = [
+    "CompletionBuilder",
     "Usage",
     "answer_chunks",
     "chunk",
@@ -188,3 +189,104 @@ def answer_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+class CompletionBuilder:
+    """Canonical stream chunks put back together into the whole answer they carried (the
+    inverse of `answer_chunks`): per choice its role, content, refusal, reasoning and tool
+    calls (arguments joined from their fragments) and finish; the usage; the id and model of
+    the first chunk. `result()` is None until every choice seen has finished."""
+
+    __slots__ = ("_choices", "_ident", "_model", "_usage")
+
+    def __init__(self) -> None:
+        self._ident = ""
+        self._model = ""
+        self._usage: dict[str, Any] | None = None
+        self._choices: dict[int, dict[str, Any]] = {}
+
+    def feed(self, batch: list[dict[str, Any]]) -> None:
+        for item in batch:
+            if not self._ident and item.get("id"):
+                self._ident = str(item["id"])
+            if not self._model and item.get("model"):
+                self._model = str(item["model"])
+            usage = item.get("usage")
+            if isinstance(usage, dict):
+                self._usage = usage
+            for choice in item.get("choices") or ():
+                if isinstance(choice, dict):
+                    self._add(choice)
+
+    def _add(self, choice: dict[str, Any]) -> None:
+        index = choice.get("index", 0)
+        index = index if isinstance(index, int) else 0
+        built = self._choices.get(index)
+        if built is None:
+            built = self._choices[index] = {"text": {}, "calls": {}, "finish": None}
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            texts: dict[str, list[str]] = built["text"]
+            for field in ("content", "refusal", "reasoning_content"):
+                piece = delta.get(field)
+                if isinstance(piece, str) and piece:
+                    texts.setdefault(field, []).append(piece)
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._add_call(built["calls"], call)
+        if choice.get("finish_reason"):
+            built["finish"] = choice["finish_reason"]
+
+    @staticmethod
+    def _add_call(calls: dict[int, dict[str, Any]], call: dict[str, Any]) -> None:
+        at = call.get("index", len(calls))
+        at = at if isinstance(at, int) else len(calls)
+        built = calls.get(at)
+        if built is None:
+            built = calls[at] = {"id": "", "type": "function", "name": "", "arguments": []}
+        if call.get("id"):
+            built["id"] = call["id"]
+        function = call.get("function")
+        if isinstance(function, dict):
+            if function.get("name"):
+                built["name"] = function["name"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                built["arguments"].append(arguments)
+
+    def result(self) -> dict[str, Any] | None:
+        if not self._choices or any(c["finish"] is None for c in self._choices.values()):
+            return None
+        choices = []
+        for index in sorted(self._choices):
+            built = self._choices[index]
+            message: dict[str, Any] = {"role": "assistant", "content": None}
+            for field, pieces in built["text"].items():
+                message[field] = "".join(pieces)
+            if built["calls"]:
+                message["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": c["type"],
+                        "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+                    }
+                    for _, c in sorted(built["calls"].items())
+                ]
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": built["finish"],
+                }
+            )
+        answer: dict[str, Any] = {
+            "id": self._ident,
+            "object": "chat.completion",
+            "created": 0,
+            "model": self._model,
+            "choices": choices,
+        }
+        if self._usage is not None:
+            answer["usage"] = self._usage
+        return answer

@@ -10,6 +10,7 @@ checked, not only the one that wins, and every problem found is reported togethe
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -17,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .cache.settings import CacheSettings
 from .config_tables import (
     ProviderConfig,
     check_names,
@@ -123,6 +125,9 @@ class Settings:
     watch_config: bool = False
     """Reload when the config file changes (its size or modification time, checked each second)."""
     origin: LoadArgs | None = field(default=None, repr=False, compare=False)
+    redis_url: str = ""
+    """Redis shared by every instance (counters, limits, the response cache); "" for memory."""
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     @property
     def bind_retries(self) -> int:
@@ -132,9 +137,12 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every configured key and extra header value (some providers take keys in their
         own headers), for redaction."""
-        return [k for p in self.providers.values() for k in p.keys] + [
-            value for p in self.providers.values() for _, value in p.headers if len(value) >= 8
-        ]
+        redis_password = _url_password(self.redis_url)
+        return (
+            [k for p in self.providers.values() for k in p.keys]
+            + [value for p in self.providers.values() for _, value in p.headers if len(value) >= 8]
+            + ([redis_password] if len(redis_password) >= 4 else [])
+        )
 
     def _flat(self, secret: Callable[..., str]) -> dict[str, Any]:
         """Every setting by its dotted name; `secret` shows a key or a header value."""
@@ -143,7 +151,9 @@ class Settings:
             value: Any = self
             for part in row.name.split("."):
                 value = getattr(value, part)
-            flat[row.name] = value
+            if row.secret and isinstance(value, str):
+                value = _masked_url(value, secret)
+            flat[row.name] = list(value) if isinstance(value, tuple) else value
         for name, target in self.aliases.items():
             flat[f"aliases.{name}"] = target
         for name, chain in self.chains.items():
@@ -266,6 +276,19 @@ class Settings:
         }
 
 
+def _url_password(url: str) -> str:
+    """The password in `scheme://user:password@host…`, else ""."""
+    authority = url.partition("://")[2].partition("/")[0]
+    if "@" not in authority:
+        return ""
+    return authority.rpartition("@")[0].partition(":")[2]
+
+
+def _masked_url(url: str, secret: Callable[..., str]) -> str:
+    password = _url_password(url)
+    return url.replace(":" + password + "@", ":" + secret(password) + "@", 1) if password else url
+
+
 _PLACE = ("host", "port", "port_retries", "workers", "watch_config")
 
 
@@ -339,6 +362,16 @@ def load_settings(
     for kind, names in (("deployments", deployments), ("models", model_overrides)):
         sources.update({f"{kind}.{name}": label for name in names})
     check_names(aliases, chains, fallbacks, deployments, model_overrides, providers, problems)
+    cache = CacheSettings(**{k: values[f"cache.{k}"] for k in CacheSettings.__dataclass_fields__})
+    if values["redis_url"] and importlib.util.find_spec("redis") is None:
+        problems.append(
+            f"{ROWS_BY_NAME['redis_url'].env} needs redis-py: pip install 'mini-llm[redis]'"
+        )
+    if cache.enabled == "redis" and not values["redis_url"]:
+        problems.append(
+            f"{ROWS_BY_NAME['cache.enabled'].env}=redis needs a Redis: set "
+            f"{ROWS_BY_NAME['redis_url'].env} (or [state] redis_url)"
+        )
 
     if problems:
         raise ConfigError(problems)
@@ -372,6 +405,8 @@ def load_settings(
         port_explicit=sources["port"] != DEFAULT,
         sources=sources,
         origin=LoadArgs(dict(env), config_path, flags),
+        redis_url=values["redis_url"],
+        cache=cache,
     )
 
 
@@ -400,7 +435,14 @@ class ReloadPlan:
 def plan_reload(current: Settings, loaded: Settings) -> ReloadPlan:
     changed = current.diff(loaded)
     later = [name for name in changed if name in _RESTART_ONLY]
-    kept: dict[str, Any] = {name: getattr(current, name) for name in later}
+    kept: dict[str, Any] = {}
+    for name in later:
+        top, _, rest = name.partition(".")  # `cache.enabled` is `cache`'s field `enabled`
+        if rest:
+            base = kept.get(top, getattr(loaded, top))
+            kept[top] = replace(base, **{rest: getattr(getattr(current, top), rest)})
+        else:
+            kept[name] = getattr(current, name)
     if "port" in later:
         kept["port_explicit"] = current.port_explicit
     sources = {**loaded.sources, **{n: current.source_of(n) for n in later}}

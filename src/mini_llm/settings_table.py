@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .cache.settings import CACHE_MODES
 from .routing.policies import STRATEGIES
 
 __all__ = [
@@ -27,9 +28,12 @@ __all__ = [
     "Choice",
     "Flag",
     "Kind",
+    "Names",
     "Seconds",
     "Setting",
+    "Switch",
     "Text",
+    "Url",
     "Whole",
     "resolve",
 ]
@@ -137,6 +141,56 @@ class Text(Kind):
 
 
 @dataclass(frozen=True, slots=True)
+class Names(Kind):
+    """A list of names: a TOML array of strings, or comma-separated in a variable."""
+
+    def parse(self, raw: object) -> tuple[str, ...]:
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"must be a list of names, got {raw!r}")
+        return tuple(i.strip() for i in items if i.strip())
+
+    def describe(self) -> str:
+        return "names, comma-separated"
+
+
+@dataclass(frozen=True, slots=True)
+class Switch(Kind):
+    """Off, on, or on in one of several ways: true/false or one of `ways`."""
+
+    ways: tuple[str, ...]
+
+    def parse(self, raw: object) -> str:
+        if isinstance(raw, str) and raw.strip().lower() in self.ways:
+            return raw.strip().lower()
+        try:
+            return "on" if Flag().parse(raw) else "off"
+        except ValueError:
+            raise ValueError(
+                f"must be true, false or one of {', '.join(self.ways)}, got {raw!r}"
+            ) from None
+
+    def describe(self) -> str:
+        return "true | false | " + " | ".join(self.ways)
+
+
+@dataclass(frozen=True, slots=True)
+class Url(Kind):
+    schemes: tuple[str, ...]
+
+    def parse(self, raw: object) -> str:
+        text = raw.strip() if isinstance(raw, str) else ""
+        scheme, sep, _ = text.partition("://")
+        if not sep or scheme.lower() not in self.schemes:
+            shown = f"scheme {scheme!r}" if sep else "no scheme"  # never the password
+            raise ValueError(f"must be a {' or '.join(self.schemes)} URL, got {shown}")
+        return text
+
+    def describe(self) -> str:
+        return " | ".join(f"{s}://…" for s in self.schemes)
+
+
+@dataclass(frozen=True, slots=True)
 class Setting:
     name: str
     """The key in `flags` and `Settings.sources`; `timeouts.connect` is `timeouts.connect`."""
@@ -150,6 +204,8 @@ class Setting:
     reloadable: bool = True
     """False: a running gateway keeps its value until it is restarted."""
     help: str = ""
+    secret: bool = False
+    """The value may hold a password (a URL's): shown and fingerprinted masked."""
 
     @property
     def toml(self) -> str:
@@ -224,7 +280,28 @@ def _rows() -> tuple[Setting, ...]:
         Setting("strategy", "routing", "strategy", "MINI_LLM_STRATEGY", Choice(STRATEGIES),
                 "round-robin", None, True, "default balancing of deployments"),
     ]  # fmt: skip
-    return (*server, *timeouts, *retries, *routing, *responses)
+    cache = [
+        Setting("redis_url", "state", "redis_url", "MINI_LLM_REDIS_URL",
+                Url(("redis", "rediss", "unix")), "", None, False,
+                "Redis shared by every instance: counters, limits and the response cache",
+                secret=True),
+        Setting("cache.enabled", "cache", "enabled", "MINI_LLM_CACHE",
+                Switch(tuple(m for m in CACHE_MODES if m not in ("on", "off"))), "off", None,
+                False, "response cache: true (Redis when redis_url is set, else memory), "
+                "memory or redis"),
+        Setting("cache.max_bytes", "cache", "max_bytes", "MINI_LLM_CACHE_MAX_BYTES",
+                Whole(1024, 2**40), 256 * 1024 * 1024, None, False,
+                "memory cache: bytes of answers kept at most"),
+        Setting("cache.ttl", "cache", "ttl", "MINI_LLM_CACHE_TTL", Seconds(), 3600.0, None, True,
+                "seconds an answer is kept"),
+        Setting("cache.share", "cache", "share", "MINI_LLM_CACHE_SHARE", Flag(), False, None,
+                True, "share answers between gateway keys"),
+        Setting("cache.exclude", "cache", "exclude", "MINI_LLM_CACHE_EXCLUDE", Names(), (),
+                None, True, "models or aliases never cached"),
+        Setting("cache.wait", "cache", "wait", "MINI_LLM_CACHE_WAIT", Seconds(), 30.0, None,
+                True, "seconds an identical request waits for the one under way"),
+    ]  # fmt: skip
+    return (*server, *timeouts, *retries, *routing, *responses, *cache)
 
 
 ROWS: tuple[Setting, ...] = _rows()

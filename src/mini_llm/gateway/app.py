@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from .. import __version__
+from ..cache.store import CacheStore, MemoryCache, SharedCache
 from ..config import Settings
 from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from ..dialects.openai_chat import OPENAI_CHAT
@@ -32,7 +33,8 @@ from ..errors import (
     PermissionDeniedError,
 )
 from ..logs import Redactor
-from ..policies import PolicyChain, RequestLog
+from ..policies import Policy, PolicyChain, RequestLog
+from ..policies.cache import CacheCounters, CachePolicy
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
@@ -53,7 +55,14 @@ log = logging.getLogger("mini_llm.gateway")
 class Runtime:
     """What one configuration decides, built once."""
 
-    def __init__(self, settings: Settings, http: HttpTransport, state: StateBackend) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: HttpTransport,
+        state: StateBackend,
+        cache: CacheStore | None = None,
+        cache_counters: CacheCounters | None = None,
+    ) -> None:
         self.settings = settings
         self.http = http
         self.fingerprint = settings.fingerprint()
@@ -62,7 +71,12 @@ class Runtime:
         self.redact = Redactor(settings.secrets())
         self.dispatcher = Dispatcher(self.redact)
         self.body = BodyReader(settings.max_body_bytes, settings.body_timeout)
-        self.policies = PolicyChain([RequestLog()] if _logs_requests(settings) else [])
+        policies: list[Policy] = [RequestLog()] if _logs_requests(settings) else []
+        self.cache: CachePolicy | None = None
+        if cache is not None:
+            self.cache = CachePolicy(cache, self.router, settings.cache, cache_counters)
+            policies.append(self.cache)
+        self.policies = PolicyChain(policies)
         created = int(time.time())
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(created)}
@@ -105,6 +119,24 @@ def _logs_requests(settings: Settings) -> bool:
     return settings.log_level in ("debug", "info")
 
 
+def _state_backend(settings: Settings) -> StateBackend:
+    """Redis when `MINI_LLM_REDIS_URL` is set (shared by every instance), else memory."""
+    if settings.redis_url:
+        from ..state.redis import RedisState  # the optional `redis` extra
+
+        return RedisState(settings.redis_url)
+    return MemoryState()
+
+
+def _cache_store(settings: Settings, state: StateBackend) -> CacheStore | None:
+    backend = settings.cache.backend(settings.redis_url)
+    if backend == "redis":
+        return SharedCache(state, "cache:")
+    if backend == "memory":
+        return MemoryCache(settings.cache.max_bytes)
+    return None
+
+
 class Gateway:
     """The state one gateway process shares across requests and reloads."""
 
@@ -117,8 +149,14 @@ class Gateway:
             f"mini-llm/{__version__}",
             pool_per_host=settings.pool_per_host,
         )
-        self.state: StateBackend = MemoryState()
-        self.pipeline = Pipeline(Runtime(settings, self.http, self.state))
+        self.state = _state_backend(settings)
+        # the cache's store and counts outlive a reload (its other settings do not)
+        self.cache_store = _cache_store(settings, self.state)
+        self.cache_counters = CacheCounters()
+        self.pipeline = Pipeline(self._runtime(settings))
+
+    def _runtime(self, settings: Settings) -> Runtime:
+        return Runtime(settings, self.http, self.state, self.cache_store, self.cache_counters)
 
     @property
     def runtime(self) -> Runtime:
@@ -140,13 +178,14 @@ class Gateway:
         """Swap in a new configuration (validated, its restart-only settings kept as they are
         by `config.plan_reload`): one assignment, so new requests see all of it and requests
         under way finish with the runtime they began with."""
-        self.pipeline.runtime = Runtime(settings, self.http, self.state)
+        self.pipeline.runtime = self._runtime(settings)
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_monotonic
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.http.start()
+        await self.state.start()
         yield
         await self.http.close()
         await self.state.close()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..call import Answer, Call
-from ..canonical import Usage, answer_chunks
+from ..canonical import CompletionBuilder, Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
 from ..policies.base import RequestInfo
@@ -61,7 +61,7 @@ class Pipeline:
         runtime = self.runtime
         rid = request_id(request)
         chain = runtime.policies
-        info = RequestInfo(rid, endpoint, dialect.name) if chain else None
+        info = RequestInfo(rid, endpoint, dialect.name, request.headers) if chain else None
         try:
             body = await runtime.body.read_object(request)
             call = dialect.parse(body, request.headers)
@@ -100,9 +100,11 @@ class Pipeline:
                 info.target, info.attempts = answer.target, answer.attempts
             return await _respond(runtime, request, dialect, call, answer, info, rid)
         except GatewayError as e:
+            response = error_response(e, dialect, rid, runtime.redact.scrub)
             if info is not None:
                 info.status, info.error_code = e.http_status, e.code
-            return error_response(e, dialect, rid, runtime.redact.scrub)
+                response.headers.update(info.response_headers)
+            return response
         except asyncio.CancelledError:
             if info is not None:
                 info.stream_cancelled = True  # the client went away
@@ -128,22 +130,35 @@ async def _respond(
 ) -> web.StreamResponse:
     headers = answer.headers()
     headers["x-request-id"] = rid
+    if info is not None and info.response_headers:
+        headers.update(info.response_headers)
     if answer.target is not None and not answer.native and (call.dropped or answer.dropped):
         # what the translation could not carry to this target: said, never lost silently
         dropped = ",".join(dict.fromkeys((*call.dropped, *answer.dropped)))
         headers["x-mini-llm-dropped"] = dropped
         log.info("request %s to %s: dropped %s", rid, answer.target.label, dropped)
     scrub = runtime.redact.scrub
-    wants_usage = info is not None and runtime.policies.wants_usage
+    chain = runtime.policies
+    wants_usage = info is not None and chain.wants_usage
+    # the whole canonical answer, for a policy that stores it: only one that came from upstream
+    builder = (
+        CompletionBuilder()
+        if info is not None and chain.wants_completion and answer.target is not None
+        else None
+    )
     if answer.stream is None:
         data = scrub(dialect.whole(call, answer))
         if info is not None:
             info.status = 200
             if wants_usage:
-                info.usage = _whole_usage(answer)
+                completion = _whole_completion(answer)
+                usage = completion.get("usage") if completion is not None else None
+                info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
+                if builder is not None:
+                    info.completion = completion
         headers["Content-Type"] = _JSON
         return web.Response(body=data, headers=headers)
-    events = _events(dialect, call, answer, info if wants_usage else None)
+    events = _events(dialect, call, answer, info if wants_usage else None, builder)
     response = await write_stream(request, events, dialect, headers=headers, scrub=scrub)
     if info is not None:
         info.status = 200
@@ -151,22 +166,27 @@ async def _respond(
 
 
 def _events(
-    dialect: Dialect, call: Call, answer: Answer, usage_for: RequestInfo | None
+    dialect: Dialect,
+    call: Call,
+    answer: Answer,
+    usage_for: RequestInfo | None,
+    builder: CompletionBuilder | None = None,
 ) -> AsyncIterator[bytes]:
-    """The stream the client gets; `usage_for` (when a policy wants usage) receives it."""
+    """The stream the client gets; `usage_for` (when a policy wants usage) receives it, and
+    its `completion` too when a `builder` is given and the stream ends complete."""
     assert answer.stream is not None
     if answer.native:
         stream = answer.stream
         if usage_for is not None:
-            stream = _usage_tap(answer, stream, usage_for)
+            stream = _usage_tap(answer, stream, usage_for, builder)
         return dialect.passthrough(call, stream)
     chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
     if usage_for is not None:
-        chunks = _chunk_usage(chunks, usage_for)
+        chunks = _chunk_usage(chunks, usage_for, builder)
     return dialect.events(call, answer, chunks)
 
 
-def _whole_usage(answer: Answer) -> Usage | None:
+def _whole_completion(answer: Answer) -> dict[str, Any] | None:
     completion = answer.completion
     if completion is None:
         if answer.endpoint is None or answer.data is None:
@@ -175,8 +195,7 @@ def _whole_usage(answer: Answer) -> Usage | None:
             completion = answer.endpoint.parse(answer.data)
         except GatewayError:
             return None
-    usage = completion.get("usage")
-    return Usage.from_canonical(usage) if isinstance(usage, dict) else None
+    return completion
 
 
 async def canonical_chunks(answer: Answer) -> AsyncGenerator[list[dict[str, Any]], None]:
@@ -201,7 +220,9 @@ async def canonical_chunks(answer: Answer) -> AsyncGenerator[list[dict[str, Any]
 
 
 async def _chunk_usage(
-    chunks: AsyncIterator[list[dict[str, Any]]], info: RequestInfo
+    chunks: AsyncIterator[list[dict[str, Any]]],
+    info: RequestInfo,
+    builder: CompletionBuilder | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     async with aclosing(chunks):  # type: ignore[type-var]
         async for batch in chunks:
@@ -209,13 +230,21 @@ async def _chunk_usage(
                 usage = chunk.get("usage")
                 if isinstance(usage, dict):
                     info.usage = Usage.from_canonical(usage)
+            if builder is not None:
+                builder.feed(batch)
             yield batch
+    if builder is not None:  # reached only when the stream ended as it should
+        info.completion = builder.result()
 
 
 async def _usage_tap(
-    answer: Answer, stream: AsyncIterator[bytes], info: RequestInfo
+    answer: Answer,
+    stream: AsyncIterator[bytes],
+    info: RequestInfo,
+    builder: CompletionBuilder | None = None,
 ) -> AsyncIterator[bytes]:
-    """A native stream as it is, read on the way by the format's own decoder for its usage."""
+    """A native stream as it is, read on the way by the format's own decoder for its usage
+    (and, given a `builder`, its whole canonical answer)."""
     assert answer.endpoint is not None
     decoder = answer.endpoint.decoder()
     broken = False
@@ -223,13 +252,25 @@ async def _usage_tap(
         async for data in stream:
             if not broken:
                 try:
-                    for chunk in decoder.feed(data):
+                    batch = decoder.feed(data)
+                    for chunk in batch:
                         usage = chunk.get("usage")
                         if isinstance(usage, dict):
                             info.usage = Usage.from_canonical(usage)
+                    if builder is not None:
+                        builder.feed(batch)
                 except GatewayError:
                     broken = True  # the relay reports the stream's own errors
             yield data
+        if builder is not None and not broken:  # the stream ended as it should
+            try:
+                batch = decoder.finish()
+                while batch:
+                    builder.feed(batch)
+                    batch = decoder.finish()
+            except GatewayError:
+                return
+            info.completion = builder.result()
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
