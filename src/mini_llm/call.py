@@ -85,7 +85,17 @@ class Answer:
     malformed answer is retried like any failure).
     """
 
-    __slots__ = ("attempts", "completion", "data", "endpoint", "native", "stream", "target")
+    __slots__ = (
+        "attempts",
+        "completion",
+        "data",
+        "endpoint",
+        "native",
+        "sent",
+        "stream",
+        "target",
+        "waited",
+    )
 
     def __init__(
         self,
@@ -105,6 +115,11 @@ class Answer:
         self.stream = stream
         self.completion = completion
         self.attempts = 1
+        self.sent = 0.0
+        """When (time.monotonic) the answering attempt was sent."""
+        self.waited = 0.0
+        """Seconds that attempt waited on the upstream (the whole body, or a stream's first
+        bytes): what the gateway's overhead leaves out."""
 
     def headers(self) -> dict[str, str]:
         if self.target is None:

@@ -32,6 +32,7 @@ from .config_tables import (
 )
 from .routing.policies import Deployment, Overrides, RetryPolicy, Timeouts
 from .settings_table import DEFAULT, ROWS, ROWS_BY_NAME, TABLES, resolve
+from .usage.prices import parse_price_overrides
 
 __all__ = [
     "DEFAULT_HOST",
@@ -56,7 +57,7 @@ DEFAULT_PORT: int = ROWS_BY_NAME["port"].default
 DEFAULT_PORT_RETRIES: int = ROWS_BY_NAME["port_retries"].default
 DEFAULT_MAX_BODY_BYTES: int = ROWS_BY_NAME["max_body_bytes"].default
 
-_TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers")
+_TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers", "prices")
 _MODEL_KEYS = ("timeouts", "retries", "fallbacks")
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret")
 
@@ -123,6 +124,33 @@ class Settings:
     watch_config: bool = False
     """Reload when the config file changes (its size or modification time, checked each second)."""
     origin: LoadArgs | None = field(default=None, repr=False, compare=False)
+    usage: bool = True
+    """Record every request in the usage ledger."""
+    database_url: str = ""
+    data_dir: str = ""
+    home_data_dir: str = ""
+    """The data directory the environment implies ($XDG_DATA_HOME/mini-llm, else
+    $HOME/.local/share/mini-llm); empty when it names neither."""
+    usage_queue: int = 100_000
+    metrics: bool = True
+    log_format: str = "text"
+    log_bodies: bool = False
+    body_max_bytes: int = 4096
+    otlp_endpoint: str = ""
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """`[prices."provider/model"]` overrides, USD per million tokens by kind."""
+    metrics_dir: str | None = field(default=None, compare=False)
+    """Where `--workers` processes publish their metrics (made by the parent)."""
+
+    def store_url(self) -> str | None:
+        """The SQL store's URL: `database_url`, else a SQLite file in the data directory;
+        None when neither is known."""
+        if self.database_url:
+            return self.database_url
+        folder = self.data_dir or self.home_data_dir
+        if not folder:
+            return None
+        return "sqlite:///" + os.path.abspath(os.path.join(folder, "mini-llm.db")).lstrip("/")
 
     @property
     def bind_retries(self) -> int:
@@ -158,6 +186,8 @@ class Settings:
             }
         for name, o in self.model_overrides.items():
             flat[f"models.{name}"] = {"timeouts": dict(o.timeouts), "retries": dict(o.retries)}
+        for name, price in self.prices.items():
+            flat[f"prices.{name}"] = dict(price)
         for p in self.providers.values():
             at = f"providers.{p.name}."
             flat[at + "format"] = p.wire
@@ -339,6 +369,17 @@ def load_settings(
     for kind, names in (("deployments", deployments), ("models", model_overrides)):
         sources.update({f"{kind}.{name}": label for name in names})
     check_names(aliases, chains, fallbacks, deployments, model_overrides, providers, problems)
+    prices = parse_price_overrides(table(file, "prices", problems), "[prices]", problems)
+    sources.update({f"prices.{name}": label for name in prices})
+    if sources["otlp_endpoint"] == DEFAULT and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        values["otlp_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+        sources["otlp_endpoint"] = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    if env.get("XDG_DATA_HOME"):
+        home_data_dir = os.path.join(env["XDG_DATA_HOME"], "mini-llm")
+    elif env.get("HOME"):
+        home_data_dir = os.path.join(env["HOME"], ".local", "share", "mini-llm")
+    else:
+        home_data_dir = ""
 
     if problems:
         raise ConfigError(problems)
@@ -372,6 +413,17 @@ def load_settings(
         port_explicit=sources["port"] != DEFAULT,
         sources=sources,
         origin=LoadArgs(dict(env), config_path, flags),
+        usage=values["usage"],
+        database_url=values["database_url"],
+        data_dir=values["data_dir"],
+        home_data_dir=home_data_dir,
+        usage_queue=values["usage_queue"],
+        metrics=values["metrics"],
+        log_format=values["log_format"],
+        log_bodies=values["log_bodies"],
+        body_max_bytes=values["body_max_bytes"],
+        otlp_endpoint=values["otlp_endpoint"],
+        prices=prices,
     )
 
 

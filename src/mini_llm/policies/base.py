@@ -13,7 +13,7 @@ so it is only done then. An empty chain costs one attribute test per request.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..canonical import Usage
@@ -30,31 +30,59 @@ class RequestInfo:
 
     __slots__ = (
         "attempts",
+        "cache_hit",
         "call",
+        "cost",
+        "costed",
+        "delivered",
         "dialect",
         "endpoint",
         "error_code",
         "first_byte",
+        "headers",
+        "key_id",
+        "overhead",
         "request_id",
         "started",
         "status",
         "stream_cancelled",
         "target",
+        "trace",
         "usage",
     )
 
-    def __init__(self, request_id: str, endpoint: str, dialect: str) -> None:
+    def __init__(
+        self, request_id: str, endpoint: str, dialect: str, started: float | None = None
+    ) -> None:
         self.request_id = request_id
         self.endpoint = endpoint
         self.dialect = dialect
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
+        """time.monotonic() when the request began."""
+        self.first_byte: float | None = None
+        """time.monotonic() when a stream's first bytes went to the client."""
+        self.overhead: float | None = None
+        """Seconds the gateway itself added (the upstream's time left out)."""
+        self.cache_hit: bool | None = None
+        """Set by a response cache: True when it answered, False when it looked and missed."""
+        self.key_id: str | None = None
+        """The gateway key that made the request (access control), if any."""
+        self.cost: float | None = None
+        self.costed = False
+        """`cost` was worked out (None then means: no price known)."""
+        self.headers: Mapping[str, str] | None = None
+        """The client's request headers (a trace's `traceparent`)."""
+        self.trace: Any = None
+        """What a tracing policy keeps between `before` and `after`."""
+        self.delivered = 0
+        """Characters of answer text sent so far on a stream (for a cancelled stream's
+        estimate); counted only when a policy wants usage."""
         self.call: Call | None = None
         self.target: Target | None = None
         self.attempts = 0
         self.status = 0
         self.error_code: str | None = None
         self.usage: Usage | None = None
-        self.first_byte: float | None = None
         self.stream_cancelled = False
 
     @property
