@@ -119,6 +119,10 @@ class Pipeline:
         except GatewayError as e:
             if info is not None:
                 info.status, info.error_code = e.http_status, e.code
+                tried = (e.headers or {}).get("x-mini-llm-attempts")
+                if tried and dispatched and info.target is None:  # tried, and failed
+                    info.attempts = int(tried)
+                    info.target = served.primary if info.attempts else None
             response = error_response(e, dialect, rid, runtime.redact.scrub)
             return _overhead(response, info, started, dispatched)
         except asyncio.CancelledError:
@@ -187,8 +191,8 @@ async def _respond(
         now = time.monotonic()
         overhead = now - started - answer.waited
         headers[OVERHEAD] = _ms(overhead)
-        if info is not None:
-            info.first_byte, info.overhead = now, overhead
+        if info is not None:  # the answer has begun: a 200, even if the client goes away
+            info.first_byte, info.overhead, info.status = now, overhead, 200
 
     events = _events(dialect, call, answer, info if wants_usage else None)
     response = await write_stream(
