@@ -114,7 +114,7 @@ def _drive(
     for model in (OPENAI_MODEL, CLAUDE_MODEL):
         for stream in (False, True):
             (openai_upstream if model == OPENAI_MODEL else anthropic_upstream).push(
-                openai_rich() if model == OPENAI_MODEL else anthropic_rich()  # type: ignore[arg-type]
+                openai_rich() if model == OPENAI_MODEL else anthropic_rich()
             )
             if stream:
                 chunks = list(
@@ -127,7 +127,7 @@ def _drive(
             done.append(("/v1/chat/completions", model, stream))
 
             (openai_upstream if model == OPENAI_MODEL else anthropic_upstream).push(
-                openai_rich() if model == OPENAI_MODEL else anthropic_rich()  # type: ignore[arg-type]
+                openai_rich() if model == OPENAI_MODEL else anthropic_rich()
             )
             if stream:
                 with an_client.messages.stream(
@@ -196,8 +196,8 @@ def test_every_path_records_the_upstream_figures_exactly(
             metric = series("mini_llm_tokens_total", provider=provider, model=name, type=kind)
             assert figures.get(metric, 0) == sum(getattr(u, field) for u, _ in served), metric
         total = sum(c for _, c in served)
-        cost = series("mini_llm_cost_usd_total", provider=provider, model=name)
-        assert figures[cost] == pytest.approx(total)
+        spent = series("mini_llm_cost_usd_total", provider=provider, model=name)
+        assert figures[spent] == pytest.approx(total)
         attempts = series("mini_llm_upstream_attempts_total", provider=provider, outcome="ok")
         assert figures[attempts] == 6
     requests = sum(v for k, v in figures.items() if k.startswith("mini_llm_requests_total{"))

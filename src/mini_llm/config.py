@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config_tables import (
     ProviderConfig,
@@ -32,6 +33,7 @@ from .config_tables import (
 )
 from .routing.policies import Deployment, Overrides, RetryPolicy, Timeouts
 from .settings_table import DEFAULT, ROWS, ROWS_BY_NAME, TABLES, resolve
+from .store.postgres import safe_url
 from .usage.prices import parse_price_overrides
 
 __all__ = [
@@ -188,6 +190,11 @@ class Settings:
             flat[f"models.{name}"] = {"timeouts": dict(o.timeouts), "retries": dict(o.retries)}
         for name, price in self.prices.items():
             flat[f"prices.{name}"] = dict(price)
+        if self.database_url:  # never a password in a listing; its hash in the fingerprint
+            password = urlsplit(self.database_url).password
+            flat["database_url"] = safe_url(self.database_url)
+            if password:
+                flat["database_url.password"] = secret(password)
         for p in self.providers.values():
             at = f"providers.{p.name}."
             flat[at + "format"] = p.wire

@@ -122,7 +122,7 @@ class Pipeline:
                 tried = (e.headers or {}).get("x-mini-llm-attempts")
                 if tried and dispatched and info.target is None:  # tried, and failed
                     info.attempts = int(tried)
-                    info.target = served.primary if info.attempts else None
+                    info.target = served.primary if served and info.attempts else None
             response = error_response(e, dialect, rid, runtime.redact.scrub)
             return _overhead(response, info, started, dispatched)
         except asyncio.CancelledError:
