@@ -100,7 +100,7 @@ async def usage_report(
     if by == "request":
         rows = await store.fetch(
             f"SELECT {', '.join(COLUMNS)} FROM usage_records {where} ORDER BY ts_us DESC LIMIT ?",
-            (*window, limit),
+            (*window, limit if limit > 0 else 2**62),  # 0: every record
         )
         report["rows"] = [_record(row) for row in rows]
         return report
