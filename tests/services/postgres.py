@@ -79,9 +79,8 @@ def postgres_url() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if server.poll() is not None:
-                raise RuntimeError(
-                    "postgres exited: " + open(os.path.join(home, "postgres.log")).read()
-                )
+                with open(os.path.join(home, "postgres.log")) as failed:
+                    raise RuntimeError("postgres exited: " + failed.read())
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break
