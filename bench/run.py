@@ -106,6 +106,15 @@ MESSAGES_PATH = "/v1/messages"
 OPENAI_MODEL = "openai/gpt-4o-mini"
 CLAUDE_MODEL = "anthropic/claude-bench"
 
+# the usage ledger (SQLite in the data directory), /metrics and the access log (JSON lines at
+# info): the base scenarios run with the first two off, to stay comparable with earlier runs
+OBSERVED = {
+    "MINI_LLM_USAGE": "true",
+    "MINI_LLM_METRICS": "true",
+    "MINI_LLM_LOG_LEVEL": "info",
+    "MINI_LLM_LOG_FORMAT": "json",
+}
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         "openai",
@@ -160,6 +169,26 @@ SCENARIOS: list[Scenario] = [
         passthrough="openai-stream",
     ),
     Scenario(
+        "openai-observed",
+        "OpenAI pass-through, usage + metrics + access log on",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=_req(CHAT, _openai("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+        env=OBSERVED,
+    ),
+    Scenario(
+        "openai-stream-observed",
+        "OpenAI pass-through, stream, usage + metrics + access log on",
+        _req(CHAT, _openai(OPENAI_MODEL, True)),
+        True,
+        direct=_req(CHAT, _openai("gpt-4o-mini", True)),
+        floor="openai-stream",
+        passthrough="openai-stream",
+        env=OBSERVED,
+    ),
+    Scenario(
         "mock-provider",
         "built-in mock provider (no upstream)",
         _req(CHAT, _openai("mock/echo", False)),
@@ -193,6 +222,8 @@ def gateway_env(mock_port: int, data_dir: Path, src: Path) -> dict[str, str]:
     return clean_env(
         PYTHONPATH=str(src),
         MINI_LLM_LOG_LEVEL="warning",
+        MINI_LLM_USAGE="false",
+        MINI_LLM_METRICS="false",
         OPENAI_BASE_URL=upstream + "/v1",
         OPENAI_API_KEY="sk-bench-openai",
         ANTHROPIC_BASE_URL=upstream,
