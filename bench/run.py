@@ -244,6 +244,17 @@ def export_source(ref: str, into: Path) -> Path:
     return into / "src"
 
 
+def selected(only: set[str]) -> list[Scenario]:
+    """The scenarios named (all when none is), with those they are compared to."""
+    if not only:
+        return SCENARIOS
+    wanted = set(only)
+    for scenario in SCENARIOS:
+        if scenario.name in only:
+            wanted.update(n for n in (scenario.floor, scenario.passthrough) if n)
+    return [s for s in SCENARIOS if s.name in wanted]
+
+
 def gateway_cmd(port: int = 0, workers: int = 1) -> list[str]:
     cmd = [PY, "-m", "mini_llm", "serve", "--host", "127.0.0.1", "--port", str(port)]
     return [*cmd, "--workers", str(workers)] if workers > 1 else cmd
@@ -268,6 +279,7 @@ class Bench:
         self.src = src
         self.results: dict[str, Any] = {"scenarios": {}, "notes": []}
         self.mock: Server | None = None
+        self.only: set[str] = set()
 
     def note(self, text: str) -> None:
         log("note: " + text)
@@ -328,14 +340,15 @@ class Bench:
                 "floor": {"idle": round(memory_mb(floor.pids, "VmRSS"), 1)},
             }
             floors: dict[str, dict[str, Any]] = {}
-            for scenario in SCENARIOS:
+            for scenario in selected(self.only):
                 self.scenario(scenario, gateway, floor, floors, env)
             self.results["rss_mb"]["mini-llm"]["peak"] = round(memory_mb(gateway.pids, "VmHWM"), 1)
             self.results["rss_mb"]["floor"]["peak"] = round(memory_mb(floor.pids, "VmHWM"), 1)
             for server in servers:
                 server.stop()
             servers.clear()
-            self.results["workers"] = self.workers(env)
+            if not self.only:
+                self.results["workers"] = self.workers(env)
         finally:
             for server in servers:
                 server.stop()
@@ -393,7 +406,8 @@ class Bench:
         self.results["scenarios"][scenario.name] = out
         server = gateway
         if scenario.env:  # features switched on: a gateway of its own
-            server = start_server("mini-llm", gateway_cmd(), GATEWAY_CPU, {**env, **scenario.env})
+            command = [*gateway_cmd(), "--no-state"]  # the shared one is already running
+            server = start_server("mini-llm", command, GATEWAY_CPU, {**env, **scenario.env})
         try:
             status, body = post_once(server.port, scenario.request)
             if status != 200:
@@ -691,6 +705,11 @@ def main() -> int:
         help="git commit whose src/ is measured (default HEAD); 'worktree' for the checkout as is",
     )
     parser.add_argument("--out", default=str(BENCH / "results"), help="results folder")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenario names (and those they are compared to); no workers run",
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         log("this benchmark needs 2 CPUs (gateway on one, load on the other)")
@@ -700,7 +719,9 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mini-llm-bench-") as work:
         src = REPO / "src" if args.ref == "worktree" else export_source(args.ref, Path(work))
-        results = Bench(plan, Path(work), src).run()
+        bench = Bench(plan, Path(work), src)
+        bench.only = {name for name in args.only.split(",") if name}
+        results = bench.run()
     results["meta"]["wall_s"] = round(time.monotonic() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
