@@ -120,6 +120,15 @@ RESPONSES_PATH = "/v1/responses"
 OPENAI_MODEL = "openai/gpt-4o-mini"
 CLAUDE_MODEL = "anthropic/claude-bench"
 
+# the usage ledger (SQLite in the data directory), /metrics and the access log (JSON lines at
+# info): the base scenarios run with the first two off, to stay comparable with earlier runs
+OBSERVED = {
+    "MINI_LLM_USAGE": "true",
+    "MINI_LLM_METRICS": "true",
+    "MINI_LLM_LOG_LEVEL": "info",
+    "MINI_LLM_LOG_FORMAT": "json",
+}
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         "openai",
@@ -228,6 +237,26 @@ SCENARIOS: list[Scenario] = [
         env={"MINI_LLM_CACHE": "memory"},
     ),
     Scenario(
+        "openai-observed",
+        "OpenAI pass-through, usage + metrics + access log on",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=_req(CHAT, _openai("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+        env=OBSERVED,
+    ),
+    Scenario(
+        "openai-stream-observed",
+        "OpenAI pass-through, stream, usage + metrics + access log on",
+        _req(CHAT, _openai(OPENAI_MODEL, True)),
+        True,
+        direct=_req(CHAT, _openai("gpt-4o-mini", True)),
+        floor="openai-stream",
+        passthrough="openai-stream",
+        env=OBSERVED,
+    ),
+    Scenario(
         "mock-provider",
         "built-in mock provider (no upstream)",
         _req(CHAT, _openai("mock/echo", False)),
@@ -261,6 +290,8 @@ def gateway_env(mock_port: int, data_dir: Path, src: Path) -> dict[str, str]:
     return clean_env(
         PYTHONPATH=str(src),
         MINI_LLM_LOG_LEVEL="warning",
+        MINI_LLM_USAGE="false",
+        MINI_LLM_METRICS="false",
         OPENAI_BASE_URL=upstream + "/v1",
         OPENAI_API_KEY="sk-bench-openai",
         ANTHROPIC_BASE_URL=upstream,
@@ -279,6 +310,17 @@ def export_source(ref: str, into: Path) -> Path:
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into / "src"
+
+
+def selected(only: set[str]) -> list[Scenario]:
+    """The scenarios named (all when none is), with those they are compared to."""
+    if not only:
+        return SCENARIOS
+    wanted = set(only)
+    for scenario in SCENARIOS:
+        if scenario.name in only:
+            wanted.update(n for n in (scenario.floor, scenario.passthrough) if n)
+    return [s for s in SCENARIOS if s.name in wanted]
 
 
 def gateway_cmd(port: int = 0, workers: int = 1) -> list[str]:
@@ -418,17 +460,16 @@ class Bench:
                 "floor": {"idle": round(memory_mb(floor.pids, "VmRSS"), 1)},
             }
             floors: dict[str, dict[str, Any]] = {}
-            for scenario in SCENARIOS:
-                if self.only and scenario.name not in self.only:
-                    continue
+            for scenario in selected(self.only):
                 self.scenario(scenario, gateway, floor, floors, env)
             self.results["rss_mb"]["mini-llm"]["peak"] = round(memory_mb(gateway.pids, "VmHWM"), 1)
             self.results["rss_mb"]["floor"]["peak"] = round(memory_mb(floor.pids, "VmHWM"), 1)
             for server in servers:
                 server.stop()
             servers.clear()
-            self.results["workers"] = self.workers(env)
-            self.results["cache_memory"] = cache_memory(env)
+            if not self.only:
+                self.results["workers"] = self.workers(env)
+                self.results["cache_memory"] = cache_memory(env)
         finally:
             for server in servers:
                 server.stop()
@@ -486,8 +527,8 @@ class Bench:
         self.results["scenarios"][scenario.name] = out
         server = gateway
         if scenario.env:  # features switched on: a gateway of its own
-            private = [*gateway_cmd(), "--no-state"]  # beside the shared one
-            server = start_server("mini-llm", private, GATEWAY_CPU, {**env, **scenario.env})
+            command = [*gateway_cmd(), "--no-state"]  # the shared one is already running
+            server = start_server("mini-llm", command, GATEWAY_CPU, {**env, **scenario.env})
         try:
             status, body = post_once(server.port, scenario.request)
             if status != 200:
@@ -788,8 +829,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated scenarios to run (a scenario's floor scenario too), e.g. "
-        "openai,cache-hit",
+        help="comma-separated scenario names (and those they are compared to), e.g. "
+        "openai,cache-hit; no workers run",
     )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:

@@ -26,6 +26,8 @@ def _private_runtime_dir(
     real one nor another test's (tests that need the state directory set their own
     `MINI_LLM_STATE_DIR`)."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+    # and a data directory of its own: a gateway it starts keeps its usage ledger there
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="session")

@@ -95,8 +95,10 @@ class Answer:
         "dropped",
         "endpoint",
         "native",
+        "sent",
         "stream",
         "target",
+        "waited",
     )
 
     def __init__(
@@ -119,6 +121,11 @@ class Answer:
         self.attempts = 1
         self.dropped: tuple[str, ...] = ()
         """What the target that answered could not take of the canonical request."""
+        self.sent = 0.0
+        """When (time.monotonic) the answering attempt was sent."""
+        self.waited = 0.0
+        """Seconds that attempt waited on the upstream (the whole body, or a stream's first
+        bytes): what the gateway's overhead leaves out."""
 
     def headers(self) -> dict[str, str]:
         if self.target is None:

@@ -5,7 +5,8 @@ format and client dialect shares to read and build it. Pure: no I/O, no clock, n
 - a canonical answer is a `chat.completion`, a canonical chunk a `chat.completion.chunk`
   (`created` left 0 for the edge to stamp);
 - canonical usage is OpenAI's `usage` object, plus `cache_read_input_tokens` and
-  `cache_creation_input_tokens` where an upstream reports prompt-cache writes; `Usage` is the
+  `cache_creation_input_tokens` where an upstream reports prompt-cache writes (and
+  `cache_creation_1h_input_tokens`, the part of them written for an hour); `Usage` is the
   gateway's own reading of it, the figures a ledger and limits count.
 """
 
@@ -104,7 +105,8 @@ class Usage:
 
     `input_tokens` are billed at the input price (cache reads and writes excluded);
     `output_tokens` include reasoning; `reasoning_tokens` is the part of them that was
-    reasoning. `exact` is False when the gateway estimated the figures.
+    reasoning. `cache_write_1h_tokens` is the part of `cache_write_tokens` written for an hour
+    (Anthropic bills it apart). `exact` is False when the gateway estimated the figures.
     """
 
     input_tokens: int = 0
@@ -112,6 +114,7 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     exact: bool = True
 
     @classmethod
@@ -132,6 +135,9 @@ class Usage:
             cached_input_tokens=cached,
             cache_write_tokens=written,
             reasoning_tokens=reasoning,
+            cache_write_1h_tokens=min(
+                token_count(usage.get("cache_creation_1h_input_tokens")), written
+            ),
         )
 
     @property
@@ -153,6 +159,8 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
         out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     if usage.cache_write_tokens:
         out["cache_creation_input_tokens"] = usage.cache_write_tokens
+    if usage.cache_write_1h_tokens:
+        out["cache_creation_1h_input_tokens"] = usage.cache_write_1h_tokens
     return out
 
 

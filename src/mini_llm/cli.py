@@ -524,6 +524,142 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_usage(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from .config import ConfigError
+    from .store import StoreError, open_store
+    from .usage.report import parse_when, usage_report
+
+    try:
+        settings = _settings(args)
+    except ConfigError as e:
+        _err(str(e))
+        return EXIT_CONFIG
+    url = settings.store_url()
+    if url is None:
+        _err("no usage store: set MINI_LLM_DATA_DIR or MINI_LLM_DATABASE_URL")
+        return EXIT_CONFIG
+    now = time.time()
+    try:
+        since = parse_when(args.since, now)
+        until = parse_when(args.until, now) if args.until else now
+    except ValueError as e:
+        _err(str(e))
+        return EXIT_CONFIG
+
+    async def read() -> dict[str, Any]:
+        store = open_store(url)
+        try:
+            limit = args.limit if args.limit is not None else (100 if args.by == "request" else 0)
+            return await usage_report(store, since, until, args.by, limit)
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(read())
+    except StoreError as e:
+        _err(f"cannot read the usage store: {e}")
+        return EXIT_FAILURE
+    if args.json:
+        _print_json(report)
+    elif args.csv:
+        _print_csv(report)
+    else:
+        _print_usage(report)
+    return 0
+
+
+_USAGE_COLUMNS = (
+    ("requests", "REQUESTS"),
+    ("errors", "ERRORS"),
+    ("input_tokens", "INPUT"),
+    ("cached_input_tokens", "CACHED"),
+    ("cache_write_tokens", "CACHE-WRITE"),
+    ("output_tokens", "OUTPUT"),
+    ("reasoning_tokens", "REASONING"),
+    ("cost_usd", "COST $"),
+    ("p50_ms", "P50 ms"),
+    ("p95_ms", "P95 ms"),
+)
+_RECORD_COLUMNS = (
+    ("time", "TIME"),
+    ("request_id", "REQUEST"),
+    ("endpoint", "ENDPOINT"),
+    ("model", "MODEL"),
+    ("status", "STATUS"),
+    ("input_tokens", "INPUT"),
+    ("cached_input_tokens", "CACHED"),
+    ("cache_write_tokens", "CACHE-WRITE"),
+    ("output_tokens", "OUTPUT"),
+    ("cost_usd", "COST $"),
+    ("latency_ms", "MS"),
+)
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "unpriced" if name == "cost_usd" else "-"
+    if name == "cost_usd":
+        return f"{value:.6f}"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+
+
+def _print_usage(report: dict[str, Any]) -> None:
+    by = report["by"]
+    print(f"usage {report['since']} .. {report['until']}, by {by}")
+    if by == "request":
+        columns = _RECORD_COLUMNS
+        rows = [[h for _, h in columns]]
+        rows += [[_cell(n, r.get(n)) for n, _ in columns] for r in report["rows"]]
+        _table(rows)
+        return
+    rows = [[by.upper(), *(h for _, h in _USAGE_COLUMNS)]]
+    for row in report["rows"]:
+        cost = row["cost_usd"]
+        cells = [_cell(n, row[n]) for n, _ in _USAGE_COLUMNS]
+        if cost is not None and row["unpriced_requests"]:
+            cells[7] += "+"  # some of it unpriced
+        rows.append([str(row[by]), *cells])
+    total = report["total"]
+    rows.append(["total", *(_cell(n, total[n]) for n, _ in _USAGE_COLUMNS)])
+    _table(rows)
+    if report["unpriced_models"]:
+        print(
+            'unpriced (cost unknown, add [prices."provider/model"]): '
+            + ", ".join(report["unpriced_models"])
+        )
+    if total["estimated_requests"]:
+        print(f"{total['estimated_requests']} requests with estimated token counts")
+
+
+def _print_csv(report: dict[str, Any]) -> None:
+    import csv
+
+    rows = report["rows"]
+    writer = csv.writer(sys.stdout)
+    if not rows:
+        return
+    names = list(rows[0])
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow(["" if row[n] is None else row[n] for n in names])
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     import msgspec
 
@@ -746,6 +882,24 @@ def _parser() -> argparse.ArgumentParser:
     with_state_dir(reset)
     with_json(reset)
     reset.set_defaults(func=_cmd_providers_reset)
+
+    usage = sub.add_parser(
+        "usage", help="what was spent, on what, how fast (from the usage ledger)"
+    )
+    usage.add_argument("--since", default="24h", help="24h, 7d, 30m, a date or date-time")
+    usage.add_argument("--until", default=None, help="same forms as --since (default: now)")
+    usage.add_argument(
+        "--by",
+        default="model",
+        choices=("model", "provider", "key", "day", "hour", "request"),
+        help="group by (request: the records themselves, newest first)",
+    )
+    usage.add_argument("--limit", type=int, default=None, help="rows at most")
+    shape = usage.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="JSON, as GET /admin/usage")
+    shape.add_argument("--csv", action="store_true", help="CSV")
+    with_config(usage)
+    usage.set_defaults(func=_cmd_usage)
 
     serve = sub.add_parser("serve", help="run the gateway in the foreground")
     with_address(serve)

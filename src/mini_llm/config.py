@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .cache.settings import CacheSettings
 from .config_tables import (
@@ -34,6 +35,8 @@ from .config_tables import (
 )
 from .routing.policies import Deployment, Overrides, RetryPolicy, Timeouts
 from .settings_table import DEFAULT, ROWS, ROWS_BY_NAME, TABLES, resolve
+from .store.postgres import safe_url
+from .usage.prices import parse_price_overrides
 
 __all__ = [
     "DEFAULT_HOST",
@@ -58,7 +61,7 @@ DEFAULT_PORT: int = ROWS_BY_NAME["port"].default
 DEFAULT_PORT_RETRIES: int = ROWS_BY_NAME["port_retries"].default
 DEFAULT_MAX_BODY_BYTES: int = ROWS_BY_NAME["max_body_bytes"].default
 
-_TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers")
+_TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers", "prices")
 _MODEL_KEYS = ("timeouts", "retries", "fallbacks")
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret")
 
@@ -128,6 +131,33 @@ class Settings:
     redis_url: str = ""
     """Redis shared by every instance (counters, limits, the response cache); "" for memory."""
     cache: CacheSettings = field(default_factory=CacheSettings)
+    usage: bool = True
+    """Record every request in the usage ledger."""
+    database_url: str = ""
+    data_dir: str = ""
+    home_data_dir: str = ""
+    """The data directory the environment implies ($XDG_DATA_HOME/mini-llm, else
+    $HOME/.local/share/mini-llm); empty when it names neither."""
+    usage_queue: int = 100_000
+    metrics: bool = True
+    log_format: str = "text"
+    log_bodies: bool = False
+    body_max_bytes: int = 4096
+    otlp_endpoint: str = ""
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """`[prices."provider/model"]` overrides, USD per million tokens by kind."""
+    metrics_dir: str | None = field(default=None, compare=False)
+    """Where `--workers` processes publish their metrics (made by the parent)."""
+
+    def store_url(self) -> str | None:
+        """The SQL store's URL: `database_url`, else a SQLite file in the data directory;
+        None when neither is known."""
+        if self.database_url:
+            return self.database_url
+        folder = self.data_dir or self.home_data_dir
+        if not folder:
+            return None
+        return "sqlite:///" + os.path.abspath(os.path.join(folder, "mini-llm.db")).lstrip("/")
 
     @property
     def bind_retries(self) -> int:
@@ -168,6 +198,13 @@ class Settings:
             }
         for name, o in self.model_overrides.items():
             flat[f"models.{name}"] = {"timeouts": dict(o.timeouts), "retries": dict(o.retries)}
+        for name, price in self.prices.items():
+            flat[f"prices.{name}"] = dict(price)
+        if self.database_url:  # never a password in a listing; its hash in the fingerprint
+            password = urlsplit(self.database_url).password
+            flat["database_url"] = safe_url(self.database_url)
+            if password:
+                flat["database_url.password"] = secret(password)
         for p in self.providers.values():
             at = f"providers.{p.name}."
             flat[at + "format"] = p.wire
@@ -372,6 +409,17 @@ def load_settings(
             f"{ROWS_BY_NAME['cache.enabled'].env}=redis needs a Redis: set "
             f"{ROWS_BY_NAME['redis_url'].env} (or [state] redis_url)"
         )
+    prices = parse_price_overrides(table(file, "prices", problems), "[prices]", problems)
+    sources.update({f"prices.{name}": label for name in prices})
+    if sources["otlp_endpoint"] == DEFAULT and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        values["otlp_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+        sources["otlp_endpoint"] = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    if env.get("XDG_DATA_HOME"):
+        home_data_dir = os.path.join(env["XDG_DATA_HOME"], "mini-llm")
+    elif env.get("HOME"):
+        home_data_dir = os.path.join(env["HOME"], ".local", "share", "mini-llm")
+    else:
+        home_data_dir = ""
 
     if problems:
         raise ConfigError(problems)
@@ -407,6 +455,17 @@ def load_settings(
         origin=LoadArgs(dict(env), config_path, flags),
         redis_url=values["redis_url"],
         cache=cache,
+        usage=values["usage"],
+        database_url=values["database_url"],
+        data_dir=values["data_dir"],
+        home_data_dir=home_data_dir,
+        usage_queue=values["usage_queue"],
+        metrics=values["metrics"],
+        log_format=values["log_format"],
+        log_bodies=values["log_bodies"],
+        body_max_bytes=values["body_max_bytes"],
+        otlp_endpoint=values["otlp_endpoint"],
+        prices=prices,
     )
 
 

@@ -301,7 +301,34 @@ def _rows() -> tuple[Setting, ...]:
         Setting("cache.wait", "cache", "wait", "MINI_LLM_CACHE_WAIT", Seconds(), 30.0, None,
                 True, "seconds an identical request waits for the one under way"),
     ]  # fmt: skip
-    return (*server, *timeouts, *retries, *routing, *responses, *cache)
+    usage = [
+        Setting("usage", "usage", "enabled", "MINI_LLM_USAGE", Flag(), True, None, False,
+                "record every request in the usage ledger"),
+        Setting("database_url", "usage", "database_url", "MINI_LLM_DATABASE_URL", Text(), "",
+                None, False,
+                "the SQL store: sqlite:///path or postgresql://… (default: a SQLite file, "
+                "mini-llm.db in the data directory)"),
+        Setting("data_dir", "usage", "data_dir", "MINI_LLM_DATA_DIR", Text(), "", None, False,
+                "the data directory (default: $XDG_DATA_HOME/mini-llm or "
+                "~/.local/share/mini-llm)"),
+        Setting("usage_queue", "usage", "queue", "MINI_LLM_USAGE_QUEUE",
+                Whole(100, 10_000_000), 100_000, None, False,
+                "usage records held in memory while the store cannot take them; "
+                "more are dropped and counted"),
+        Setting("metrics", "metrics", "enabled", "MINI_LLM_METRICS", Flag(), True, None, True,
+                "Prometheus metrics at GET /metrics"),
+        Setting("log_format", "logging", "format", "MINI_LLM_LOG_FORMAT",
+                Choice(("text", "json")), "text", None, True, "the access log's lines"),
+        Setting("log_bodies", "logging", "log_bodies", "MINI_LLM_LOG_BODIES", Flag(), False,
+                None, True, "add request bodies (redacted) to the access log"),
+        Setting("body_max_bytes", "logging", "body_max_bytes", "MINI_LLM_LOG_BODY_MAX_BYTES",
+                Whole(16, 1 << 20), 4096, None, True, "bytes of a body logged at most"),
+        Setting("otlp_endpoint", "telemetry", "otlp_endpoint", "MINI_LLM_OTLP_ENDPOINT", Text(),
+                "", None, False,
+                "OpenTelemetry traces to this OTLP/HTTP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT "
+                "too); needs mini-llm[otel]"),
+    ]  # fmt: skip
+    return (*server, *timeouts, *retries, *routing, *responses, *cache, *usage)
 
 
 ROWS: tuple[Setting, ...] = _rows()

@@ -27,19 +27,35 @@ from ..dialects.openai_chat import OPENAI_CHAT
 from ..dialects.openai_responses import OpenAIResponsesDialect
 from ..errors import (
     GatewayError,
+    InvalidRequestError,
     MethodNotAllowedError,
     ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
+    ServiceUnavailableError,
 )
 from ..logs import Redactor
-from ..policies import Policy, PolicyChain, RequestLog
+from ..policies import (
+    AccessLog,
+    Metrics,
+    MetricsPolicy,
+    Policy,
+    PolicyChain,
+    UsageLedger,
+)
+from ..policies.access_log import use_json_lines
 from ..policies.cache import CacheCounters, CachePolicy
+from ..policies.metrics import AttemptCounter
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
 from ..state.responses import MemoryResponseStore
+from ..store import StoreError, open_store
 from ..upstream import HttpTransport
+from ..usage.ledger import Ledger
+from ..usage.prices import PriceTable
+from ..usage.report import GROUPS, parse_when, usage_report
+from .attempt import AttemptHook
 from .body import BodyReader
 from .dispatch import Dispatcher
 from .model_list import build_model_list, models_by_id, offered_models
@@ -52,6 +68,20 @@ __all__ = ["GATEWAY", "Gateway", "Runtime", "build_app"]
 log = logging.getLogger("mini_llm.gateway")
 
 
+class Observers:
+    """What watches requests across reloads: metrics, the usage ledger, traces."""
+
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        ledger: Ledger | None = None,
+        telemetry: Any = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
+        self.ledger = ledger
+        self.telemetry = telemetry
+
+
 class Runtime:
     """What one configuration decides, built once."""
 
@@ -62,6 +92,7 @@ class Runtime:
         state: StateBackend,
         cache: CacheStore | None = None,
         cache_counters: CacheCounters | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
@@ -69,19 +100,76 @@ class Runtime:
         self.providers = build_providers(settings.providers, http, state)
         self.router = Router(settings.aliases, self.providers, settings, state)
         self.redact = Redactor(settings.secrets())
-        self.dispatcher = Dispatcher(self.redact)
         self.body = BodyReader(settings.max_body_bytes, settings.body_timeout)
-        policies: list[Policy] = [RequestLog()] if _logs_requests(settings) else []
+        self.prices = PriceTable(settings.prices)
+        observers = observers or Observers()
+        policies: list[Policy] = []
+        hooks: list[AttemptHook] = []
+        if settings.metrics:  # first: the in-flight gauge sees every request
+            policies.append(MetricsPolicy(observers.metrics, self.prices, self._known_models()))
+            hooks.append(AttemptCounter(observers.metrics))
+        if observers.telemetry is not None:
+            policies.append(observers.telemetry.policy(self.prices))
+            hooks.append(observers.telemetry.hook)
+        if observers.ledger is not None:
+            policies.append(UsageLedger(observers.ledger, self.prices))
+        if _logs_requests(settings):
+            use_json_lines(settings.log_format == "json")
+            policies.append(
+                AccessLog(
+                    self.prices,
+                    json_lines=settings.log_format == "json",
+                    log_bodies=settings.log_bodies,
+                    body_max_bytes=settings.body_max_bytes,
+                    redact=self.redact,
+                )
+            )
         self.cache: CachePolicy | None = None
-        if cache is not None:
+        if cache is not None:  # last: every other policy has seen the request when it answers
             self.cache = CachePolicy(cache, self.router, settings.cache, cache_counters)
             policies.append(self.cache)
         self.policies = PolicyChain(policies)
+        hook: AttemptHook | None = hooks[0] if len(hooks) == 1 else None
+        if len(hooks) > 1:
+            from ..telemetry import AttemptHooks
+
+            hook = AttemptHooks(hooks)
+        self.dispatcher = Dispatcher(self.redact, hook=hook)
         created = int(time.time())
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(created)}
         )
         self.model_bodies = models_by_id(self.models_body)
+
+    def _known_models(self) -> Any:
+        """Whether a served `provider/model` may be a metrics label: priced, listed by its
+        provider, or named by an alias or deployment (else it counts as `other`)."""
+        named = {f"{p}/{m}" for p, models in offered_models(self.providers).items() for m in models}
+        named.update(self.settings.aliases.values())
+        for chain in (*self.settings.chains.values(), *self.settings.fallbacks.values()):
+            named.update(chain)
+        for deployment in self.settings.deployments.values():
+            named.update(m for m, _ in deployment.targets)
+        prices = self.prices
+
+        def known(label: str) -> bool:
+            return label in named or label in prices
+
+        return known
+
+    def key_states(self) -> list[tuple[str, str, int]]:
+        """(provider, state, keys) for `mini_llm_provider_keys`."""
+        states = []
+        for provider in self.providers.values():
+            if not len(provider.keys):
+                continue
+            status = provider.keys.status()
+            aside = len(status["set_aside"])
+            cooling = status["cooling"]
+            states.append((provider.name, "healthy", status["keys"] - aside - cooling))
+            states.append((provider.name, "cooling", cooling))
+            states.append((provider.name, "set_aside", aside))
+        return states
 
     def _model_list(self, created: int) -> list[dict[str, Any]]:
         return build_model_list(self.settings, offered_models(self.providers), created)
@@ -153,10 +241,23 @@ class Gateway:
         # the cache's store and counts outlive a reload (its other settings do not)
         self.cache_store = _cache_store(settings, self.state)
         self.cache_counters = CacheCounters()
+        self.observers = Observers(Metrics(settings.metrics_dir), _ledger(settings), None)
+        ledger = self.observers.ledger
+        self.observers.metrics.dropped = lambda: ledger.dropped if ledger is not None else 0
+        self.observers.metrics.key_states = lambda: self.runtime.key_states()
+        if settings.otlp_endpoint:
+            self.observers.telemetry = _telemetry(settings.otlp_endpoint)
         self.pipeline = Pipeline(self._runtime(settings))
 
     def _runtime(self, settings: Settings) -> Runtime:
-        return Runtime(settings, self.http, self.state, self.cache_store, self.cache_counters)
+        return Runtime(
+            settings,
+            self.http,
+            self.state,
+            self.cache_store,
+            self.cache_counters,
+            self.observers,
+        )
 
     @property
     def runtime(self) -> Runtime:
@@ -183,12 +284,53 @@ class Gateway:
     def uptime(self) -> float:
         return time.monotonic() - self._started_monotonic
 
+    @property
+    def ledger(self) -> Ledger | None:
+        return self.observers.ledger
+
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.http.start()
         await self.state.start()
+        observers = self.observers
+        if observers.ledger is not None:
+            observers.ledger.start()
+        observers.metrics.start()
         yield
+        # in-flight requests have finished (the drain): their records are queued
         await self.http.close()
+        if observers.ledger is not None:
+            await observers.ledger.close()
+        await observers.metrics.close()
+        if observers.telemetry is not None:
+            observers.telemetry.close()
         await self.state.close()
+
+
+def _ledger(settings: Settings) -> Ledger | None:
+    if not settings.usage:
+        return None
+    url = settings.store_url()
+    if url is None:
+        log.warning(
+            "usage ledger off: no data directory is known (set MINI_LLM_DATA_DIR, HOME or "
+            "MINI_LLM_DATABASE_URL)"
+        )
+        return None
+    try:
+        return Ledger(open_store(url), max_queue=settings.usage_queue)
+    except StoreError as e:
+        log.error("usage ledger off: %s", e)
+        return None
+
+
+def _telemetry(endpoint: str) -> Any:
+    try:
+        from ..telemetry import Telemetry
+
+        return Telemetry(endpoint)
+    except ImportError:
+        log.error("traces off: OpenTelemetry is not installed (pip install 'mini-llm[otel]')")
+        return None
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -283,6 +425,46 @@ def build_app(settings: Settings) -> web.Application:
     add("DELETE", "/v1/responses/{id}", stored.delete)
     add("GET", "/v1/responses/{id}/input_items", stored.input_items)
     add("POST", "/admin/providers/reset", reset_providers)
+
+    async def metrics(request: web.Request) -> web.Response:
+        if not gateway.runtime.settings.metrics:
+            error = NotFoundError("Metrics are off ([metrics] enabled = false).")
+            return error_response(error, OPENAI_CHAT, request_id(request))
+        data, content_type = gateway.observers.metrics.render()
+        return web.Response(body=data, headers={"Content-Type": content_type})
+
+    async def usage(request: web.Request) -> web.Response:
+        rid = request_id(request)
+        if not _loopback(request):
+            error = PermissionDeniedError("Admin routes answer loopback clients only.")
+            return error_response(error, OPENAI_CHAT, rid)
+        ledger = gateway.ledger
+        if ledger is None:
+            return error_response(NotFoundError("The usage ledger is off."), OPENAI_CHAT, rid)
+        query = request.query
+        try:
+            now = time.time()
+            since = parse_when(query.get("since") or "24h", now)
+            until = parse_when(query["until"], now) if query.get("until") else now
+            by = query.get("by") or "model"
+            if by not in GROUPS:
+                raise ValueError(f"by must be one of {', '.join(GROUPS)}")
+            limit = int(query.get("limit") or (100 if by == "request" else 0))
+        except ValueError as e:
+            return error_response(InvalidRequestError(str(e)), OPENAI_CHAT, rid)
+        try:
+            await ledger.flush()  # what was answered until now is in the report
+            report = await usage_report(ledger.store, since, until, by, limit)
+        except StoreError as e:
+            unavailable = ServiceUnavailableError(f"The usage store cannot be read: {e}")
+            return error_response(unavailable, OPENAI_CHAT, rid)
+        report["dropped"] = ledger.dropped
+        return web.json_response(
+            report, headers={"x-request-id": rid}, dumps=lambda o: msgspec.json.encode(o).decode()
+        )
+
+    add("GET", "/metrics", metrics)
+    add("GET", "/admin/usage", usage)
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError

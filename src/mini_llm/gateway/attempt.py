@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import msgspec
 
@@ -31,7 +33,7 @@ from ..routing.provider import Provider
 from ..routing.router import Target
 from ..upstream import upstream_failure
 
-__all__ = ["Attempts"]
+__all__ = ["AttemptHook", "Attempts"]
 
 log = logging.getLogger("mini_llm.dispatch")
 
@@ -43,13 +45,47 @@ class _JSONObject(msgspec.Struct):
 _probe = msgspec.json.Decoder(_JSONObject)
 
 
-class Attempts:
-    """Makes single attempts; errors come back redacted, as `GatewayError`s."""
+class AttemptHook(Protocol):
+    """Told of every upstream attempt (metrics, traces). `started` returns a handle given back
+    to `ended`, and headers to add to the upstream request (a trace's `traceparent`)."""
 
-    def __init__(self, redact: Callable[[str], str]) -> None:
+    def started(self, target: Target, call: Call) -> tuple[Any, Mapping[str, str] | None]: ...
+
+    def ended(self, handle: Any, target: Target, error: BaseException | None) -> None: ...
+
+
+class Attempts:
+    """Makes single attempts; errors come back redacted, as `GatewayError`s. With a `hook`,
+    each attempt is reported to it; without one, nothing is added to an attempt."""
+
+    def __init__(self, redact: Callable[[str], str], hook: AttemptHook | None = None) -> None:
         self._redact = redact
+        self._hook = hook
+        if hook is not None:
+            self.attempt = self._hooked  # type: ignore[method-assign]
+
+    async def _hooked(self, target: Target, key: KeyEntry | None, call: Call) -> Answer:
+        hook = self._hook
+        assert hook is not None
+        handle, extra = hook.started(target, call)
+        try:
+            answer = await self.attempt_with(target, key, call, extra)
+        except BaseException as e:
+            hook.ended(handle, target, e)
+            raise
+        hook.ended(handle, target, None)
+        return answer
 
     async def attempt(self, target: Target, key: KeyEntry | None, call: Call) -> Answer:
+        return await self.attempt_with(target, key, call, None)
+
+    async def attempt_with(
+        self,
+        target: Target,
+        key: KeyEntry | None,
+        call: Call,
+        extra: Mapping[str, str] | None,
+    ) -> Answer:
         provider = target.provider
         wire = target.wire
         endpoint = wire.endpoints[call.operation]
@@ -58,11 +94,17 @@ class Attempts:
         if native and call.forward:
             headers = {**request.headers, **call.forward}
             request = UpstreamRequest(request.method, request.url, headers, request.body)
+        if extra:
+            headers = {**request.headers, **extra}
+            request = UpstreamRequest(
+                request.method, request.url, headers, request.body, request.dropped
+            )
         credential = key.credential if key is not None else None
         timeouts = target.timeouts
         target.busy.value += 1
         handed_over = False
         started = asyncio.get_running_loop().time()
+        sent = time.monotonic()
         try:
             source = wire.source
             if source is not None and credential is not None:
@@ -82,8 +124,10 @@ class Attempts:
                 first = await anext(stream, b"")
                 answer = Answer(target, native, stream=prepend(first, stream), endpoint=endpoint)
                 answer.dropped = request.dropped
+                answer.sent, answer.waited = sent, time.monotonic() - sent
                 return answer
             data = await _read(response)
+            waited = time.monotonic() - sent
         except GatewayError:
             raise
         except Exception as e:
@@ -95,9 +139,10 @@ class Attempts:
             try:
                 answer = Answer(target, False, completion=endpoint.parse(data), endpoint=endpoint)
                 answer.dropped = request.dropped
-                return answer
             except GatewayError as e:
                 raise self.failure(e, target, call) from None
+            answer.sent, answer.waited = sent, waited
+            return answer
         try:
             _probe.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -106,7 +151,9 @@ class Attempts:
                 target,
                 call,
             ) from None
-        return Answer(target, True, data, endpoint=endpoint)
+        answer = Answer(target, True, data, endpoint=endpoint)
+        answer.sent, answer.waited = sent, waited
+        return answer
 
     async def _relay(
         self,

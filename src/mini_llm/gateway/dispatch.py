@@ -40,7 +40,7 @@ from ..errors import (
 from ..resilience import backoff_delay
 from ..routing.provider import Provider
 from ..routing.router import Route, Target
-from .attempt import Attempts
+from .attempt import AttemptHook, Attempts
 
 __all__ = ["RETRYABLE", "Dispatcher", "missing_key_error"]
 
@@ -79,8 +79,9 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        hook: AttemptHook | None = None,
     ) -> None:
-        self._attempts = Attempts(redact)
+        self._attempts = Attempts(redact, hook)
         self._clock = clock
         self._rng = rng or random.Random()
 

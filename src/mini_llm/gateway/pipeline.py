@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -24,10 +25,12 @@ from ..canonical import CompletionBuilder, Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
 from ..policies.base import RequestInfo
+from ..policies.usage import cost_of
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
 
 if TYPE_CHECKING:
+    from ..routing.router import Route
     from .app import Runtime
 
 __all__ = ["Pipeline", "canonical_chunks"]
@@ -35,6 +38,12 @@ __all__ = ["Pipeline", "canonical_chunks"]
 log = logging.getLogger("mini_llm.gateway")
 
 _JSON = "application/json"
+OVERHEAD = "x-mini-llm-overhead-ms"
+COST = "x-mini-llm-cost-usd"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
 
 
 class Pipeline:
@@ -58,10 +67,17 @@ class Pipeline:
         dialect: Dialect,
         endpoint: str,
     ) -> web.StreamResponse:
+        started = time.monotonic()
         runtime = self.runtime
         rid = request_id(request)
         chain = runtime.policies
-        info = RequestInfo(rid, endpoint, dialect.name, request.headers) if chain else None
+        info = (
+            RequestInfo(rid, endpoint, dialect.name, request.headers, started=started)
+            if chain
+            else None
+        )
+        dispatched = 0.0
+        served: Route | None = None
         try:
             body = await runtime.body.read_object(request)
             call = dialect.parse(body, request.headers)
@@ -73,7 +89,9 @@ class Pipeline:
                     answer = Answer(None, False, completion=given)
                     if call.stream:
                         answer.stream = _nothing()
-                    return await _respond(runtime, request, dialect, call, answer, info, rid)
+                    return await _respond(
+                        runtime, request, dialect, call, answer, info, rid, started
+                    )
             route = runtime.router.route(call.model)
             served = route.serving(call.operation, call.format)
             if served is None:
@@ -87,6 +105,7 @@ class Pipeline:
                 data, headers = local
                 headers["x-request-id"] = rid
                 headers["Content-Type"] = _JSON
+                headers[OVERHEAD] = _ms(time.monotonic() - started)
                 if info is not None:
                     info.status = 200
                 return web.Response(body=data, headers=headers)
@@ -95,16 +114,23 @@ class Pipeline:
                 call.canonical()  # a body that cannot be translated is a 400 before anything
             if info is not None and chain.wants_usage and call.stream:
                 dialect.ask_usage(call)
+            dispatched = time.monotonic()
             answer = await runtime.dispatcher.run(served, call)
+            if answer.attempts > 1:  # failed attempts and backoffs were upstream time too
+                answer.waited += answer.sent - dispatched
             if info is not None:
                 info.target, info.attempts = answer.target, answer.attempts
-            return await _respond(runtime, request, dialect, call, answer, info, rid)
+            return await _respond(runtime, request, dialect, call, answer, info, rid, started)
         except GatewayError as e:
             response = error_response(e, dialect, rid, runtime.redact.scrub)
             if info is not None:
                 info.status, info.error_code = e.http_status, e.code
+                tried = (e.headers or {}).get("x-mini-llm-attempts")
+                if tried and dispatched and info.target is None:  # tried, and failed
+                    info.attempts = int(tried)
+                    info.target = served.primary if served is not None and info.attempts else None
                 response.headers.update(info.response_headers)
-            return response
+            return _overhead(response, info, started, dispatched)
         except asyncio.CancelledError:
             if info is not None:
                 info.stream_cancelled = True  # the client went away
@@ -113,10 +139,22 @@ class Pipeline:
             log.exception("unexpected failure in %s", endpoint)
             if info is not None:
                 info.status, info.error_code = 500, "internal_error"
-            return error_response(internal_error(), dialect, rid)
+            return _overhead(error_response(internal_error(), dialect, rid), info, started, 0.0)
         finally:
             if info is not None:
                 chain.after(info)
+
+
+def _overhead(
+    response: web.Response, info: RequestInfo | None, started: float, dispatched: float
+) -> web.Response:
+    """An error answer's overhead: the time spent in the dispatcher counts as upstream's."""
+    now = time.monotonic()
+    overhead = now - started - (now - dispatched if dispatched else 0.0)
+    response.headers[OVERHEAD] = _ms(overhead)
+    if info is not None:
+        info.overhead = overhead
+    return response
 
 
 async def _respond(
@@ -127,6 +165,7 @@ async def _respond(
     answer: Answer,
     info: RequestInfo | None,
     rid: str,
+    started: float,
 ) -> web.StreamResponse:
     headers = answer.headers()
     headers["x-request-id"] = rid
@@ -156,10 +195,29 @@ async def _respond(
                 info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
                 if builder is not None:
                     info.completion = completion
+                cost = cost_of(info, runtime.prices)
+                if cost is not None:
+                    headers[COST] = f"{cost:.10f}".rstrip("0").rstrip(".")
         headers["Content-Type"] = _JSON
+        overhead = time.monotonic() - started - answer.waited
+        headers[OVERHEAD] = _ms(overhead)
+        if info is not None:
+            info.overhead = overhead
         return web.Response(body=data, headers=headers)
+
+    def stamp(headers: dict[str, str]) -> None:
+        """The first event is in hand, the headers about to go: what the gateway added to
+        the time to first byte."""
+        now = time.monotonic()
+        overhead = now - started - answer.waited
+        headers[OVERHEAD] = _ms(overhead)
+        if info is not None:  # the answer has begun: a 200, even if the client goes away
+            info.first_byte, info.overhead, info.status = now, overhead, 200
+
     events = _events(dialect, call, answer, info if wants_usage else None, builder)
-    response = await write_stream(request, events, dialect, headers=headers, scrub=scrub)
+    response = await write_stream(
+        request, events, dialect, headers=headers, scrub=scrub, stamp=stamp
+    )
     if info is not None:
         info.status = 200
     return response
@@ -225,16 +283,33 @@ async def _chunk_usage(
     builder: CompletionBuilder | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     async with aclosing(chunks):  # type: ignore[type-var]
-        async for batch in chunks:
-            for chunk in batch:
-                usage = chunk.get("usage")
-                if isinstance(usage, dict):
-                    info.usage = Usage.from_canonical(usage)
-            if builder is not None:
-                builder.feed(batch)
-            yield batch
+        try:
+            async for batch in chunks:
+                _read_chunks(batch, info)
+                if builder is not None:
+                    builder.feed(batch)
+                yield batch
+        except (GeneratorExit, asyncio.CancelledError):
+            info.stream_cancelled = True  # closed before its end: the client went away
+            raise
     if builder is not None:  # reached only when the stream ended as it should
         info.completion = builder.result()
+
+
+def _read_chunks(batch: list[dict[str, Any]], info: RequestInfo) -> None:
+    """Usage when it comes, and the answer's characters so far (a cancelled stream's
+    estimate)."""
+    for chunk in batch:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            info.usage = Usage.from_canonical(usage)
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                for field in ("content", "reasoning_content"):
+                    text = delta.get(field)
+                    if isinstance(text, str):
+                        info.delivered += len(text)
 
 
 async def _usage_tap(
@@ -253,10 +328,7 @@ async def _usage_tap(
             if not broken:
                 try:
                     batch = decoder.feed(data)
-                    for chunk in batch:
-                        usage = chunk.get("usage")
-                        if isinstance(usage, dict):
-                            info.usage = Usage.from_canonical(usage)
+                    _read_chunks(batch, info)
                     if builder is not None:
                         builder.feed(batch)
                 except GatewayError:
@@ -271,6 +343,9 @@ async def _usage_tap(
             except GatewayError:
                 return
             info.completion = builder.result()
+    except (GeneratorExit, asyncio.CancelledError):
+        info.stream_cancelled = True  # closed before its end: the client went away
+        raise
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -262,6 +265,9 @@ def _run_workers(
     """
     socks = bind_worker_sockets(settings.host, settings.port, settings.bind_retries, workers)
     port = socks[0].getsockname()[1]
+    # each worker publishes its metrics here; the one that answers a scrape adds them up
+    metrics_dir = tempfile.mkdtemp(prefix="mini-llm-metrics-")
+    settings = dataclasses.replace(settings, metrics_dir=metrics_dir)
     pids: list[int] = []
     for sock in socks:
         pid = os.fork()
@@ -306,6 +312,7 @@ def _run_workers(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     if failed:
         raise SystemExit(1)
 

@@ -39,15 +39,20 @@ async def write_stream(
     *,
     headers: dict[str, str] | None = None,
     scrub: Callable[[bytes], bytes] = _same,
+    stamp: Callable[[dict[str, str]], None] | None = None,
 ) -> web.StreamResponse:
     """Stream `events` to the client, each through `scrub` (the redactor); a `GatewayError`
-    before the first one propagates."""
+    before the first one propagates. `stamp` may add to the headers once the first event is
+    in hand (the time to first byte is known then)."""
     iterator = aiter(events)
     try:
         first = await anext(iterator, b"")
     except BaseException:
         await _close(iterator)
         raise
+    if stamp is not None:
+        headers = {} if headers is None else headers
+        stamp(headers)
     out = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
     try:
         await out.prepare(request)

@@ -42,12 +42,17 @@ class RequestInfo:
         "cache_hit",
         "call",
         "completion",
+        "cost",
+        "costed",
+        "delivered",
         "dialect",
         "endpoint",
         "error_code",
         "first_byte",
         "headers",
+        "key_id",
         "notes",
+        "overhead",
         "owner",
         "request_id",
         "response_headers",
@@ -55,6 +60,7 @@ class RequestInfo:
         "status",
         "stream_cancelled",
         "target",
+        "trace",
         "usage",
     )
 
@@ -65,6 +71,7 @@ class RequestInfo:
         dialect: str,
         headers: Mapping[str, str] | None = None,
         owner: str = "",
+        started: float | None = None,
     ) -> None:
         self.request_id = request_id
         self.headers: Mapping[str, str] = headers if headers is not None else {}
@@ -75,18 +82,33 @@ class RequestInfo:
         """Headers a policy adds to the answer (merged into it by the pipeline)."""
         self.completion: dict[str, Any] | None = None
         """The whole canonical answer, when a policy `wants_completion` and it was complete."""
-        self.cache_hit = False
         self.notes: dict[str, Any] = {}
         self.endpoint = endpoint
         self.dialect = dialect
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
+        """time.monotonic() when the request began."""
+        self.first_byte: float | None = None
+        """time.monotonic() when a stream's first bytes went to the client."""
+        self.overhead: float | None = None
+        """Seconds the gateway itself added (the upstream's time left out)."""
+        self.cache_hit: bool | None = None
+        """Set by a response cache: True when it answered, False when it looked and missed."""
+        self.key_id: str | None = None
+        """The gateway key that made the request (access control), if any."""
+        self.cost: float | None = None
+        self.costed = False
+        """`cost` was worked out (None then means: no price known)."""
+        self.trace: Any = None
+        """What a tracing policy keeps between `before` and `after`."""
+        self.delivered = 0
+        """Characters of answer text sent so far on a stream (for a cancelled stream's
+        estimate); counted only when a policy wants usage."""
         self.call: Call | None = None
         self.target: Target | None = None
         self.attempts = 0
         self.status = 0
         self.error_code: str | None = None
         self.usage: Usage | None = None
-        self.first_byte: float | None = None
         self.stream_cancelled = False
 
     @property

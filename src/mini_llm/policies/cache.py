@@ -130,6 +130,7 @@ class CachePolicy:
         self._up()
         info.notes[_NOTE] = note
         info.response_headers[CACHE_HEADER] = "miss"
+        info.cache_hit = False  # looked, not found (None: not looked at all)
         self.counters.misses += 1
         return None
 

@@ -124,7 +124,7 @@ def canonical_usage(usage: Any) -> dict[str, Any]:
     written = token_count(usage.get("cache_creation_input_tokens"))
     prompt = fresh + read + written
     completion = token_count(usage.get("output_tokens"))
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
@@ -132,6 +132,10 @@ def canonical_usage(usage: Any) -> dict[str, Any]:
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": written,
     }
+    split = usage.get("cache_creation")  # the 5-minute and 1-hour parts of the writes
+    if isinstance(split, dict) and split.get("ephemeral_1h_input_tokens"):
+        out["cache_creation_1h_input_tokens"] = token_count(split["ephemeral_1h_input_tokens"])
+    return out
 
 
 def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
