@@ -341,8 +341,8 @@ function command(
 ): string[] {
   const flags = previous?.flags ?? {};
   const host = options.host ?? (typeof flags.host === "string" ? flags.host : undefined);
-  // a replacement keeps the port clients already know, even one that was "any" (0)
-  const port = options.port ?? previous?.port;
+  // a replacement keeps the port clients already know (asked for "any" port or none)
+  const port = previous && !options.port ? previous.port : options.port;
   const workers = options.workers ?? (typeof flags.workers === "number" ? flags.workers : undefined);
   const args = ["-m", "mini_llm", "serve", "--state-file", paths.stateFile];
   if (host) args.push("--host", host);
