@@ -1,0 +1,615 @@
+package minillm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// VersionPolicy says what EnsureGateway does when the running gateway's version is not
+// Options.ExpectVersion.
+type VersionPolicy string
+
+const (
+	WarnOnMismatch    VersionPolicy = "warn"    // use it, with a warning (the default)
+	FailOnMismatch    VersionPolicy = "error"   // return a *VersionError
+	RestartOnMismatch VersionPolicy = "restart" // stop it and start the installed one
+)
+
+// AnyPort as Options.Port starts a gateway on any free port.
+const AnyPort = -1
+
+const (
+	pollInterval       = 20 * time.Millisecond
+	logRotateBytes     = 10 * 1024 * 1024
+	stopMargin         = 5 * time.Second
+	defaultStopGrace   = 35 * time.Second
+	defaultStart       = 20 * time.Second
+	defaultHealthCheck = 2 * time.Second
+)
+
+// Options of EnsureGateway. The zero value finds or starts the gateway as the Python SDK does.
+type Options struct {
+	// StateDir holds the state, lock and log files (default: DefaultStateDir).
+	StateDir string
+	// Python runs the gateway: this, else $MINI_LLM_PYTHON, else python3 or python on PATH.
+	// It must have the mini-llm package installed.
+	Python string
+	// Host, Port, Workers and ConfigPath are given to a gateway this call starts; a running
+	// gateway is used as it is. Port 0: the gateway's configuration decides (3333 by default);
+	// AnyPort: any free port.
+	Host       string
+	Port       int
+	Workers    int
+	ConfigPath string
+	// Env is added to the environment the gateway inherits: how provider keys reach it.
+	Env map[string]string
+	// StartTimeout bounds the wait for a started gateway (default 20 s); HealthTimeout one
+	// GET /health (default 2 s).
+	StartTimeout  time.Duration
+	HealthTimeout time.Duration
+	// ExpectVersion: the gateway version this program wants; empty, any version is used.
+	ExpectVersion     string
+	OnVersionMismatch VersionPolicy
+	// Logf receives each thing done (started, stopped, restarted); they also go to the log file.
+	Logf func(format string, args ...any)
+}
+
+// Health is the gateway's GET /health answer; Raw holds all of it.
+type Health struct {
+	Status            string         `json:"status"`
+	PID               int            `json:"pid"`
+	Version           string         `json:"version"`
+	UptimeS           float64        `json:"uptime_s"`
+	ShutdownGraceS    *float64       `json:"shutdown_grace_s"`
+	ConfigFingerprint string         `json:"config_fingerprint"`
+	Raw               map[string]any `json:"-"`
+}
+
+// Paths are the files of a state directory.
+type Paths struct{ StateDir, StateFile, LockFile, LogFile string }
+
+// GatewayPaths of these options.
+func (o Options) GatewayPaths() Paths {
+	dir := o.StateDir
+	if dir == "" {
+		dir = DefaultStateDir(o.getenv)
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return Paths{dir, filepath.Join(dir, StateFile), filepath.Join(dir, LockFile), filepath.Join(dir, LogFile)}
+}
+
+func (o Options) getenv(name string) string {
+	if v, ok := o.Env[name]; ok {
+		return v
+	}
+	return os.Getenv(name)
+}
+
+// EnsureGateway returns the base URL of the shared gateway (http://127.0.0.1:3333), started
+// if none runs. ctx bounds the whole call, waiting for the lock included.
+func EnsureGateway(ctx context.Context, opts Options) (string, error) {
+	state, _, err := EnsureGatewayState(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	return state.URL, nil
+}
+
+// EnsureGatewayState returns the running gateway's state and whether this call started it.
+func EnsureGatewayState(ctx context.Context, opts Options) (*State, bool, error) {
+	return ensure(ctx, opts, false)
+}
+
+func ensure(ctx context.Context, opts Options, keepPort bool) (*State, bool, error) {
+	paths := opts.GatewayPaths()
+	if state, health := FindGateway(ctx, opts); state != nil {
+		if ok, err := versionOK(state, health, opts); err != nil || ok {
+			return state, false, err
+		}
+	}
+	lock, err := takeLock(ctx, paths)
+	if err != nil {
+		return nil, false, err
+	}
+	defer lock.release()
+	if state, health := FindGateway(ctx, opts); state != nil {
+		ok, err := versionOK(state, health, opts)
+		if err != nil || ok {
+			return state, false, err
+		}
+		event(paths, opts, "restarting gateway pid %d (version %s) as the installed version", state.PID, health.Version)
+		stopLocked(ctx, paths, state, opts, 0)
+	}
+	var previous *State
+	if keepPort {
+		previous = ReadState(paths.StateFile)
+	}
+	state, err := startLocked(ctx, paths, opts, previous)
+	if err != nil {
+		return nil, false, err
+	}
+	return state, true, nil
+}
+
+// FindGateway returns the gateway the state file names and its health, if it is alive and
+// GET /health answers with its pid (or one of its workers'); nil, nil when there is none.
+func FindGateway(ctx context.Context, opts Options) (*State, *Health) {
+	state := ReadState(opts.GatewayPaths().StateFile)
+	if state == nil {
+		return nil, nil
+	}
+	health := probe(ctx, state, opts.healthTimeout())
+	if health == nil {
+		return nil, nil
+	}
+	return state, health
+}
+
+// StopGateway stops the shared gateway (SIGTERM, then SIGKILL after grace; grace 0: its own
+// drain time plus 5 s); the stopped state, or nil when none ran. A stale state file is
+// removed; an unrelated process whose pid it names is never signalled.
+func StopGateway(ctx context.Context, opts Options, grace time.Duration) (*State, error) {
+	paths := opts.GatewayPaths()
+	if ReadState(paths.StateFile) == nil {
+		return nil, nil
+	}
+	lock, err := takeLock(ctx, paths)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.release()
+	state := ReadState(paths.StateFile)
+	if state == nil || !stopLocked(ctx, paths, state, opts, grace) {
+		return nil, nil
+	}
+	return state, nil
+}
+
+// Supervise checks the gateway every interval (default 30 s) until ctx is done, restarting it
+// (on the same port) when it is gone or unhealthy; failed restarts are retried after 1, 2,
+// 4 ... s, at most maxBackoff (default 30 s). It returns at once; the checks run in a goroutine.
+func Supervise(ctx context.Context, opts Options, interval, maxBackoff time.Duration) {
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = 30 * time.Second
+	}
+	paths := opts.GatewayPaths()
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	go func() {
+		for wait(interval) {
+			if state, _ := FindGateway(ctx, opts); state != nil {
+				continue
+			}
+			event(paths, opts, "gateway is gone or unhealthy; restarting it")
+			for delay := time.Second; ctx.Err() == nil; delay = minDuration(delay*2, maxBackoff) {
+				state, started, err := ensure(ctx, opts, true)
+				if err == nil {
+					if !started {
+						event(paths, opts, "gateway pid %d is back (started elsewhere)", state.PID)
+					}
+					break
+				}
+				event(paths, opts, "restart failed: %v; retrying in %s", err, delay)
+				if !wait(delay) {
+					return
+				}
+			}
+		}
+	}()
+}
+
+func minDuration(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+func (o Options) healthTimeout() time.Duration {
+	if o.HealthTimeout > 0 {
+		return o.HealthTimeout
+	}
+	return defaultHealthCheck
+}
+
+func (o Options) startTimeout() time.Duration {
+	if o.StartTimeout > 0 {
+		return o.StartTimeout
+	}
+	return defaultStart
+}
+
+// FetchHealth: GET {url}/health decoded, or nil when it does not answer 200 with a JSON
+// object. No keep-alive: nothing is left open.
+func FetchHealth(ctx context.Context, url string, timeout time.Duration) *Health {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/health", nil)
+	if err != nil {
+		return nil
+	}
+	req.Close = true
+	resp, err := healthClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	var health Health
+	if json.Unmarshal(body, &health) != nil || json.Unmarshal(body, &health.Raw) != nil {
+		return nil
+	}
+	return &health
+}
+
+var healthClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+
+func probe(ctx context.Context, state *State, timeout time.Duration) *Health {
+	if !pidAlive(state.PID) {
+		return nil
+	}
+	health := FetchHealth(ctx, state.URL, timeout)
+	if health == nil || !sameGateway(health.PID, state.PID) {
+		return nil
+	}
+	return health
+}
+
+// sameGateway: whether /health's pid is the published gateway, or one of its workers
+// (`serve --workers N` answers from forked children of the published pid).
+func sameGateway(answering, published int) bool {
+	return answering > 0 && (answering == published || parentPid(answering) == published)
+}
+
+var (
+	warnedMu sync.Mutex
+	warned   = map[int]bool{}
+)
+
+func versionOK(state *State, health *Health, opts Options) (bool, error) {
+	if opts.ExpectVersion == "" || health.Version == opts.ExpectVersion {
+		return true, nil
+	}
+	mismatch := &VersionError{PID: state.PID, URL: state.URL, Running: health.Version, Expected: opts.ExpectVersion}
+	switch opts.OnVersionMismatch {
+	case FailOnMismatch:
+		return false, mismatch
+	case RestartOnMismatch:
+		return false, nil
+	}
+	warnedMu.Lock()
+	first := !warned[state.PID]
+	warned[state.PID] = true
+	warnedMu.Unlock()
+	if first {
+		logf := opts.Logf
+		if logf == nil {
+			logf = log.Printf
+		}
+		logf("mini-llm: warning: the running gateway (pid %d, %s) is version %s, %s was asked for; using it (restart it to upgrade)",
+			state.PID, state.URL, health.Version, opts.ExpectVersion)
+	}
+	return true, nil
+}
+
+func takeLock(ctx context.Context, paths Paths) (*fileLock, error) {
+	lock, err := acquireLock(ctx, paths.LockFile)
+	if err != nil {
+		return nil, &StartError{Message: err.Error(), ExitCode: -1, Err: err}
+	}
+	return lock, nil
+}
+
+// FindPython returns the interpreter that runs the gateway: opts.Python, $MINI_LLM_PYTHON,
+// else python3 or python on PATH.
+func FindPython(opts Options) (string, error) {
+	if opts.Python != "" {
+		return opts.Python, nil
+	}
+	if p := opts.getenv("MINI_LLM_PYTHON"); p != "" {
+		return p, nil
+	}
+	for _, name := range []string{"python3", "python"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", &StartError{
+		Message: "no Python found to run the gateway: install mini-llm (`pip install mini-llm`) and " +
+			"put python3 on PATH, or set MINI_LLM_PYTHON (or Options.Python)",
+		ExitCode: -1,
+	}
+}
+
+func command(paths Paths, opts Options, previous *State) []string {
+	var flags map[string]any
+	if previous != nil {
+		flags = previous.Flags
+	}
+	args := []string{"-m", "mini_llm", "serve", "--state-file", paths.StateFile}
+	host := opts.Host
+	if host == "" {
+		host, _ = flags["host"].(string)
+	}
+	if host != "" {
+		args = append(args, "--host", host)
+	}
+	switch {
+	case previous != nil && opts.Port <= 0:
+		// a replacement keeps the port clients already know
+		args = append(args, "--port", strconv.Itoa(previous.Port))
+	case opts.Port == AnyPort:
+		args = append(args, "--port", "0")
+	case opts.Port > 0:
+		args = append(args, "--port", strconv.Itoa(opts.Port))
+	}
+	workers := opts.Workers
+	if workers == 0 {
+		if w, ok := flags["workers"].(float64); ok {
+			workers = int(w)
+		}
+	}
+	if workers > 1 {
+		args = append(args, "--workers", strconv.Itoa(workers))
+	}
+	return args
+}
+
+func childEnv(opts Options, previous *State) []string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if i := strings.IndexByte(kv, '='); i > 0 {
+			env[kv[:i]] = kv[i+1:]
+		}
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	switch {
+	case opts.ConfigPath != "":
+		env["MINI_LLM_CONFIG"] = absPath(opts.ConfigPath)
+	case previous != nil:
+		// the same configuration source as the gateway it replaces, even none
+		if previous.ConfigPath != "" {
+			env["MINI_LLM_CONFIG"] = previous.ConfigPath
+		} else {
+			delete(env, "MINI_LLM_CONFIG")
+		}
+	case env["MINI_LLM_CONFIG"] != "":
+		env["MINI_LLM_CONFIG"] = absPath(env["MINI_LLM_CONFIG"])
+	}
+	list := make([]string, 0, len(env))
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	return list
+}
+
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+func startLocked(ctx context.Context, paths Paths, opts Options, previous *State) (*State, error) {
+	python, err := FindPython(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureDir(paths.StateDir); err != nil {
+		return nil, &StartError{Message: err.Error(), ExitCode: -1, Err: err}
+	}
+	if old := ReadState(paths.StateFile); old != nil {
+		// unreachable or not answering as itself: stop it only if it provably is our gateway
+		// (its pid may have been reused by an unrelated process)
+		if pidAlive(old.PID) && isOurGateway(old.PID, paths) {
+			event(paths, opts, "stopping unresponsive gateway pid %d", old.PID)
+			terminate(old.PID, defaultStopGrace)
+		}
+		removeStateIfPID(paths.StateFile, old.PID)
+	}
+	rotateLog(paths.LogFile)
+	offset := fileSize(paths.LogFile)
+	event(paths, opts, "starting the gateway")
+	logFile, err := os.OpenFile(paths.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, &StartError{Message: err.Error(), ExitCode: -1, Err: err}
+	}
+	cmd := exec.Command(python, command(paths, opts, previous)...)
+	cmd.Env = childEnv(opts, previous)
+	cmd.Stdout, cmd.Stderr = logFile, logFile            // stdin: /dev/null
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // a session of its own: it outlives us
+	err = cmd.Start()
+	logFile.Close()
+	if err != nil {
+		return nil, &StartError{Message: fmt.Sprintf("cannot start %s: %v", python, err), ExitCode: -1, Err: err}
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan int, 1)
+	go func() { // reaps it whenever it exits, now or long after this call
+		_ = cmd.Wait()
+		exited <- cmd.ProcessState.ExitCode()
+	}()
+	deadline := time.Now().Add(opts.startTimeout())
+	for {
+		select {
+		case code := <-exited:
+			return nil, exitedError(code, logSince(paths.LogFile, offset), paths.LogFile)
+		default:
+		}
+		if state := ReadState(paths.StateFile); state != nil && state.PID == pid {
+			if health := FetchHealth(ctx, state.URL, opts.healthTimeout()); health != nil && sameGateway(health.PID, pid) {
+				event(paths, opts, "started gateway pid %d at %s", pid, state.URL)
+				return state, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			terminate(pid, 5*time.Second)
+			why := fmt.Sprintf("did not become ready within %s", opts.startTimeout())
+			if ctx.Err() != nil {
+				why = "was given up: " + ctx.Err().Error()
+			}
+			return nil, &StartError{Message: fmt.Sprintf("the gateway %s (log: %s)", why, paths.LogFile), ExitCode: -1, Err: ctx.Err()}
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+func exitedError(code int, output []string, logFile string) *StartError {
+	lines := make([]string, len(output))
+	for i, line := range output {
+		lines[i] = strings.TrimPrefix(line, "mini-llm: ")
+	}
+	where := fmt.Sprintf("exit status %d; log: %s", code, logFile)
+	var message string
+	switch len(lines) {
+	case 0:
+		message = fmt.Sprintf("the gateway did not start and printed nothing (%s)", where)
+	case 1:
+		message = fmt.Sprintf("the gateway did not start: %s (%s)", lines[0], where)
+	default:
+		message = fmt.Sprintf("the gateway did not start (%s):\n%s", where, strings.Join(lines, "\n"))
+	}
+	// exit status 2 is the gateway's "invalid configuration"
+	return &StartError{Message: message, Output: output, ExitCode: code, Config: code == 2}
+}
+
+func stopLocked(ctx context.Context, paths Paths, state *State, opts Options, grace time.Duration) bool {
+	stopped := false
+	health := probe(ctx, state, opts.healthTimeout())
+	if pidAlive(state.PID) && (health != nil || isOurGateway(state.PID, paths)) {
+		if grace <= 0 {
+			grace = defaultStopGrace
+			if health != nil && health.ShutdownGraceS != nil {
+				grace = time.Duration(*health.ShutdownGraceS*float64(time.Second)) + stopMargin
+			}
+		}
+		terminate(state.PID, grace)
+		stopped = true
+		event(paths, opts, "stopped gateway pid %d", state.PID)
+	}
+	removeStateIfPID(paths.StateFile, state.PID)
+	return stopped
+}
+
+// isOurGateway: whether pid's command line proves it is a gateway of this state file.
+func isOurGateway(pid int, paths Paths) bool {
+	var serve, file, ours bool
+	for _, part := range processCmdline(pid) {
+		serve = serve || part == "serve"
+		file = file || part == paths.StateFile
+		ours = ours || strings.Contains(part, "mini_llm") || strings.Contains(part, "mini-llm")
+	}
+	return serve && file && ours
+}
+
+// terminate: SIGTERM, wait grace, then SIGKILL; whether it is gone.
+func terminate(pid int, grace time.Duration) bool {
+	for _, step := range []struct {
+		sig  syscall.Signal
+		wait time.Duration
+	}{{syscall.SIGTERM, grace}, {syscall.SIGKILL, 5 * time.Second}} {
+		if err := syscall.Kill(pid, step.sig); err != nil {
+			return true
+		}
+		for deadline := time.Now().Add(step.wait); time.Now().Before(deadline); time.Sleep(pollInterval) {
+			if !pidAlive(pid) {
+				return true
+			}
+		}
+	}
+	return !pidAlive(pid)
+}
+
+func removeStateIfPID(path string, pid int) {
+	if state := ReadState(path); state != nil && state.PID == pid {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return
+		}
+	}
+}
+
+func event(paths Paths, opts Options, format string, args ...any) {
+	message := fmt.Sprintf(format, args...)
+	if opts.Logf != nil {
+		opts.Logf("%s", message)
+	}
+	if ensureDir(paths.StateDir) != nil {
+		return
+	}
+	f, err := os.OpenFile(paths.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return // the log is a courtesy
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "--- %s go client pid %d: %s\n", time.Now().Format("2006-01-02 15:04:05"), os.Getpid(), message)
+}
+
+func rotateLog(path string) {
+	if fileSize(path) > logRotateBytes {
+		_ = os.Rename(path, path+".1")
+	}
+}
+
+func fileSize(path string) int64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
+// logSince: what the gateway printed since offset (the clients' `--- ` lines left out), at
+// most the last 20 lines.
+func logSince(path string, offset int64) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	buf := make([]byte, 64*1024)
+	n, _ := f.ReadAt(buf, offset)
+	var lines []string
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		line = strings.TrimRight(line, " \r\t")
+		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "--- ") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > 20 {
+		lines = lines[len(lines)-20:]
+	}
+	return lines
+}
+
+func parentDir(path string) string { return filepath.Dir(path) }
