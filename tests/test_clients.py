@@ -230,18 +230,19 @@ def test_go_suite(state_dir: Path, tmp_path: Path) -> None:
 
 @needs_go
 def test_go_module_used_by_path(state_dir: Path, tmp_path: Path) -> None:
-    """Another module requires the Go module by its path (a `replace` to this checkout: no
-    network fetch is possible here) and gets a working client of the shared gateway."""
+    """Another module gets the Go module by its path (`go get` after a `replace` to this
+    checkout: no network fetch is possible here) and a working client of the shared gateway."""
     assert GO_BIN is not None
     app = tmp_path / "app"
     app.mkdir()
     module = (GO / "go.mod").read_text().split()[1]
-    (app / "go.mod").write_text(
-        f"module example.com/app\n\ngo 1.19\n\nrequire {module} v0.0.0\n\n"
-        f"replace {module} => {GO}\n"
-    )
+    env = _env(state_dir, tmp_path)
+    # what the README says to do: a replace to the checkout, then go get
+    _run([GO_BIN, "mod", "init", "example.com/app"], app, env)
+    _run([GO_BIN, "mod", "edit", "-replace", f"{module}={GO}"], app, env)
+    _run([GO_BIN, "get", module], app, env)
     (app / "main.go").write_text(GO_APP.replace("MODULE", module))
-    out = _run([GO_BIN, "run", "."], app, _env(state_dir, tmp_path)).stdout.split()
+    out = _run([GO_BIN, "run", "."], app, env).stdout.split()
     assert out[1:] == ["from", "go"]
     assert len(gateway_pids(state_dir)) == 1
 
