@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,17 +133,21 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def ts_built() -> Path:
-    """clients/typescript built once (dist/esm, dist/cjs)."""
+def ts_packed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`npm pack` of clients/typescript, once: its `prepack` builds dist/esm and dist/cjs,
+    which the other tests use too. `npm pack --json`'s record, with the tarball's `path`."""
     if _ts_missing():
         pytest.skip(_ts_missing() or "")
     assert NPM is not None
-    _run([NPM, "run", "--silent", "build"], TS, dict(os.environ), timeout=300)
-    return TS / "dist"
+    out = tmp_path_factory.mktemp("npm-pack")
+    command = [NPM, "pack", "--json", "--pack-destination", str(out)]
+    packed: dict[str, Any] = json.loads(_run(command, TS, dict(os.environ), timeout=300).stdout)[0]
+    packed["path"] = str(out / packed["filename"])
+    return packed
 
 
 @needs_ts
-def test_typescript_suite(ts_built: Path, state_dir: Path, tmp_path: Path) -> None:
+def test_typescript_suite(ts_packed: dict[str, Any], state_dir: Path, tmp_path: Path) -> None:
     """node --test: ensure/start/reuse, stale state, version policy, supervision, 10 Node +
     10 Python racers, the client (chat, stream, errors, abort), the official openai client."""
     assert NODE is not None
@@ -153,15 +158,14 @@ def test_typescript_suite(ts_built: Path, state_dir: Path, tmp_path: Path) -> No
 
 
 @needs_ts
-def test_npm_package_as_published(ts_built: Path, state_dir: Path, tmp_path: Path) -> None:
+def test_npm_package_as_published(
+    ts_packed: dict[str, Any], state_dir: Path, tmp_path: Path
+) -> None:
     """`npm pack` (prepack builds) holds exactly the built files, package.json and README;
     installed from the tarball, it works as ESM and CommonJS and its types check."""
     assert NPM is not None and NODE is not None
     env = _env(state_dir, tmp_path)
-    packed = json.loads(
-        _run([NPM, "pack", "--json", "--pack-destination", str(tmp_path)], TS, env).stdout
-    )[0]
-    files = {f["path"] for f in packed["files"]}
+    files = {f["path"] for f in ts_packed["files"]}
     modules = {"cli", "client", "errors", "gateway", "index", "lock", "sse", "state", "types"}
     expected = {"package.json", "README.md"}
     for flavour in ("esm", "cjs"):
@@ -176,8 +180,7 @@ def test_npm_package_as_published(ts_built: Path, state_dir: Path, tmp_path: Pat
     app = tmp_path / "app"
     app.mkdir()
     (app / "package.json").write_text('{"name": "app", "private": true}\n')
-    tarball = str(tmp_path / packed["filename"])
-    _run([NPM, "install", "--offline", "--no-audit", "--no-fund", tarball], app, env)
+    _run([NPM, "install", "--offline", "--no-audit", "--no-fund", ts_packed["path"]], app, env)
     (app / "esm.mjs").write_text(ESM_APP)
     (app / "cjs.cjs").write_text(CJS_APP)
     esm = _run([NODE, "esm.mjs"], app, env).stdout.split()
@@ -264,7 +267,7 @@ print(ensure_gateway(port=0, timeout=60))
 @needs_ts
 @needs_go
 def test_python_node_and_go_racing_start_exactly_one_gateway(
-    ts_built: Path, state_dir: Path, tmp_path: Path
+    ts_packed: dict[str, Any], state_dir: Path, tmp_path: Path
 ) -> None:
     """8 Python, 8 Node and 8 Go processes, each following the protocol in its own language,
     released at the same moment: one gateway, one URL for all."""
