@@ -166,7 +166,8 @@ def test_npm_package_as_published(
     assert NPM is not None and NODE is not None
     env = _env(state_dir, tmp_path)
     files = {f["path"] for f in ts_packed["files"]}
-    modules = {"cli", "client", "errors", "gateway", "index", "lock", "sse", "state", "types"}
+    modules = {"cli", "client", "errors", "gateway", "health", "index", "lock", "process"}
+    modules |= {"sse", "state", "types"}
     expected = {"package.json", "README.md"}
     for flavour in ("esm", "cjs"):
         expected.add(f"dist/{flavour}/package.json")
