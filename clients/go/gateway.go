@@ -175,16 +175,19 @@ func StopGateway(ctx context.Context, opts Options, grace time.Duration) (*State
 	return state, nil
 }
 
-// Supervise checks the gateway every interval (default 30 s) until ctx is done, restarting it
-// (on the same port) when it is gone or unhealthy; failed restarts are retried after 1, 2,
-// 4 ... s, at most maxBackoff (default 30 s). It returns at once; the checks run in a goroutine.
-func Supervise(ctx context.Context, opts Options, interval, maxBackoff time.Duration) {
+// Supervise checks the gateway every interval (default 30 s) until ctx is done or stop is
+// called, restarting it (on the same port) when it is gone or unhealthy; failed restarts are
+// retried after 1, 2, 4 ... s, at most maxBackoff (default 30 s). The checks run in a
+// goroutine; stop ends them and returns once a check or restart under way has finished.
+func Supervise(ctx context.Context, opts Options, interval, maxBackoff time.Duration) (stop func()) {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
 	if maxBackoff <= 0 {
 		maxBackoff = 30 * time.Second
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	paths := opts.GatewayPaths()
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
@@ -197,8 +200,9 @@ func Supervise(ctx context.Context, opts Options, interval, maxBackoff time.Dura
 		}
 	}
 	go func() {
+		defer close(done)
 		for wait(interval) {
-			if state, _ := FindGateway(ctx, opts); state != nil {
+			if state, _ := FindGateway(ctx, opts); state != nil || ctx.Err() != nil {
 				continue
 			}
 			event(paths, opts, "gateway is gone or unhealthy; restarting it")
@@ -217,6 +221,10 @@ func Supervise(ctx context.Context, opts Options, interval, maxBackoff time.Dura
 			}
 		}
 	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func minDuration(a, b time.Duration) time.Duration {

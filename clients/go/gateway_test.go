@@ -158,13 +158,15 @@ func TestSuperviseRestartsAKilledGatewayOnTheSamePort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	Supervise(ctx, opts, 100*time.Millisecond, time.Second)
+	stop := Supervise(ctx, opts, 100*time.Millisecond, time.Second)
+	defer stop() // before the gateways are killed (Cleanup), or it would start another one
 	_ = killPid(state.PID)
 	var next *State
 	waitFor(t, 30*time.Second, "a new gateway", func() bool {
 		next, _ = FindGateway(ctx, opts)
 		return next != nil && next.PID != state.PID
 	})
+	stop()
 	if next.Port != state.Port {
 		t.Fatalf("restarted on port %d, not %d", next.Port, state.Port)
 	}

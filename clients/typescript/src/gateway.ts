@@ -140,7 +140,8 @@ export async function stopGateway(
 }
 
 export interface Supervisor {
-  stop(): void;
+  /** No more checks; resolves once a check or restart under way has finished. */
+  stop(): Promise<void>;
 }
 
 const supervisors = new Map<string, Supervisor>();
@@ -154,13 +155,17 @@ export function superviseGateway(
   const paths = gatewayPaths(options);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
   const schedule = (ms: number, run: () => Promise<void>) => {
     if (stopped) return;
-    timer = setTimeout(() => void run(), ms);
+    timer = setTimeout(() => {
+      running = run();
+    }, ms);
     timer.unref();
   };
   const check = async (): Promise<void> => {
     if ((await findGateway(options)) !== null) return schedule(intervalMs, check);
+    if (stopped) return;
     event(paths, options, "gateway is gone or unhealthy; restarting it");
     let delay = 1_000;
     const attempt = async (): Promise<void> => {
@@ -183,6 +188,7 @@ export function superviseGateway(
       stopped = true;
       if (timer) clearTimeout(timer);
       if (supervisors.get(paths.stateFile) === supervisor) supervisors.delete(paths.stateFile);
+      return running;
     },
   };
   return supervisor;

@@ -135,12 +135,16 @@ test("supervision restarts a killed gateway on the same port", async (t) => {
   const { state } = await ensureGatewayState(options);
   const { superviseGateway } = await import("../dist/esm/index.js");
   const supervisor = superviseGateway(options, { intervalMs: 100 });
-  t.after(() => supervisor.stop());
-  process.kill(state.pid, "SIGKILL");
-  const found = await waitFor(async () => {
-    const f = await findGateway(options);
-    return f && f.state.pid !== state.pid ? f : null;
-  }, 30_000, "a new gateway");
+  let found;
+  try {
+    process.kill(state.pid, "SIGKILL");
+    found = await waitFor(async () => {
+      const f = await findGateway(options);
+      return f && f.state.pid !== state.pid ? f : null;
+    }, 30_000, "a new gateway");
+  } finally {
+    await supervisor.stop(); // before the gateways are killed, or it would start another one
+  }
   assert.equal(found.state.port, state.port);
   assert.ok(events.some((m) => /gone or unhealthy/.test(m)), events.join("\n"));
 });
