@@ -1,0 +1,3 @@
+module github.com/mini-llm/mini-llm/clients/go
+
+go 1.19
