@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mini_llm.config import ConfigError, Settings, load_settings
-from mini_llm.settings_table import ROWS, Choice, Flag, Seconds, Setting, Text, Whole
+from mini_llm.settings_table import ROWS, Choice, Flag, Origins, Seconds, Setting, Text, Whole
 
 
 def three_values(row: Setting) -> tuple[Any, Any, Any]:
@@ -24,6 +24,8 @@ def three_values(row: Setting) -> tuple[Any, Any, Any]:
         candidates = list(kind.options) * 4
     elif isinstance(kind, Flag):
         return True, False, True
+    elif isinstance(kind, Origins):
+        return ("http://a.example",), ("https://b.example:8443",), ("http://c.example",)
     else:
         assert isinstance(kind, Text)
         candidates = ["a.example", "b.example", "c.example"]
@@ -56,6 +58,8 @@ def test_every_row_follows_the_precedence(row: Setting, tmp_path: Path) -> None:
     assert s.sources[row.name] == str(config)
 
     env = {row.env: str(from_env).lower() if isinstance(from_env, bool) else str(from_env)}
+    if isinstance(from_env, tuple):
+        env[row.env] = ",".join(from_env)
     s = load_settings(env=env, config_path=str(config))
     assert effective(s, row.name) == from_env
     assert s.sources[row.name] == row.env

@@ -14,10 +14,10 @@ import msgspec
 
 from ..canonical import chunk, token_count
 from ..errors import InvalidRequestError, UpstreamError
-from ..formats import CHAT, OPENAI, OPENAI_RESPONSES, RESPONSES
+from ..formats import CHAT, EMBEDDINGS, OPENAI, OPENAI_RESPONSES, RESPONSES
 from ..sse import SSEEvent
 from .base import HeaderSigner, SSEDecoder, SSEFraming, UpstreamModel, UpstreamRequest, Wire
-from .openai import OpenAIChat, openai_error_info, parse_openai_answer
+from .openai import EMBEDDINGS_ENDPOINT, OpenAIChat, openai_error_info, parse_openai_answer
 
 __all__ = [
     "OPENAI_RESPONSES_WIRE",
@@ -201,7 +201,11 @@ OPENAI_RESPONSES_WIRE = Wire(
     # a Responses request with a chat completion)
     name="openai-responses",
     format=OPENAI,
-    endpoints={CHAT: OpenAIChat(), RESPONSES: OpenAIResponses()},
+    endpoints={
+        CHAT: OpenAIChat(),
+        RESPONSES: OpenAIResponses(),
+        EMBEDDINGS: EMBEDDINGS_ENDPOINT,
+    },
     signer=HeaderSigner("Authorization", "Bearer "),
     base_headers={"Content-Type": "application/json"},
     read_error=openai_error_info,
