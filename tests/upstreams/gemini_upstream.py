@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from mini_llm.schema.gemini import camel_keys
+
 from .agent_script import gemini_agent, is_agent
 from .openai_upstream import Recorded, send_stream
 from .scenario import Ask, Reply, decide, pieces
@@ -85,7 +87,8 @@ def ask_of(body: dict[str, Any]) -> Ask:
             ]
     for tool in body.get("tools") or ():
         for declaration in tool.get("functionDeclarations") or ():
-            ask.tools.append((declaration["name"], declaration.get("parameters") or {}))
+            schema = declaration.get("parameters") or declaration.get("parametersJsonSchema")
+            ask.tools.append((declaration["name"], schema or {}))
     config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
     if config.get("mode") == "NONE":
         ask.tools_refused = True
@@ -194,7 +197,8 @@ class GeminiUpstream:
                     message = f'Invalid JSON payload received. Unknown name "{bad}"'
                     return error_response(400, message)
         reply = self._script.popleft() if self._script else smart()
-        return await reply(request, body)
+        # like the API, it takes the proto field names too (google-genai sends `mime_type`)
+        return await reply(request, camel_keys(body))
 
     def _other(self, model: str, method: str, body: dict[str, Any]) -> web.Response:
         """`countTokens` (4 characters a token) and the embeddings: the mock provider's vectors

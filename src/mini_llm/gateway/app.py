@@ -259,6 +259,7 @@ def build_app(settings: Settings) -> web.Application:
 
     add("GET", "/openapi.json", openapi)
     add("GET", "/docs", docs)
+
     async def allowed_methods(request: web.Request) -> set[str]:
         """The methods the routes matching this path answer (none: an unknown path)."""
         methods: set[str] = set()

@@ -1,6 +1,9 @@
 """What the gateway checks of Gemini-native requests, and the shapes of Gemini's answers.
 
-Gemini's JSON is camelCase; these Structs are written in snake_case and renamed. They
+Gemini's JSON is camelCase, but the API takes the proto field names too (`mime_type`,
+`parameters_json_schema`: google-genai sends some of those), so a body is read through
+`camel_keys` first: structural keys camelCased, free-form values (function arguments and
+results, schemas) left as they are. These Structs are written in snake_case and renamed. They
 validate a request (400 naming the field) and describe every Gemini route in the OpenAPI
 document. Unknown fields are let through: a Gemini provider gets the body as it came.
 """
@@ -40,8 +43,44 @@ __all__ = [
     "Tool",
     "ToolConfig",
     "UsageMetadata",
+    "camel_keys",
     "validate_gemini",
 ]
+
+# Values that are the client's own data, not Gemini's structure: their keys stay as they are.
+_OPAQUE = frozenset(
+    {
+        "args",
+        "response",
+        "parameters",
+        "parametersJsonSchema",
+        "responseSchema",
+        "responseJsonSchema",
+        "metadata",
+        "labels",
+    }
+)
+
+
+def _camel(key: str) -> str:
+    if "_" not in key:
+        return key
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def camel_keys(value: Any) -> Any:
+    """A Gemini body with its structural keys in camelCase (`inline_data` -> `inlineData`);
+    free-form values (function arguments and results, schemas) untouched."""
+    if isinstance(value, list):
+        return [camel_keys(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _camel(key) if isinstance(key, str) else key
+        out[name] = item if name in _OPAQUE else camel_keys(item)
+    return out
 
 
 class _Camel(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -219,7 +258,7 @@ class GoogleErrorBody(msgspec.Struct):
 def validate_gemini(body: dict[str, Any], kind: type[msgspec.Struct]) -> Any:
     """`body` checked as `kind`; a 400 naming the field (in Gemini's camelCase)."""
     try:
-        return msgspec.convert(body, kind)
+        return msgspec.convert(camel_keys(body), kind)
     except msgspec.ValidationError as e:
         raise validation_error(e) from None
     except (TypeError, ValueError) as e:  # pragma: no cover - msgspec raises ValidationError

@@ -127,8 +127,7 @@ def _messages(request: GenerateContentRequest, dropped: list[str]) -> list[dict[
             assert response is not None
             ident = calls.answered(response.name, response.id)
             result = response.response if response.response is not None else {}
-            output = result.get("output", result) if len(result) == 1 else result
-            text = output if isinstance(output, str) else _encode(output).decode()
+            text = _result_text(result)
             messages.append({"role": "tool", "tool_call_id": ident, "content": text})
         user = _user_parts(content.parts, param)
         if user:
@@ -138,6 +137,16 @@ def _messages(request: GenerateContentRequest, dropped: list[str]) -> list[dict[
         elif not responses:
             raise invalid(param, "a content needs at least one part")
     return messages
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    """A function's result as a tool message's text: `{"output": "..."}` and
+    `{"result": "..."}` (the usual wrappings of a plain answer) as their text, else JSON."""
+    if len(result) == 1:
+        ((key, value),) = result.items()
+        if key in ("output", "result", "content") and isinstance(value, str):
+            return value
+    return _encode(result).decode()
 
 
 def _assistant(content: Content, calls: _Calls, dropped: list[str]) -> dict[str, Any]:
