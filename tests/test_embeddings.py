@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -41,8 +40,8 @@ def embedder(
     openai_upstream_url: str,
     gemini_upstream: GeminiUpstream,
     gemini_upstream_url: str,
-) -> Iterator[RunningApp]:
-    yield make_gateway(
+) -> RunningApp:
+    return make_gateway(
         {
             "OPENAI_BASE_URL": openai_upstream_url,
             "OPENAI_API_KEY": "sk-embeddings-openai-1111",
