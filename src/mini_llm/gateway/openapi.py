@@ -4,8 +4,8 @@ checks and sends; `GET /docs` renders it in the browser without any dependency.
 
 The routes are rows (`_ROUTES`): method, paths, what the request body is, what a whole answer
 and each stream event are, which error shape (dialect) its errors take and which client keys
-it accepts. Stream events are described in `x-sse-events` (OpenAPI 3.1 has no schema for
-event streams). Model names get examples that the offline `mock` provider answers, so a
+it accepts. A stream's schema describes each server-sent event, its `data` JSON
+(`contentMediaType` and `contentSchema`), as OpenAPI 3.1 reads an event stream. Model names get examples that the offline `mock` provider answers, so a
 generated client, or a fuzzer, reaches a real answer.
 """
 
@@ -190,10 +190,25 @@ def _operation(
     if route.answer is not None or route.media != "application/json" or route.events is None:
         ok["content"] = _content(refs.get(route.answer) if route.answer else None, route.media)
     if route.events is not None:
-        stream = {
-            "schema": {"type": "string", "description": "Server-sent events"},
-            "x-sse-events": refs[route.events],
+        payload = {"anyOf": [refs[route.events], refs[route.errors]]}
+        data = {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": payload,
+                },
+            ]
         }
+        event = {
+            "type": "object",
+            "description": "One server-sent event; its data is JSON (an OpenAI stream ends "
+            "with [DONE]); a stream that fails after it began ends with an error event",
+            "properties": {"event": {"type": "string"}, "id": {"type": "string"}, "data": data},
+            "required": ["data"],
+        }
+        stream = {"schema": event}
         ok.setdefault("content", {})["text/event-stream"] = stream
     operation: dict[str, Any] = {
         "operationId": route.operation + suffix,
@@ -242,7 +257,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "One endpoint in front of OpenAI, Anthropic, Gemini and any OpenAI-compatible "
                 "server, in the OpenAI, Anthropic and Gemini dialects. Client keys are "
                 "accepted and never forwarded: the gateway signs upstream requests with its "
-                "own. Streams are server-sent events (`x-sse-events` describes each event)."
+                "own. Streams are server-sent events (the schema describes each event)."
             ),
         },
         "servers": [{"url": "/"}],
