@@ -5,8 +5,9 @@ checks and sends; `GET /docs` renders it in the browser without any dependency.
 The routes are rows (`_ROUTES`): method, paths, what the request body is, what a whole answer
 and each stream event are, which error shape (dialect) its errors take and which client keys
 it accepts. A stream's schema describes each server-sent event, its `data` JSON
-(`contentMediaType` and `contentSchema`), as OpenAPI 3.1 reads an event stream. Model names get examples that the offline `mock` provider answers, so a
-generated client, or a fuzzer, reaches a real answer.
+(`contentMediaType` and `contentSchema`), as OpenAPI 3.1 reads an event stream. Model names
+get examples that the offline `mock` provider answers, so a generated client, or a fuzzer,
+reaches a real answer.
 """
 
 from __future__ import annotations
