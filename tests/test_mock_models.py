@@ -96,7 +96,7 @@ def test_unknown_model_names_every_model_and_the_error_models() -> None:
     assert "`nope`" in message
     assert all(name in message for name in ("echo", "tools", "json", "slow"))
     assert "error-<status>" in message
-    assert set(MOCK_MODELS) == {"echo", "tools", "json", "slow"}
+    assert set(MOCK_MODELS) == {"echo", "tools", "json", "slow", "embed"}
 
 
 def test_forcing_a_tool_that_is_not_offered_is_a_400() -> None:

@@ -15,6 +15,7 @@ from mini_llm.settings_table import (
     Choice,
     Flag,
     Names,
+    Origins,
     Seconds,
     Setting,
     Switch,
@@ -41,6 +42,8 @@ def three_values(row: Setting) -> tuple[Any, Any, Any]:
         return ("a",), ("b", "c"), ("d",)
     elif isinstance(kind, Url):
         candidates = [f"{kind.schemes[0]}://{host}.example:1" for host in "abc"]
+    elif isinstance(kind, Origins):
+        return ("http://a.example",), ("https://b.example:8443",), ("http://c.example",)
     else:
         assert isinstance(kind, Text)
         candidates = ["a.example", "b.example", "c.example"]

@@ -127,6 +127,9 @@ class Settings:
     """Where each value came from: "default", the file's path, a variable's name or a flag."""
     watch_config: bool = False
     """Reload when the config file changes (its size or modification time, checked each second)."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins allowed to call the gateway; empty: CORS is off."""
+    cors_allow_credentials: bool = False
     origin: LoadArgs | None = field(default=None, repr=False, compare=False)
     redis_url: str = ""
     """Redis shared by every instance (counters, limits, the response cache); "" for memory."""
@@ -381,6 +384,11 @@ def load_settings(
             problems.append(f"unknown setting {name!r} given as a flag")
     resolved = resolve(ROWS, file=file, file_label=label, env=env, flags=flags, problems=problems)
     values, sources = resolved.values, resolved.sources
+    if values["cors_allow_credentials"] and "*" in values["cors_origins"]:
+        problems.append(
+            "[server] cors_allow_credentials = true cannot go with cors_origins = ['*']: "
+            "list the origins that may send credentials"
+        )
 
     providers = parse_providers(file, env, label, problems, warnings, sources)
     aliases, chains = parse_aliases(file, env, label, problems, sources)
@@ -450,6 +458,8 @@ def load_settings(
         warnings=tuple(warnings),
         workers=values["workers"],
         watch_config=values["watch_config"],
+        cors_origins=values["cors_origins"],
+        cors_allow_credentials=values["cors_allow_credentials"],
         port_explicit=sources["port"] != DEFAULT,
         sources=sources,
         origin=LoadArgs(dict(env), config_path, flags),

@@ -13,6 +13,7 @@ __all__ = [
     "BEDROCK_CONVERSE",
     "CHAT",
     "COUNT_TOKENS",
+    "EMBEDDINGS",
     "GEMINI",
     "OPENAI",
     "OPENAI_RESPONSES",
@@ -52,6 +53,8 @@ OPENAI_RESPONSES = Format("openai.responses")
 """OpenAI's Responses API: its own request, response and stream shapes."""
 ANTHROPIC = Format("anthropic")
 GEMINI = Format("gemini")
+"""Gemini's `generateContent` family: what a Gemini provider speaks, and the Gemini-native
+ingress (`/v1beta/models/{model}:method`) takes."""
 BEDROCK_CONVERSE = Format("bedrock.converse")
 """AWS Bedrock's Converse API (no client dialect speaks it: requests to it are translated)."""
 
@@ -62,3 +65,6 @@ COUNT_TOKENS = Operation("count_tokens")
 RESPONSES = Operation("responses")
 """A model's answer to a Responses API request: served natively by an endpoint whose format is
 `OPENAI_RESPONSES`, by every other wire format's chat endpoint from the canonical form."""
+EMBEDDINGS = Operation("embeddings")
+"""Vectors for texts. Its canonical form is OpenAI's `/embeddings` request and answer: served
+as they are by OpenAI-format endpoints, translated by Gemini's `batchEmbedContents`."""

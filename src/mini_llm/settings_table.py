@@ -29,6 +29,7 @@ __all__ = [
     "Flag",
     "Kind",
     "Names",
+    "Origins",
     "Seconds",
     "Setting",
     "Switch",
@@ -152,6 +153,30 @@ class Names(Kind):
 
     def describe(self) -> str:
         return "names, comma-separated"
+
+
+@dataclass(frozen=True, slots=True)
+class Origins(Kind):
+    """Web origins (`https://app.example.com`, `http://localhost:5173`) or `*`: a TOML list,
+    or a comma-separated environment variable."""
+
+    def parse(self, raw: object) -> tuple[str, ...]:
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"must be a list of origins, got {raw!r}")
+        origins = tuple(i.strip().rstrip("/") for i in items if i.strip())
+        for origin in origins:
+            scheme, sep, host = origin.partition("://")
+            if origin != "*" and (
+                scheme not in ("http", "https") or not sep or not host or "/" in host
+            ):
+                raise ValueError(
+                    f"each origin must be * or scheme://host[:port] (no path), got {origin!r}"
+                )
+        return origins
+
+    def describe(self) -> str:
+        return "list of origins (scheme://host[:port]) or *"
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +353,14 @@ def _rows() -> tuple[Setting, ...]:
                 "OpenTelemetry traces to this OTLP/HTTP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT "
                 "too); needs mini-llm[otel]"),
     ]  # fmt: skip
-    return (*server, *timeouts, *retries, *routing, *responses, *cache, *usage)
+    surfaces = [
+        Setting("cors_origins", "server", "cors_origins", "MINI_LLM_CORS_ORIGINS", Origins(),
+                (), None, False, "web origins allowed to call the gateway (CORS); none: off"),
+        Setting("cors_allow_credentials", "server", "cors_allow_credentials",
+                "MINI_LLM_CORS_ALLOW_CREDENTIALS", Flag(), False, None, False,
+                "let allowed origins send credentials (never with *)"),
+    ]  # fmt: skip
+    return (*server, *timeouts, *retries, *routing, *responses, *cache, *usage, *surfaces)
 
 
 ROWS: tuple[Setting, ...] = _rows()

@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from mini_llm.schema.gemini import camel_keys
+
 from .agent_script import gemini_agent, is_agent
 from .openai_upstream import Recorded, send_stream
 from .scenario import Ask, Reply, decide, pieces
@@ -85,7 +87,8 @@ def ask_of(body: dict[str, Any]) -> Ask:
             ]
     for tool in body.get("tools") or ():
         for declaration in tool.get("functionDeclarations") or ():
-            ask.tools.append((declaration["name"], declaration.get("parameters") or {}))
+            schema = declaration.get("parameters") or declaration.get("parametersJsonSchema")
+            ask.tools.append((declaration["name"], schema or {}))
     config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
     if config.get("mode") == "NONE":
         ask.tools_refused = True
@@ -176,6 +179,8 @@ class GeminiUpstream:
             return error_response(400, "the key must not travel in the URL (mock policy)")
         if not request.headers.get("x-goog-api-key"):
             return error_response(401, "API key not valid. Please pass a valid API key.")
+        if method in ("embedContent", "batchEmbedContents", "countTokens"):
+            return self._other(request.match_info["model"], method, body)
         if method not in ("generateContent", "streamGenerateContent"):
             return error_response(404, f"unknown method {method}")
         if method == "streamGenerateContent" and request.query.get("alt") != "sse":
@@ -192,4 +197,32 @@ class GeminiUpstream:
                     message = f'Invalid JSON payload received. Unknown name "{bad}"'
                     return error_response(400, message)
         reply = self._script.popleft() if self._script else smart()
-        return await reply(request, body)
+        # like the API, it takes the proto field names too (google-genai sends `mime_type`)
+        return await reply(request, camel_keys(body))
+
+    def _other(self, model: str, method: str, body: dict[str, Any]) -> web.Response:
+        """`countTokens` (4 characters a token) and the embeddings: the mock provider's vectors
+        (same text, same vector), `model` of each batch request checked as the API does."""
+        from mini_llm.providers.mock_models import mock_vector
+
+        if model.startswith("error-") and model[6:].isdigit():
+            return error_response(int(model[6:]), f"mock gemini error {model[6:]}")
+        if method == "countTokens":
+            text = json.dumps(body.get("contents") or [])
+            return web.json_response({"totalTokens": len(text) // 4})
+
+        def values(request: dict[str, Any]) -> dict[str, Any]:
+            parts = (request.get("content") or {}).get("parts") or []
+            text = "".join(p.get("text", "") for p in parts)
+            return {"values": mock_vector(text, request.get("outputDimensionality") or 32)}
+
+        if method == "embedContent":
+            if "model" in body:
+                return error_response(400, 'Invalid JSON payload received. Unknown name "model"')
+            return web.json_response({"embedding": values(body)})
+        requests = body.get("requests") or []
+        for request in requests:
+            if request.get("model") != f"models/{model}":
+                message = f"requests[].model must be models/{model}, got {request.get('model')}"
+                return error_response(400, message)
+        return web.json_response({"embeddings": [values(r) for r in requests]})

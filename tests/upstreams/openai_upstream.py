@@ -262,6 +262,20 @@ def malformed_json() -> Reply:
     return raw(200, b'{"id": "chatcmpl-1", "choices": [', "application/json")
 
 
+def embeddings() -> Reply:
+    """OpenAI's `/embeddings`: the mock provider's vectors (same text, same vector), token
+    arrays taken, `encoding_format: base64` honoured."""
+    from mini_llm.providers.mock_models import mock_embeddings
+
+    async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        answer = mock_embeddings({**body, "model": "embed"})
+        if not isinstance(answer, dict):
+            return web.json_response(answer.body, status=answer.status)
+        return web.json_response({**answer, "model": body.get("model")})
+
+    return reply
+
+
 class OpenAIUpstream:
     def __init__(self) -> None:
         from .responses_upstream import ResponsesAPI
@@ -287,6 +301,7 @@ class OpenAIUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._chat)
+        app.router.add_post("/v1/embeddings", self._chat)
         app.router.add_get("/v1/responses/{id}", self.responses.retrieve)
         app.router.add_delete("/v1/responses/{id}", self.responses.retrieve)
         app.router.add_get("/v1/responses/{id}/input_items", self.responses.input_items)
@@ -303,6 +318,8 @@ class OpenAIUpstream:
             reply = self._script.popleft()
         elif request.path.endswith("/responses"):
             reply = self.responses.create
+        elif request.path.endswith("/embeddings"):
+            reply = embeddings()
         elif is_agent(str(body.get("model", ""))):
             reply = agent()
         else:

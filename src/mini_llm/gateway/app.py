@@ -23,7 +23,9 @@ from .. import __version__
 from ..cache.store import CacheStore, MemoryCache, SharedCache
 from ..config import Settings
 from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
+from ..dialects.gemini import GeminiDialect
 from ..dialects.openai_chat import OPENAI_CHAT
+from ..dialects.openai_embeddings import OPENAI_EMBEDDINGS
 from ..dialects.openai_responses import OpenAIResponsesDialect
 from ..errors import (
     GatewayError,
@@ -57,8 +59,11 @@ from ..usage.prices import PriceTable
 from ..usage.report import GROUPS, parse_when, usage_report
 from .attempt import AttemptHook
 from .body import BodyReader
+from .cors import Cors
 from .dispatch import Dispatcher
+from .gemini_routes import GeminiRoutes
 from .model_list import build_model_list, models_by_id, offered_models
+from .openapi import DOCS_PAGE, openapi_document
 from .pipeline import Pipeline
 from .responses import error_response, request_id
 from .stored_responses import StoredResponses
@@ -349,16 +354,14 @@ def build_app(settings: Settings) -> web.Application:
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
     pipeline = gateway.pipeline
-    known: dict[str, tuple[str, ...]] = {}
 
     def add(method: str, path: str, handler: Any) -> None:
         # the same route with a trailing slash: a route each, nothing to rewrite per request
         for variant in (path, path + "/") if not path.endswith(("/", "}")) else (path,):
-            app.router.add_route(method, variant, handler)
-            known[variant] = (*known.get(variant, ()), method)
-            if method == "GET":  # HEAD answers with a GET's headers, no body (aiohttp drops it)
-                app.router.add_route("HEAD", variant, handler)
-                known[variant] = (*known[variant], "HEAD")
+            if method == "GET":
+                app.router.add_get(variant, handler)  # and HEAD: the same headers, no body
+            else:
+                app.router.add_route(method, variant, handler)
 
     async def health(request: web.Request) -> web.Response:
         runtime = gateway.runtime
@@ -403,12 +406,14 @@ def build_app(settings: Settings) -> web.Application:
         return web.json_response({"reset": restored}, headers={"x-request-id": rid})
 
     add("GET", "/health", health)
-    app.router.add_get("/", health)  # HEAD / and GET /: clients probe the base URL (Claude Code)
+    add("GET", "/", health)  # HEAD / and GET /: clients probe the base URL (Claude Code)
     add("GET", "/v1/models", models)
     add("GET", "/models", models)
     add("GET", "/v1/models/{id:.+}", model)  # ids hold "/": mock/echo
-    add("POST", "/v1/chat/completions", pipeline.handler(OPENAI_CHAT, "/v1/chat/completions"))
-    add("POST", "/chat/completions", pipeline.handler(OPENAI_CHAT, "/chat/completions"))
+    for prefix in ("/v1", ""):  # several SDKs and tools leave out the /v1
+        chat, embeddings = prefix + "/chat/completions", prefix + "/embeddings"
+        add("POST", chat, pipeline.handler(OPENAI_CHAT, chat))
+        add("POST", embeddings, pipeline.handler(OPENAI_EMBEDDINGS, embeddings))
     add("POST", "/v1/messages", pipeline.handler(ANTHROPIC_MESSAGES, "/v1/messages"))
     add(
         "POST",
@@ -424,7 +429,35 @@ def build_app(settings: Settings) -> web.Application:
     add("GET", "/v1/responses/{id}", stored.get)
     add("DELETE", "/v1/responses/{id}", stored.delete)
     add("GET", "/v1/responses/{id}/input_items", stored.input_items)
+    # Gemini-native: models/{model}:{method}, the model may hold "/"; under /v1 too, where
+    # google-genai sends them (GET /v1/models stays OpenAI's list)
+    gemini = GeminiRoutes(pipeline, lambda: gateway.runtime)
+    add("POST", "/v1beta/models/{spec:.+}", gemini.call)
+    add("POST", "/v1/models/{spec:.+:[A-Za-z]+}", gemini.call)
+    add("GET", "/v1beta/models", gemini.models)
+    add("GET", "/v1beta/models/{name:.+}", gemini.model)
     add("POST", "/admin/providers/reset", reset_providers)
+    document = msgspec.json.encode(openapi_document(__version__))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    async def docs(request: web.Request) -> web.Response:
+        return web.Response(text=DOCS_PAGE, content_type="text/html")
+
+    add("GET", "/openapi.json", openapi)
+    add("GET", "/docs", docs)
+
+    async def allowed_methods(request: web.Request) -> set[str]:
+        """The methods the routes matching this path answer (none: an unknown path)."""
+        methods: set[str] = set()
+        for resource in app.router.resources():
+            if resource is not catch_all:
+                match, allowed = await resource.resolve(request)
+                methods |= allowed
+                if match is not None:
+                    methods.add(request.method)
+        return methods
 
     async def metrics(request: web.Request) -> web.Response:
         if not gateway.runtime.settings.metrics:
@@ -468,18 +501,32 @@ def build_app(settings: Settings) -> web.Application:
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError
-        # an Anthropic client's mistakes (a GET, a trailing slash) get Anthropic's shape
-        dialect = ANTHROPIC_MESSAGES if request.path.startswith("/v1/messages") else OPENAI_CHAT
-        methods = known.get(request.path)
+        # an Anthropic (Gemini) client's mistakes (a GET, a trailing slash) get its shape
+        path = request.path
+        dialect: Any = OPENAI_CHAT
+        if path.startswith("/v1/messages"):
+            dialect = ANTHROPIC_MESSAGES
+        elif path.startswith("/v1beta/"):
+            dialect = GEMINI_ERRORS
+        methods = await allowed_methods(request)
         if methods:
+            if request.method == "OPTIONS":
+                allow = ", ".join(sorted({*methods, "OPTIONS"}))
+                return web.Response(status=204, headers={"Allow": allow})
             error = MethodNotAllowedError(
-                f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}."
+                f"{request.method} is not allowed on {path}; use {', '.join(sorted(methods))}."
             )
             response = error_response(error, dialect, request_id(request))
-            response.headers["Allow"] = ", ".join(methods)
+            response.headers["Allow"] = ", ".join(sorted(methods))
             return response
-        error = NotFoundError(f"Unknown route: {request.method} {request.path}")
+        error = NotFoundError(f"Unknown route: {request.method} {path}")
         return error_response(error, dialect, request_id(request))
 
-    app.router.add_route("*", "/{tail:.*}", unknown_route)
+    catch_all = app.router.add_route("*", "/{tail:.*}", unknown_route).resource
+    if settings.cors_origins:
+        Cors(settings.cors_origins, settings.cors_allow_credentials, allowed_methods).install(app)
     return app
+
+
+GEMINI_ERRORS = GeminiDialect("")
+"""Renders the errors of unknown Gemini routes in Google's shape."""

@@ -10,8 +10,9 @@ Built once at start-up from the settings and what each provider offers:
 - every other name the routing tables mention that routes: the targets of aliases, chains
   and deployments, names with fallbacks and their fallbacks, `[models."..."]` overrides.
 
-A name with fallbacks says so (`fallbacks`). Names a client makes up (`openai/<anything>`)
-route too but cannot be listed.
+A name with fallbacks says so (`fallbacks`). Every entry says what it can be asked
+(`capabilities`: `["chat"]`, `["embeddings"]`), from the name of the model it reaches first.
+Names a client makes up (`openai/<anything>`) route too but cannot be listed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..routing.models import resolve_name
+from ..routing.models import model_capabilities, resolve_name
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -53,7 +54,8 @@ def build_model_list(
     def add(name: str, owned_by: str, **extra: Any) -> None:
         if name not in listed:
             entry = {"id": name, "object": "model", "created": created, "owned_by": owned_by}
-            listed[name] = {**entry, **extra}
+            capabilities = list(model_capabilities(_first_model(name, settings)))
+            listed[name] = {**entry, **extra, "capabilities": capabilities}
 
     for name, deployment in settings.deployments.items():
         add(name, "deployment", targets=[model for model, _ in deployment.targets])
@@ -79,6 +81,20 @@ def build_model_list(
                 *listed[name].get("fallbacks", ()),
             ]
     return list(listed.values())
+
+
+def _first_model(name: str, settings: Settings) -> str:
+    """The model a name reaches first: aliases, chains and deployments followed."""
+    for _ in range(16):
+        if name in settings.deployments and settings.deployments[name].targets:
+            name = settings.deployments[name].targets[0][0]
+        elif settings.chains.get(name):
+            name = settings.chains[name][0]
+        elif name in settings.aliases:
+            name = settings.aliases[name]
+        else:
+            break
+    return name
 
 
 def _mentioned(settings: Settings) -> Iterable[str]:

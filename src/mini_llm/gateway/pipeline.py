@@ -97,8 +97,11 @@ class Pipeline:
             if served is None:
                 local = dialect.local(call)
                 if local is None:
+                    names = dict.fromkeys(t.provider.name for g in route.groups for t in g.targets)
                     raise InvalidRequestError(
-                        f"The model '{call.model}' cannot serve {call.operation.name} requests.",
+                        f"The model '{call.model}' cannot serve {call.operation.name} "
+                        f"requests: no provider it routes to ({', '.join(names)}) has an "
+                        f"endpoint for them. GET /v1/models lists each model's capabilities.",
                         param="model",
                         code="unsupported_operation",
                     )

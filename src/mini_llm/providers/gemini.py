@@ -26,7 +26,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..canonical import invalid, parse_data_url, parse_tool_call
-from ..formats import CHAT, GEMINI, RESPONSES, Format
+from ..formats import CHAT, COUNT_TOKENS, EMBEDDINGS, GEMINI, RESPONSES, Format
 from .base import (
     HeaderSigner,
     SSEDecoder,
@@ -41,6 +41,7 @@ from .gemini_answer import (
     gemini_error_info,
     parse_gemini_response,
 )
+from .gemini_embeddings import GeminiCountTokens, GeminiEmbed
 
 __all__ = [
     "GEMINI_WIRE",
@@ -435,7 +436,12 @@ GEMINI_WIRE = Wire(
     name="gemini",
     format=GEMINI,
     # a Responses request reaches Gemini as its canonical chat form
-    endpoints={CHAT: _GENERATE, RESPONSES: _GENERATE},
+    endpoints={
+        CHAT: _GENERATE,
+        RESPONSES: _GENERATE,
+        EMBEDDINGS: GeminiEmbed(),
+        COUNT_TOKENS: GeminiCountTokens(),  # Gemini bodies only (the Gemini-native ingress)
+    },
     signer=HeaderSigner("x-goog-api-key"),
     base_headers={"Content-Type": "application/json"},
     read_error=gemini_error_info,

@@ -1,9 +1,10 @@
 """`mock`: an offline provider that speaks the OpenAI wire format in process.
 
 It lets a first request succeed with no key and no network, and gives tests a provider that
-behaves by model name: `mock/echo`, `mock/tools`, `mock/json`, `mock/slow` and
-`mock/error-<status>` (what each answers is in mock_models.py, as pure functions). This module
-only frames their answers as an HTTP response and waits the delays they ask for.
+behaves by model name: `mock/echo`, `mock/tools`, `mock/json`, `mock/slow`, `mock/embed`
+(embeddings, at `/embeddings`) and `mock/error-<status>` (what each answers is in
+mock_models.py, as pure functions). This module only frames their answers as an HTTP
+response and waits the delays they ask for.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import msgspec
 
 from ..resilience import Timeouts
 from .base import UpstreamRequest, UpstreamResponse
-from .mock_models import MOCK_MODELS, count_tokens, mock_completion, mock_failure, mock_stream
+from .mock_models import (
+    MOCK_MODELS,
+    MockFailure,
+    count_tokens,
+    mock_completion,
+    mock_embeddings,
+    mock_failure,
+    mock_stream,
+)
 
 __all__ = ["MOCK_MODELS", "MockTransport", "count_tokens"]
 
@@ -72,6 +81,13 @@ class MockTransport:
         self, request: UpstreamRequest, timeouts: Timeouts | None = None
     ) -> UpstreamResponse:
         body: dict[str, Any] = _decode(request.body)
+        if request.url.endswith("/embeddings"):
+            embedded = mock_embeddings(body)
+            if isinstance(embedded, MockFailure):
+                return MockResponse(
+                    embedded.status, "application/json", [(0.0, _encode(embedded.body))]
+                )
+            return MockResponse(200, "application/json", [(0.0, _encode(embedded))])
         failure = mock_failure(body)
         if failure is not None:
             return MockResponse(failure.status, "application/json", [(0.0, _encode(failure.body))])

@@ -16,6 +16,10 @@ and creation time and does the waiting (`MockTransport` in mock.py).
   user message>}`.
 - `mock/slow`: echoes the last user message one word every 100 ms when streaming; a non-stream
   answer comes whole after the same total delay.
+- `mock/embed`: embeddings only (`mock_embeddings`): a deterministic unit vector per input,
+  computed from its text (or token ids): same input, same vector. 32 dimensions unless
+  `dimensions` says (at most 4096); `encoding_format: "base64"` as OpenAI encodes it. Asked to
+  chat it is a 400, as is a chat model asked to embed.
 - `mock/error-<status>`, status 400–599: that status with an OpenAI-shaped error body.
 - anything else: 404 `model_not_found`, naming the models above.
 
@@ -26,7 +30,11 @@ delta with the call's id, name and empty arguments, then the arguments in fragme
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import math
 import re
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +51,7 @@ __all__ = [
     "StreamStep",
     "count_tokens",
     "mock_completion",
+    "mock_embeddings",
     "mock_failure",
     "mock_stream",
 ]
@@ -202,7 +211,9 @@ _MODELS: dict[str, Callable[[Mapping[str, Any], str], _Reply]] = {
     "slow": _slow,
 }
 
-MOCK_MODELS: tuple[str, ...] = tuple(_MODELS)
+EMBEDDING_MODELS = ("embed",)
+
+MOCK_MODELS: tuple[str, ...] = (*_MODELS, *EMBEDDING_MODELS)
 """The mock models a client can list; `error-<status>` comes on top."""
 
 
@@ -221,6 +232,15 @@ def mock_failure(body: Mapping[str, Any]) -> MockFailure | None:
     if match:
         status = int(match.group(1))
         return _error(status, f"mock error {status}", "mock_error", f"mock_{status}")
+    if model in EMBEDDING_MODELS:
+        return _error(
+            400,
+            f"The model `mock/{model}` makes embeddings only (POST /v1/embeddings); it cannot "
+            "chat.",
+            "invalid_request_error",
+            "unsupported_operation",
+            "model",
+        )
     if model not in _MODELS:
         return _error(
             404,
@@ -325,3 +345,77 @@ def mock_stream(body: Mapping[str, Any], ident: str, created: int) -> list[Strea
         final = {**chunk({}, None), "choices": [], "usage": _usage(body, reply)}
         steps.append((0.0, final))
     return steps
+
+
+# Embeddings ----------------------------------------------------------------------------------
+
+_DIMENSIONS = 32
+_MAX_DIMENSIONS = 4096
+
+
+def _embedding_inputs(value: Any) -> list[str] | None:
+    """Each input as the text its vector is made from (token ids joined by spaces)."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(v, str) for v in value):
+        return list(value)
+    if all(isinstance(v, int) for v in value):
+        return [" ".join(map(str, value))]
+    if all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
+        return [" ".join(map(str, v)) for v in value]
+    return None
+
+
+def mock_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on `text` and `dimensions`."""
+    raw = hashlib.shake_256(text.encode("utf-8", "surrogatepass")).digest(4 * dimensions)
+    values = [n / 2**31 - 1.0 for n in struct.unpack(f"<{dimensions}I", raw)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def mock_embeddings(body: Mapping[str, Any]) -> MockFailure | dict[str, Any]:
+    """The answer of an embeddings request: an error, or OpenAI's `list` of embeddings."""
+    model = str(body.get("model", ""))
+    match = _ERROR_MODEL.fullmatch(model)
+    if match:
+        status = int(match.group(1))
+        return _error(status, f"mock error {status}", "mock_error", f"mock_{status}")
+    if model not in EMBEDDING_MODELS:
+        known = model in _MODELS
+        return _error(
+            400 if known else 404,
+            f"The model `mock/{model}` cannot make embeddings: it is a chat model. Use mock/embed."
+            if known
+            else f"The model `{model}` does not exist in the mock provider (mock/embed embeds).",
+            "invalid_request_error",
+            "unsupported_operation" if known else "model_not_found",
+            "model",
+        )
+    texts = _embedding_inputs(body.get("input"))
+    if texts is None:
+        message = "'input' must be a string, a list of strings, or token arrays."
+        return _error(400, message, "invalid_request_error", None, "input")
+    dimensions = body.get("dimensions")
+    if dimensions is None:
+        dimensions = _DIMENSIONS
+    if not isinstance(dimensions, int) or not 1 <= dimensions <= _MAX_DIMENSIONS:
+        message = f"'dimensions' must be a whole number from 1 to {_MAX_DIMENSIONS}."
+        return _error(400, message, "invalid_request_error", None, "dimensions")
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vector = mock_vector(text, dimensions)
+        embedding: Any = vector
+        if as_base64:
+            embedding = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = sum(count_tokens(text) for text in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

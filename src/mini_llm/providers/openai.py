@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from ..errors import UpstreamError
-from ..formats import CHAT, OPENAI, RESPONSES, Format
+from ..formats import CHAT, EMBEDDINGS, OPENAI, RESPONSES, Format
 from ..sse import SSEEvent
 from .base import (
     ErrorInfo,
@@ -25,8 +25,10 @@ from .base import (
 )
 
 __all__ = [
+    "EMBEDDINGS_ENDPOINT",
     "OPENAI_WIRE",
     "OpenAIChat",
+    "OpenAIEmbeddings",
     "OpenAIStreamReader",
     "openai_error_info",
     "parse_openai_answer",
@@ -145,13 +147,35 @@ class OpenAIChat:
         return SSEDecoder(OpenAIStreamReader())
 
 
+class OpenAIEmbeddings:
+    """`POST {base}/embeddings`: also the canonical embeddings shape, so nothing to translate.
+    Embeddings never stream; the framing and decoder are only there to fill the seam."""
+
+    framing = SSEFraming(b"[DONE]")
+    translates = True
+    format: Format | None = None
+
+    def request(
+        self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
+    ) -> UpstreamRequest:
+        body["model"] = to.model
+        return UpstreamRequest("POST", to.base_url + "/embeddings", to.headers, _encode(body))
+
+    def parse(self, raw: bytes) -> dict[str, Any]:
+        return parse_openai_answer(raw)
+
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder(OpenAIStreamReader())
+
+
 _CHAT = OpenAIChat()
+EMBEDDINGS_ENDPOINT = OpenAIEmbeddings()
 
 OPENAI_WIRE = Wire(
     name="openai",
     format=OPENAI,
     # a Responses request reaches an OpenAI-compatible chat server as its canonical chat form
-    endpoints={CHAT: _CHAT, RESPONSES: _CHAT},
+    endpoints={CHAT: _CHAT, RESPONSES: _CHAT, EMBEDDINGS: EMBEDDINGS_ENDPOINT},
     signer=HeaderSigner("Authorization", "Bearer "),
     base_headers={"Content-Type": "application/json"},
     read_error=openai_error_info,

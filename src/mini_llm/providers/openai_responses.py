@@ -14,7 +14,7 @@ import msgspec
 
 from ..canonical import chunk, token_count
 from ..errors import InvalidRequestError, UpstreamError
-from ..formats import CHAT, OPENAI, OPENAI_RESPONSES, RESPONSES
+from ..formats import CHAT, EMBEDDINGS, OPENAI, OPENAI_RESPONSES, RESPONSES
 from ..sse import SSEEvent
 from .base import (
     HeaderSigner,
@@ -25,7 +25,7 @@ from .base import (
     Wire,
     event_object,
 )
-from .openai import OpenAIChat, openai_error_info, parse_openai_answer
+from .openai import EMBEDDINGS_ENDPOINT, OpenAIChat, openai_error_info, parse_openai_answer
 
 __all__ = [
     "OPENAI_RESPONSES_WIRE",
@@ -204,7 +204,11 @@ OPENAI_RESPONSES_WIRE = Wire(
     # a Responses request with a chat completion)
     name="openai-responses",
     format=OPENAI,
-    endpoints={CHAT: OpenAIChat(), RESPONSES: OpenAIResponses()},
+    endpoints={
+        CHAT: OpenAIChat(),
+        RESPONSES: OpenAIResponses(),
+        EMBEDDINGS: EMBEDDINGS_ENDPOINT,
+    },
     signer=HeaderSigner("Authorization", "Bearer "),
     base_headers={"Content-Type": "application/json"},
     read_error=openai_error_info,

@@ -8,7 +8,15 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 
-__all__ = ["ALIAS_NAME", "DETECTION", "Resolution", "detect_provider", "resolve_name"]
+__all__ = [
+    "ALIAS_NAME",
+    "CAPABILITIES",
+    "DETECTION",
+    "Resolution",
+    "detect_provider",
+    "model_capabilities",
+    "resolve_name",
+]
 
 # A bare model name's provider, by prefix: first match wins.
 DETECTION: tuple[tuple[str, str], ...] = (
@@ -18,9 +26,16 @@ DETECTION: tuple[tuple[str, str], ...] = (
     ("o1", "openai"),
     ("o3", "openai"),
     ("o4", "openai"),
-    ("text-embedding", "openai"),
+    ("text-embedding", "openai"),  # Gemini's text-embedding-004: name it gemini/...
+    ("gemini-embedding", "gemini"),
     ("gemini", "gemini"),
 )
+
+# What a model does, by a word in its name (first match wins); any other model chats.
+CAPABILITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("embed", ("embeddings",)),  # text-embedding-3-small, gemini-embedding-001, nomic-embed-text
+)
+CHAT_CAPABILITIES = ("chat",)
 
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}")
 
@@ -32,6 +47,15 @@ def detect_provider(model: str) -> str | None:
         if model.startswith(prefix):
             return provider
     return None
+
+
+def model_capabilities(model: str) -> tuple[str, ...]:
+    """What a model can be asked (`chat`, `embeddings`), from its name."""
+    name = model.rsplit("/", 1)[-1].lower()
+    for word, capabilities in CAPABILITIES:
+        if word in name:
+            return capabilities
+    return CHAT_CAPABILITIES
 
 
 def resolve_name(

@@ -1,0 +1,183 @@
+"""The shapes of the gateway's answers, for the OpenAPI document (`gateway/openapi.py`).
+
+Only what a client can count on is required; every object may carry more fields (answers pass
+through from upstreams as they came). The schemathesis suite checks every answer the gateway
+gives against these, so they cannot drift from what it sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "AnthropicError",
+    "AnthropicErrorBody",
+    "AnthropicMessage",
+    "AnthropicStreamEvent",
+    "AnthropicTokenCount",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "DeletedResponse",
+    "Health",
+    "InputItems",
+    "Model",
+    "ModelList",
+    "OpenAIError",
+    "OpenAIErrorBody",
+    "ProvidersReset",
+    "ResponseObject",
+    "ResponsesStreamEvent",
+]
+
+
+class ChatAnswerMessage(msgspec.Struct):
+    role: Literal["assistant"]
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChatChoice(msgspec.Struct):
+    index: int
+    message: ChatAnswerMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletion(msgspec.Struct):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: dict[str, Any] | None = None
+
+
+class ChunkChoice(msgspec.Struct):
+    index: int
+    delta: dict[str, Any]
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct):
+    """One `data:` event of a Chat Completions stream (which ends with `data: [DONE]`)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    model: str
+    choices: list[ChunkChoice]
+    created: int | None = None
+    usage: dict[str, Any] | None = None
+
+
+class AnthropicMessage(msgspec.Struct):
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    content: list[dict[str, Any]]
+    model: str
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+class AnthropicStreamEvent(msgspec.Struct):
+    """One event of a Messages stream: `message_start`, `content_block_start`,
+    `content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`, `ping`,
+    `error`."""
+
+    type: str
+
+
+class AnthropicTokenCount(msgspec.Struct):
+    input_tokens: int
+    estimated: bool | None = None
+
+
+class ResponseObject(msgspec.Struct):
+    id: str
+    object: Literal["response"]
+    model: str
+    output: list[dict[str, Any]]
+    status: str | None = None
+    created_at: float | None = None
+    usage: dict[str, Any] | None = None
+
+
+class ResponsesStreamEvent(msgspec.Struct):
+    """One event of a Responses stream (`response.created` … `response.completed`)."""
+
+    type: str
+    sequence_number: int | None = None
+
+
+class InputItems(msgspec.Struct):
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    has_more: bool | None = None
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class DeletedResponse(msgspec.Struct):
+    id: str
+    object: str
+    deleted: bool
+
+
+class Model(msgspec.Struct):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    capabilities: list[Literal["chat", "embeddings"]] | None = None
+    target: str | None = None
+    chain: list[str] | None = None
+    targets: list[str] | None = None
+    fallbacks: list[str] | None = None
+
+
+class ModelList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"]
+    version: str
+    pid: int
+    uptime_s: float | None = None
+    config_fingerprint: str | None = None
+    in_flight: int | None = None
+    providers: dict[str, Any] | None = None
+
+
+class ProvidersReset(msgspec.Struct):
+    reset: dict[str, int]
+
+
+class OpenAIError(msgspec.Struct):
+    message: str
+    type: str | None = None
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(msgspec.Struct):
+    """OpenAI's error shape: the Chat Completions, Responses, embeddings and model routes."""
+
+    error: OpenAIError
+
+
+class AnthropicError(msgspec.Struct):
+    type: str
+    message: str
+
+
+class AnthropicErrorBody(msgspec.Struct):
+    """Anthropic's error shape: the Messages routes."""
+
+    type: Literal["error"]
+    error: AnthropicError
