@@ -8,12 +8,21 @@
 `info.usage` is filled on every path (pass-through and translated, whole and streamed) when a
 policy in the chain sets `wants_usage`; reading usage costs a decode on pass-through paths,
 so it is only done then. An empty chain costs one attribute test per request.
+
+`info.completion` (the whole canonical answer, assembled from a stream when there was one) is
+filled only for a complete, successful answer from upstream, and only when a policy sets
+`wants_completion` (optional: a policy without the attribute does not want it) — the response
+cache stores it. A policy reads the client's headers in `info.headers` and adds headers to
+the answer through `info.response_headers` (set in `before`: a stream's headers leave with its
+first event). `info.owner` is whose request it is (the gateway key's owner; "" until keys
+exist); `info.cache_hit` says the answer came from the cache; `info.notes` is scratch space
+a policy keeps between its `before` and `after`, under its own key.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..canonical import Usage
@@ -30,12 +39,18 @@ class RequestInfo:
 
     __slots__ = (
         "attempts",
+        "cache_hit",
         "call",
+        "completion",
         "dialect",
         "endpoint",
         "error_code",
         "first_byte",
+        "headers",
+        "notes",
+        "owner",
         "request_id",
+        "response_headers",
         "started",
         "status",
         "stream_cancelled",
@@ -43,8 +58,25 @@ class RequestInfo:
         "usage",
     )
 
-    def __init__(self, request_id: str, endpoint: str, dialect: str) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        endpoint: str,
+        dialect: str,
+        headers: Mapping[str, str] | None = None,
+        owner: str = "",
+    ) -> None:
         self.request_id = request_id
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        """The client's request headers."""
+        self.owner = owner
+        """Whose request this is: the gateway key's owner ("" until gateway keys exist)."""
+        self.response_headers: dict[str, str] = {}
+        """Headers a policy adds to the answer (merged into it by the pipeline)."""
+        self.completion: dict[str, Any] | None = None
+        """The whole canonical answer, when a policy `wants_completion` and it was complete."""
+        self.cache_hit = False
+        self.notes: dict[str, Any] = {}
         self.endpoint = endpoint
         self.dialect = dialect
         self.started = time.monotonic()
@@ -79,11 +111,12 @@ class Policy(Protocol):
 
 
 class PolicyChain:
-    __slots__ = ("policies", "wants_usage")
+    __slots__ = ("policies", "wants_completion", "wants_usage")
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
-        self.wants_usage = any(p.wants_usage for p in self.policies)
+        self.wants_completion = any(getattr(p, "wants_completion", False) for p in self.policies)
+        self.wants_usage = self.wants_completion or any(p.wants_usage for p in self.policies)
 
     def __bool__(self) -> bool:
         return bool(self.policies)

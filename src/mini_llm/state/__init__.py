@@ -1,6 +1,6 @@
 """Shared state: the backend interface and its in-memory implementation."""
 
-from .base import Counter, Deadline, StateBackend
+from .base import Counter, Deadline, StateBackend, StateUnavailableError
 from .memory import MemoryState
 
-__all__ = ["Counter", "Deadline", "MemoryState", "StateBackend"]
+__all__ = ["Counter", "Deadline", "MemoryState", "StateBackend", "StateUnavailableError"]

@@ -21,7 +21,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Counter", "Deadline", "StateBackend"]
+__all__ = ["Counter", "Deadline", "StateBackend", "StateUnavailableError"]
+
+
+class StateUnavailableError(Exception):
+    """A shared backend cannot be reached right now (raised at once while it is down); the
+    caller decides what that means (the response cache steps aside)."""
 
 
 class Deadline:
@@ -92,5 +97,9 @@ class StateBackend(Protocol):
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def start(self) -> None:
+        """Called once the event loop runs (a shared backend starts following changes)."""
+        ...
 
     async def close(self) -> None: ...

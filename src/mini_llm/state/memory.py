@@ -90,5 +90,8 @@ class MemoryState:
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
 
+    async def start(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
