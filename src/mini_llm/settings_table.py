@@ -224,7 +224,29 @@ def _rows() -> tuple[Setting, ...]:
         Setting("strategy", "routing", "strategy", "MINI_LLM_STRATEGY", Choice(STRATEGIES),
                 "round-robin", None, True, "default balancing of deployments"),
     ]  # fmt: skip
-    return (*server, *timeouts, *retries, *routing, *responses)
+    access = [
+        Setting("signing_window", "auth", "signing_window", "MINI_LLM_SIGNING_WINDOW",
+                Seconds(), 300.0, None, True,
+                "seconds a signed request's x-timestamp may be off (either way)"),
+        Setting("on_store_error", "limits", "on_store_error", "MINI_LLM_LIMITS_ON_STORE_ERROR",
+                Choice(("open", "closed")), "open", None, True,
+                "when the state store is unreachable: open (requests pass, a warning) or "
+                "closed (429)"),
+        Setting("default_max_tokens", "limits", "default_max_tokens",
+                "MINI_LLM_LIMITS_DEFAULT_MAX_TOKENS", Whole(1, 10_000_000), 4096, None, True,
+                "output tokens reserved for a request that does not say its maximum"),
+        # the same rows as wt-usage's and wt-cache's (theirs win at merge)
+        Setting("database_url", "usage", "database_url", "MINI_LLM_DATABASE_URL", Text(), "",
+                None, False,
+                "the SQL store: sqlite:///path or postgresql://… (default: a SQLite file, "
+                "mini-llm.db in the data directory)"),
+        Setting("data_dir", "usage", "data_dir", "MINI_LLM_DATA_DIR", Text(), "", None, False,
+                "the data directory (default: $XDG_DATA_HOME/mini-llm or "
+                "~/.local/share/mini-llm)"),
+        Setting("redis_url", "state", "redis_url", "MINI_LLM_REDIS_URL", Text(), "", None,
+                False, "Redis shared by every instance: counters, limits and reservations"),
+    ]  # fmt: skip
+    return (*server, *timeouts, *retries, *routing, *responses, *access)
 
 
 ROWS: tuple[Setting, ...] = _rows()

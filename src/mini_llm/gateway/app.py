@@ -20,6 +20,8 @@ import msgspec
 from aiohttp import web
 
 from .. import __version__
+from ..access.limits import Limiter
+from ..access.store import KeyCache, KeyStore
 from ..config import Settings
 from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from ..dialects.openai_chat import OPENAI_CHAT
@@ -33,11 +35,16 @@ from ..errors import (
 )
 from ..logs import Redactor
 from ..policies import PolicyChain, RequestLog
+from ..policies.auth import AccessControl, ModelAccess, presented_key
+from ..policies.base import Policy
+from ..policies.limits import LimitsPolicy
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
 from ..state.responses import MemoryResponseStore
+from ..store import StoreError, open_store
 from ..upstream import HttpTransport
+from .admin import KeyAdmin
 from .body import BodyReader
 from .dispatch import Dispatcher
 from .model_list import build_model_list, models_by_id, offered_models
@@ -53,7 +60,13 @@ log = logging.getLogger("mini_llm.gateway")
 class Runtime:
     """What one configuration decides, built once."""
 
-    def __init__(self, settings: Settings, http: HttpTransport, state: StateBackend) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: HttpTransport,
+        state: StateBackend,
+        keys: KeyStore | None = None,
+    ) -> None:
         self.settings = settings
         self.http = http
         self.fingerprint = settings.fingerprint()
@@ -62,12 +75,35 @@ class Runtime:
         self.redact = Redactor(settings.secrets())
         self.dispatcher = Dispatcher(self.redact)
         self.body = BodyReader(settings.max_body_bytes, settings.body_timeout)
-        self.policies = PolicyChain([RequestLog()] if _logs_requests(settings) else [])
+        self.limiter: Limiter | None = None
+        policies: list[Policy] = []
+        if settings.master_key:
+            policies.append(ModelAccess(self.model_names))
+        if settings.master_key or settings.model_limits:
+            self.limiter = Limiter(
+                state,
+                keys,
+                on_store_error=settings.on_store_error,
+                default_max_tokens=settings.default_max_tokens,
+                model_limits=settings.model_limits,
+            )
+            policies.append(LimitsPolicy(self.limiter, self.model_names))
+        if _logs_requests(settings):
+            policies.append(RequestLog())
+        self.policies = PolicyChain(policies)
         created = int(time.time())
         self.models_body = msgspec.json.encode(
             {"object": "list", "data": self._model_list(created)}
         )
         self.model_bodies = models_by_id(self.models_body)
+
+    def model_names(self, model: str) -> tuple[str, ...]:
+        """The provider/model names `model` resolves to (aliases followed), then itself."""
+        try:
+            route = self.router.route(model)
+        except GatewayError:
+            return (model,)
+        return (*(t.label for g in route.groups for t in g.targets), model)
 
     def _model_list(self, created: int) -> list[dict[str, Any]]:
         return build_model_list(self.settings, offered_models(self.providers), created)
@@ -117,8 +153,26 @@ class Gateway:
             f"mini-llm/{__version__}",
             pool_per_host=settings.pool_per_host,
         )
-        self.state: StateBackend = MemoryState()
-        self.pipeline = Pipeline(Runtime(settings, self.http, self.state))
+        self.state: StateBackend = _state_backend(settings)
+        self.keys: KeyStore | None = None
+        self.key_cache: KeyCache | None = None
+        url = settings.store_url() if settings.master_key else None
+        if settings.master_key and url is None:
+            log.error("gateway keys off: no data directory (set MINI_LLM_DATA_DIR or HOME)")
+        if url is not None:
+            try:
+                self.keys = KeyStore(open_store(url))
+                self.key_cache = KeyCache(self.keys)
+            except StoreError as e:
+                log.error("gateway keys off: %s", e)
+        self.access = AccessControl(
+            settings.master_key,
+            self.key_cache,
+            self.state,
+            settings.signing_window,
+            lambda: self.runtime.limiter,
+        )
+        self.pipeline = Pipeline(Runtime(settings, self.http, self.state, self.keys))
 
     @property
     def runtime(self) -> Runtime:
@@ -140,16 +194,36 @@ class Gateway:
         """Swap in a new configuration (validated, its restart-only settings kept as they are
         by `config.plan_reload`): one assignment, so new requests see all of it and requests
         under way finish with the runtime they began with."""
-        self.pipeline.runtime = Runtime(settings, self.http, self.state)
+        self.pipeline.runtime = Runtime(settings, self.http, self.state, self.keys)
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_monotonic
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.http.start()
+        await self.state.start()
+        if self.keys is not None and self.key_cache is not None:
+            try:
+                await self.keys.open()
+            except StoreError as e:  # the master key still works; keys once it is back
+                log.error("the key store cannot be opened: %s", e)
+            await self.key_cache.start()
         yield
+        if self.key_cache is not None:
+            await self.key_cache.close()
+        if self.keys is not None:
+            await self.keys.close()
         await self.http.close()
         await self.state.close()
+
+
+def _state_backend(settings: Settings) -> StateBackend:
+    """Redis when `MINI_LLM_REDIS_URL` is set (shared by every instance), else memory."""
+    if settings.redis_url:
+        from ..state.redis import RedisState  # the optional `redis` extra
+
+        return RedisState(settings.redis_url)
+    return MemoryState()
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -164,7 +238,8 @@ def _loopback(request: web.Request) -> bool:
 
 def build_app(settings: Settings) -> web.Application:
     gateway = Gateway(settings)
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    middlewares = [gateway.access.middleware()] if settings.master_key else []
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
     pipeline = gateway.pipeline
@@ -178,6 +253,9 @@ def build_app(settings: Settings) -> web.Application:
 
     async def health(request: web.Request) -> web.Response:
         runtime = gateway.runtime
+        master = runtime.settings.master_key
+        if master and presented_key(request) != master:  # anonymous: only that it is up
+            return web.json_response({"status": "ok", "version": __version__})
         return web.json_response(
             {
                 "status": "ok",
@@ -209,7 +287,7 @@ def build_app(settings: Settings) -> web.Application:
 
     async def reset_providers(request: web.Request) -> web.Response:
         rid = request_id(request)
-        if not _loopback(request):
+        if not gateway.settings.master_key and not _loopback(request):
             error = PermissionDeniedError("Admin routes answer loopback clients only.")
             return error_response(error, OPENAI_CHAT, rid)
         name = request.query.get("provider") or None
@@ -241,6 +319,7 @@ def build_app(settings: Settings) -> web.Application:
     add("DELETE", "/v1/responses/{id}", stored.delete)
     add("GET", "/v1/responses/{id}/input_items", stored.input_items)
     add("POST", "/admin/providers/reset", reset_providers)
+    KeyAdmin(gateway.key_cache, lambda: gateway.runtime.limiter).add_routes(add)
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError

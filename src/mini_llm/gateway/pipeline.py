@@ -23,6 +23,7 @@ from ..call import Answer, Call
 from ..canonical import Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
+from ..policies.auth import NOTES
 from ..policies.base import RequestInfo
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
@@ -61,7 +62,11 @@ class Pipeline:
         runtime = self.runtime
         rid = request_id(request)
         chain = runtime.policies
-        info = RequestInfo(rid, endpoint, dialect.name) if chain else None
+        info = RequestInfo(rid, endpoint, dialect.name, request.headers) if chain else None
+        if info is not None:
+            notes = request.get(NOTES)  # what the auth middleware found
+            if notes:
+                info.notes.update(notes)
         try:
             body = await runtime.body.read_object(request)
             call = dialect.parse(body, request.headers)
@@ -100,9 +105,11 @@ class Pipeline:
                 info.target, info.attempts = answer.target, answer.attempts
             return await _respond(runtime, request, dialect, call, answer, info, rid)
         except GatewayError as e:
+            response = error_response(e, dialect, rid, runtime.redact.scrub)
             if info is not None:
                 info.status, info.error_code = e.http_status, e.code
-            return error_response(e, dialect, rid, runtime.redact.scrub)
+                response.headers.update(info.response_headers)
+            return response
         except asyncio.CancelledError:
             if info is not None:
                 info.stream_cancelled = True  # the client went away
@@ -128,6 +135,8 @@ async def _respond(
 ) -> web.StreamResponse:
     headers = answer.headers()
     headers["x-request-id"] = rid
+    if info is not None and info.response_headers:
+        headers.update(info.response_headers)
     if answer.target is not None and not answer.native and (call.dropped or answer.dropped):
         # what the translation could not carry to this target: said, never lost silently
         dropped = ",".join(dict.fromkeys((*call.dropped, *answer.dropped)))
