@@ -124,7 +124,7 @@ def test_admin_api_lifecycle_never_shows_a_secret(gateways: Gateways) -> None:
     assert shown["owner"] == "ana" and "usage" in shown and "spend_usd" in shown["usage"]
     status, changed = admin(gateway, "PATCH", f"/admin/keys/{made['id']}", {"rpm": 20})
     assert status == 200 and changed["rpm"] == 20
-    status, bad = admin(gateway, "PATCH", f"/admin/keys/{made['id']}", {"budget_period": "x"})
+    status, _ = admin(gateway, "PATCH", f"/admin/keys/{made['id']}", {"budget_period": "x"})
     assert status == 400
     status, _ = admin(gateway, "GET", "/admin/keys/key_nothere")
     assert status == 404
@@ -169,9 +169,7 @@ def test_rotation_keeps_the_old_secret_for_its_grace(gateways: Gateways) -> None
     assert status == 200 and rotated["key"] != made["key"]
     assert chat(gateway, made["key"])[0] == 200
     assert chat(gateway, rotated["key"])[0] == 200
-    status, again = admin(
-        gateway, "POST", f"/admin/keys/{made['id']}/rotate", {"grace_seconds": 0}
-    )
+    status, again = admin(gateway, "POST", f"/admin/keys/{made['id']}/rotate", {"grace_seconds": 0})
     assert chat(gateway, rotated["key"])[0] == 401
     assert chat(gateway, again["key"])[0] == 200
 
