@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from .access_helpers import MASTER, Gateways, admin, chat, create_key
+from .access_helpers import MASTER, Gateways, admin, chat, create_key, embedded  # noqa: F401
 from .harness import LoopThread, http
 from .services.redis import RedisServer, redis_server  # noqa: F401
 
@@ -188,3 +188,52 @@ def test_a_key_revoked_on_one_instance_is_refused_by_another_within_1s(
     while chat(second, made["key"])[0] != 401:
         assert time.monotonic() - revoked_at < 1.0
         time.sleep(0.02)
+
+
+def test_cli_keys_create_list_show_update_rotate_revoke(
+    embedded: Gateways,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from mini_llm.cli import main
+
+    gateway = embedded.start()
+    monkeypatch.setenv("MINI_LLM_MASTER_KEY", MASTER)
+    monkeypatch.setenv("MINI_LLM_BASE_URL", gateway.url + "/v1")
+    assert main(["keys", "create", "--name", "ana", "--models", "mock/*", "--rpm", "5",
+                 "--budget-usd", "2", "--budget-period", "day", "--json"]) == 0  # fmt: skip
+    made = json.loads(capsys.readouterr().out)
+    assert made["key"].startswith("mk-") and made["models"] == ["mock/*"]
+    assert chat(gateway, made["key"])[0] == 200
+    assert main(["keys", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ana" in out and made["key"] not in out and "RPM" in out
+    assert main(["keys", "update", made["id"], "--tpm", "100000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tpm"] == 100000
+    assert main(["keys", "show", made["id"]]) == 0
+    assert "usage:" in capsys.readouterr().out
+    assert main(["keys", "rotate", made["id"], "--grace", "0", "--json"]) == 0
+    rotated = json.loads(capsys.readouterr().out)["key"]
+    assert chat(gateway, made["key"])[0] == 401 and chat(gateway, rotated)[0] == 200
+    assert main(["keys", "revoke", made["id"]]) == 0
+    assert chat(gateway, rotated)[0] == 401
+    monkeypatch.setenv("MINI_LLM_MASTER_KEY", "wrong")
+    assert main(["keys", "list"]) == 1
+
+
+def test_serve_refuses_a_non_loopback_address_without_auth(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .harness import clean_env
+
+    env = clean_env(MINI_LLM_STATE_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "mini_llm", "serve", "--host", "0.0.0.0", "--port", "0",
+         "--no-state"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "MINI_LLM_MASTER_KEY" in done.stderr and "--allow-unauthenticated" in done.stderr

@@ -9,7 +9,6 @@ import hmac
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,11 @@ _BODY = b'{"model":"mock/echo","messages":[{"role":"user","content":"signed"}]}'
 
 
 @pytest.fixture
-def signed(embedded: Gateways) -> Iterator[tuple[RunningApp, dict[str, str]]]:  # noqa: F811
+def signed(embedded: Gateways) -> tuple[RunningApp, dict[str, str]]:  # noqa: F811
     gateway = embedded.start()
     made = create_key(gateway, signing=True)
     assert made["signing"] is True and made["signing_secret"].startswith("ms-")
-    yield gateway, made
+    return gateway, made
 
 
 def _send(
