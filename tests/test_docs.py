@@ -73,11 +73,13 @@ def test_readme_claims_only_endpoints_the_gateway_has() -> None:
 
 
 def test_docs_name_no_state_backend_the_code_lacks() -> None:
-    """Workers share nothing today: no doc may say state is shared through Redis while no
-    module uses a Redis client (naming it as what a future backend would be is fine)."""
+    """No doc may say state is shared through Redis while no module uses a Redis client
+    (naming it as what a future backend would be is fine). `state/redis.py` is that module."""
     uses_redis = re.compile(r"^\s*(?:import|from)\s+(?:redis|aioredis)\b", re.MULTILINE)
     sources = (p.read_text(encoding="utf-8") for p in (ROOT / "src").rglob("*.py"))
-    assert not any(uses_redis.search(source) for source in sources), "update this test"
+    if any(uses_redis.search(source) for source in sources):
+        assert (ROOT / "src/mini_llm/state/redis.py").exists()
+        return
     claim = re.compile(r"(?:through|via|in|with)\s+redis\b", re.IGNORECASE)
     for doc in DOCS:
         found = claim.search(doc.read_text(encoding="utf-8"))

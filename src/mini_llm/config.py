@@ -57,7 +57,7 @@ DEFAULT_PORT_RETRIES: int = ROWS_BY_NAME["port_retries"].default
 DEFAULT_MAX_BODY_BYTES: int = ROWS_BY_NAME["max_body_bytes"].default
 
 _TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers", "auth")
-_AUTH_KEYS = ("master_key", "master_key_env")
+_AUTH_KEYS = ("master_key", "master_key_env", "signing_window")
 _MODEL_LIMIT_KEYS = ("rpm", "tpm")
 _MODEL_KEYS = ("timeouts", "retries", "fallbacks")
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret")
@@ -343,6 +343,8 @@ def load_settings(
         entries = table(file, name, problems)
         if name == "limits":  # [limits."provider/model"] tables beside the scalar rows
             entries = {k: v for k, v in entries.items() if not isinstance(v, dict)}
+        if name == "auth":  # the master key is not a row: it is never shown
+            entries = {k: v for k, v in entries.items() if k not in _AUTH_KEYS}
         unknown_keys(entries, keys, f"[{name}]", problems)
     for name in flags:
         if name not in ROWS_BY_NAME:
