@@ -147,7 +147,17 @@ def test_config_check_masks_keys_and_fails_on_problems(tmp_path: Path) -> None:
 
 def test_listening_beyond_loopback_warns_that_there_is_no_auth(served: list[Served]) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mini_llm", "serve", "--host", "0.0.0.0", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "mini_llm",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--allow-unauthenticated",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -153,7 +153,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     for warning in settings.warnings:
         print(f"mini-llm: warning: {warning}", file=sys.stderr)
-    exposed = exposure_warning(settings.host)
+    exposed = exposure_warning(settings.host) if not settings.master_key else None
+    if exposed and not args.allow_unauthenticated:
+        _err(
+            f"refusing to listen on {settings.host} without authentication: anyone who "
+            "reaches it could spend your provider keys. Set a master key "
+            "(MINI_LLM_MASTER_KEY=..., or [auth] master_key in mini-llm.toml) to turn auth "
+            "on, bind 127.0.0.1, or pass --allow-unauthenticated if a proxy in front decides "
+            "who gets in."
+        )
+        return EXIT_CONFIG
     if exposed:
         _err(exposed)
     # Publishing: `--state-file` is how `start` and the SDK spawn a gateway (they hold the lock
@@ -692,6 +701,103 @@ def _cmd_providers_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in ("name", "owner", "team", "rpm", "tpm", "max_concurrency", "budget_usd",
+                 "budget_period", "expires_at"):  # fmt: skip
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    if getattr(args, "metadata", None) is not None:
+        fields["metadata"] = json.loads(args.metadata)
+    if getattr(args, "models", None) is not None:
+        fields["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if getattr(args, "enabled", None) is not None:
+        fields["enabled"] = args.enabled == "true"
+    if getattr(args, "signing", False):
+        fields["signing"] = True
+    return fields
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    import os
+    import urllib.error
+    import urllib.request
+
+    master = os.environ.get("MINI_LLM_MASTER_KEY")
+    if not master:
+        _err("set MINI_LLM_MASTER_KEY to the gateway's master key")
+        return EXIT_CONFIG
+    base = args.url or os.environ.get("MINI_LLM_BASE_URL")
+    if not base:
+        with _client(args) as client:
+            base = client.base_url
+    base = base.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[:-3]
+    command = args.keys_command
+    method, path, body = {
+        "create": ("POST", "/admin/keys", _key_fields(args)),
+        "list": ("GET", "/admin/keys", None),
+        "show": ("GET", f"/admin/keys/{getattr(args, 'id', '')}", None),
+        "update": ("PATCH", f"/admin/keys/{getattr(args, 'id', '')}", _key_fields(args)),
+        "revoke": ("DELETE", f"/admin/keys/{getattr(args, 'id', '')}", None),
+        "rotate": (
+            "POST",
+            f"/admin/keys/{getattr(args, 'id', '')}/rotate",
+            {"grace_seconds": getattr(args, "grace", 3600.0)},
+        ),
+    }[command]
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Authorization": f"Bearer {master}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = str(e)
+        _err(f"{e.code}: {message}")
+        return EXIT_FAILURE
+    except OSError as e:
+        _err(f"cannot reach the gateway at {base}: {e}")
+        return EXIT_FAILURE
+    if args.json:
+        _print_json(answer)
+        return 0
+    rows = answer["data"] if command == "list" else [answer]
+    if command == "revoke":
+        print(f"revoked {answer['id']}")
+        return 0
+    columns = ("id", "last4", "name", "owner", "models", "rpm", "tpm", "max_concurrency",
+               "budget_usd", "budget_period", "expires_at", "enabled")  # fmt: skip
+    table = [[_key_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    if "usage" in answer:
+        print("usage: " + ", ".join(f"{k} {v}" for k, v in answer["usage"].items()))
+    if "key" in answer:
+        print(f"\nkey: {answer['key']}  (shown once: keep it now)")
+    if "signing_secret" in answer:
+        print(f"signing secret: {answer['signing_secret']}  (shown once)")
+    return 0
+
+
+def _key_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 # the parser
 
 
@@ -923,9 +1029,59 @@ def _parser() -> argparse.ArgumentParser:
         help="a private gateway: do not publish it as the shared one (by default it is, and "
         "serve refuses to start, exit 1, when a shared one already runs)",
     )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen on a non-loopback address without a master key (only behind a proxy "
+        "that decides who gets in)",
+    )
     with_config(serve)
     with_state_dir(serve)
     serve.set_defaults(func=_cmd_serve)
+
+    keys = sub.add_parser(
+        "keys",
+        help="gateway keys: create, list, show, update, revoke, rotate (needs "
+        "MINI_LLM_MASTER_KEY; talks to $MINI_LLM_BASE_URL, else the shared gateway)",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+
+    def key_fields(p: argparse.ArgumentParser, creating: bool) -> None:
+        p.add_argument("--name", required=creating)
+        p.add_argument("--owner")
+        p.add_argument("--team")
+        p.add_argument("--metadata", metavar="JSON", help="a JSON object")
+        p.add_argument("--models", metavar="LIST", help="comma-separated names or globs")
+        p.add_argument("--rpm", type=_positive_int)
+        p.add_argument("--tpm", type=_positive_int)
+        p.add_argument("--max-concurrency", type=_positive_int)
+        p.add_argument("--budget-usd", type=float)
+        p.add_argument("--budget-period", choices=("day", "week", "month", "total"))
+        p.add_argument("--expires-at", metavar="RFC3339")
+        if creating:
+            p.add_argument("--signing", action="store_true", help="make a signing secret too")
+        else:
+            p.add_argument("--enabled", choices=("true", "false"))
+
+    for name, helptext in (
+        ("create", "create a key (shown once)"),
+        ("list", "list the keys"),
+        ("show", "one key, with its usage and spend"),
+        ("update", "change a key's fields"),
+        ("revoke", "revoke a key (refused at once)"),
+        ("rotate", "a new secret for a key (the old one works --grace seconds more)"),
+    ):
+        p = keys_sub.add_parser(name, help=helptext)
+        if name not in ("create", "list"):
+            p.add_argument("id")
+        if name in ("create", "update"):
+            key_fields(p, name == "create")
+        if name == "rotate":
+            p.add_argument("--grace", type=_grace, default=3600.0, metavar="SECONDS")
+        with_url(p)
+        with_state_dir(p)
+        with_json(p)
+        p.set_defaults(func=_cmd_keys)
 
     reload = sub.add_parser(
         "reload",

@@ -61,7 +61,18 @@ DEFAULT_PORT: int = ROWS_BY_NAME["port"].default
 DEFAULT_PORT_RETRIES: int = ROWS_BY_NAME["port_retries"].default
 DEFAULT_MAX_BODY_BYTES: int = ROWS_BY_NAME["max_body_bytes"].default
 
-_TOP_LEVEL = (*TABLES, "aliases", "fallbacks", "deployments", "models", "providers", "prices")
+_TOP_LEVEL = (
+    *TABLES,
+    "aliases",
+    "fallbacks",
+    "deployments",
+    "models",
+    "providers",
+    "prices",
+    "auth",
+)
+_AUTH_KEYS = ("master_key", "master_key_env", "signing_window")
+_MODEL_LIMIT_KEYS = ("rpm", "tpm")
 _MODEL_KEYS = ("timeouts", "retries", "fallbacks")
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret")
 
@@ -151,6 +162,13 @@ class Settings:
     """`[prices."provider/model"]` overrides, USD per million tokens by kind."""
     metrics_dir: str | None = field(default=None, compare=False)
     """Where `--workers` processes publish their metrics (made by the parent)."""
+    master_key: str = field(default="", repr=False)
+    """Turns auth on: every /v1 request needs it or a gateway key (never shown or logged)."""
+    signing_window: float = 300.0
+    on_store_error: str = "open"
+    default_max_tokens: int = 4096
+    model_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """`[limits."provider/model"]`: rpm and tpm every key shares."""
 
     def store_url(self) -> str | None:
         """The SQL store's URL: `database_url`, else a SQLite file in the data directory;
@@ -172,7 +190,8 @@ class Settings:
         own headers), for redaction."""
         redis_password = _url_password(self.redis_url)
         return (
-            [k for p in self.providers.values() for k in p.keys]
+            [self.master_key] * bool(self.master_key)
+            + [k for p in self.providers.values() for k in p.keys]
             + [value for p in self.providers.values() for _, value in p.headers if len(value) >= 8]
             + ([redis_password] if len(redis_password) >= 4 else [])
         )
@@ -378,7 +397,12 @@ def load_settings(
     label = str(path) if path else "file"
     unknown_keys(file, _TOP_LEVEL, "the config file", problems)
     for name, keys in TABLES.items():
-        unknown_keys(table(file, name, problems), keys, f"[{name}]", problems)
+        entries = table(file, name, problems)
+        if name == "limits":  # [limits."provider/model"] tables beside the scalar rows
+            entries = {k: v for k, v in entries.items() if not isinstance(v, dict)}
+        if name == "auth":  # the master key is not a row: it is never shown
+            entries = {k: v for k, v in entries.items() if k not in _AUTH_KEYS}
+        unknown_keys(entries, keys, f"[{name}]", problems)
     for name in flags:
         if name not in ROWS_BY_NAME:
             problems.append(f"unknown setting {name!r} given as a flag")
@@ -422,6 +446,8 @@ def load_settings(
     if sources["otlp_endpoint"] == DEFAULT and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         values["otlp_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
         sources["otlp_endpoint"] = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    master_key = _master_key(table(file, "auth", problems), env, problems)
+    model_limits = _model_limits(table(file, "limits", problems), problems)
     if env.get("XDG_DATA_HOME"):
         home_data_dir = os.path.join(env["XDG_DATA_HOME"], "mini-llm")
     elif env.get("HOME"):
@@ -476,7 +502,55 @@ def load_settings(
         body_max_bytes=values["body_max_bytes"],
         otlp_endpoint=values["otlp_endpoint"],
         prices=prices,
+        master_key=master_key,
+        signing_window=values["signing_window"],
+        on_store_error=values["on_store_error"],
+        default_max_tokens=values["default_max_tokens"],
+        model_limits=model_limits,
     )
+
+
+def _master_key(auth: Mapping[str, Any], env: Mapping[str, str], problems: list[str]) -> str:
+    """`MINI_LLM_MASTER_KEY`, else `[auth] master_key`, else the variable `[auth]
+    master_key_env` names; "" (auth off) when none is set."""
+    unknown_keys(auth, _AUTH_KEYS, "[auth]", problems)
+    if env.get("MINI_LLM_MASTER_KEY"):
+        return env["MINI_LLM_MASTER_KEY"].strip()
+    given = auth.get("master_key")
+    if given is not None and not isinstance(given, str):
+        problems.append("[auth] master_key must be a string")
+    elif given:
+        return given.strip()
+    var = auth.get("master_key_env")
+    if var is None:
+        return ""
+    if not isinstance(var, str) or not var:
+        problems.append("[auth] master_key_env must name an environment variable")
+        return ""
+    if not env.get(var):
+        problems.append(f"[auth] master_key_env names {var}, which is not set")
+        return ""
+    return env[var].strip()
+
+
+def _model_limits(limits: Mapping[str, Any], problems: list[str]) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for name, entry in limits.items():
+        if not isinstance(entry, dict):
+            continue
+        where = f'[limits."{name}"]'
+        unknown_keys(entry, _MODEL_LIMIT_KEYS, where, problems)
+        parsed: dict[str, int] = {}
+        for key in _MODEL_LIMIT_KEYS:
+            value = entry.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{where} {key} must be a whole number of at least 1")
+            else:
+                parsed[key] = value
+        found[name] = parsed
+    return found
 
 
 def reload_settings(current: Settings) -> Settings:

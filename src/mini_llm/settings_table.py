@@ -360,7 +360,21 @@ def _rows() -> tuple[Setting, ...]:
                 "MINI_LLM_CORS_ALLOW_CREDENTIALS", Flag(), False, None, False,
                 "let allowed origins send credentials (never with *)"),
     ]  # fmt: skip
-    return (*server, *timeouts, *retries, *routing, *responses, *cache, *usage, *surfaces)
+    access = [
+        Setting("signing_window", "auth", "signing_window", "MINI_LLM_SIGNING_WINDOW",
+                Seconds(), 300.0, None, True,
+                "seconds a signed request's x-timestamp may be off (either way)"),
+        Setting("on_store_error", "limits", "on_store_error", "MINI_LLM_LIMITS_ON_STORE_ERROR",
+                Choice(("open", "closed")), "open", None, True,
+                "when the state store is unreachable: open (requests pass, a warning) or "
+                "closed (429)"),
+        Setting("default_max_tokens", "limits", "default_max_tokens",
+                "MINI_LLM_LIMITS_DEFAULT_MAX_TOKENS", Whole(1, 10_000_000), 4096, None, True,
+                "output tokens reserved for a request that does not say its maximum"),
+    ]  # fmt: skip
+    return (
+        *server, *timeouts, *retries, *routing, *responses, *cache, *usage, *surfaces, *access
+    )  # fmt: skip
 
 
 ROWS: tuple[Setting, ...] = _rows()

@@ -20,6 +20,8 @@ import msgspec
 from aiohttp import web
 
 from .. import __version__
+from ..access.limits import Limiter
+from ..access.store import KeyCache, KeyStore
 from ..cache.store import CacheStore, MemoryCache, SharedCache
 from ..config import Settings
 from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
@@ -46,7 +48,9 @@ from ..policies import (
     UsageLedger,
 )
 from ..policies.access_log import use_json_lines
+from ..policies.auth import AccessControl, ModelAccess, presented_key
 from ..policies.cache import CacheCounters, CachePolicy
+from ..policies.limits import LimitsPolicy
 from ..policies.metrics import AttemptCounter
 from ..routing.provider import build_providers
 from ..routing.router import Router
@@ -57,6 +61,7 @@ from ..upstream import HttpTransport
 from ..usage.ledger import Ledger
 from ..usage.prices import PriceTable
 from ..usage.report import GROUPS, parse_when, usage_report
+from .admin import KeyAdmin
 from .attempt import AttemptHook
 from .body import BodyReader
 from .cors import Cors
@@ -98,6 +103,7 @@ class Runtime:
         cache: CacheStore | None = None,
         cache_counters: CacheCounters | None = None,
         observers: Observers | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
@@ -110,6 +116,8 @@ class Runtime:
         observers = observers or Observers()
         policies: list[Policy] = []
         hooks: list[AttemptHook] = []
+        if settings.master_key:  # first: a key may not use this model
+            policies.append(ModelAccess(self.model_names))
         if settings.metrics:  # first: the in-flight gauge sees every request
             policies.append(MetricsPolicy(observers.metrics, self.prices, self._known_models()))
             hooks.append(AttemptCounter(observers.metrics))
@@ -129,6 +137,16 @@ class Runtime:
                     redact=self.redact,
                 )
             )
+        self.limiter: Limiter | None = None
+        if settings.master_key or settings.model_limits:
+            self.limiter = Limiter(
+                state,
+                keys,
+                on_store_error=settings.on_store_error,
+                default_max_tokens=settings.default_max_tokens,
+                model_limits=settings.model_limits,
+            )
+            policies.append(LimitsPolicy(self.limiter, self.model_names))
         self.cache: CachePolicy | None = None
         if cache is not None:  # last: every other policy has seen the request when it answers
             self.cache = CachePolicy(cache, self.router, settings.cache, cache_counters)
@@ -175,6 +193,14 @@ class Runtime:
             states.append((provider.name, "cooling", cooling))
             states.append((provider.name, "set_aside", aside))
         return states
+
+    def model_names(self, model: str) -> tuple[str, ...]:
+        """The provider/model names `model` resolves to (aliases followed), then itself."""
+        try:
+            route = self.router.route(model)
+        except GatewayError:
+            return (model,)
+        return (*(t.label for g in route.groups for t in g.targets), model)
 
     def _model_list(self, created: int) -> list[dict[str, Any]]:
         return build_model_list(self.settings, offered_models(self.providers), created)
@@ -252,6 +278,24 @@ class Gateway:
         self.observers.metrics.key_states = lambda: self.runtime.key_states()
         if settings.otlp_endpoint:
             self.observers.telemetry = _telemetry(settings.otlp_endpoint)
+        self.keys: KeyStore | None = None
+        self.key_cache: KeyCache | None = None
+        url = settings.store_url() if settings.master_key else None
+        if settings.master_key and url is None:
+            log.error("gateway keys off: no data directory (set MINI_LLM_DATA_DIR or HOME)")
+        if url is not None:
+            try:
+                self.keys = KeyStore(open_store(url))
+                self.key_cache = KeyCache(self.keys)
+            except StoreError as e:
+                log.error("gateway keys off: %s", e)
+        self.access = AccessControl(
+            settings.master_key,
+            self.key_cache,
+            self.state,
+            settings.signing_window,
+            lambda: self.runtime.limiter,
+        )
         self.pipeline = Pipeline(self._runtime(settings))
 
     def _runtime(self, settings: Settings) -> Runtime:
@@ -262,6 +306,7 @@ class Gateway:
             self.cache_store,
             self.cache_counters,
             self.observers,
+            self.keys,
         )
 
     @property
@@ -300,7 +345,17 @@ class Gateway:
         if observers.ledger is not None:
             observers.ledger.start()
         observers.metrics.start()
+        if self.keys is not None and self.key_cache is not None:
+            try:
+                await self.keys.open()
+            except StoreError as e:  # the master key still works; keys once it is back
+                log.error("the key store cannot be opened: %s", e)
+            await self.key_cache.start()
         yield
+        if self.key_cache is not None:
+            await self.key_cache.close()
+        if self.keys is not None:
+            await self.keys.close()
         # in-flight requests have finished (the drain): their records are queued
         await self.http.close()
         if observers.ledger is not None:
@@ -350,7 +405,8 @@ def _loopback(request: web.Request) -> bool:
 
 def build_app(settings: Settings) -> web.Application:
     gateway = Gateway(settings)
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    middlewares = [gateway.access.middleware()] if settings.master_key else []
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
     pipeline = gateway.pipeline
@@ -365,6 +421,9 @@ def build_app(settings: Settings) -> web.Application:
 
     async def health(request: web.Request) -> web.Response:
         runtime = gateway.runtime
+        master = runtime.settings.master_key
+        if master and presented_key(request) != master:  # anonymous: only that it is up
+            return web.json_response({"status": "ok", "version": __version__})
         return web.json_response(
             {
                 "status": "ok",
@@ -396,7 +455,7 @@ def build_app(settings: Settings) -> web.Application:
 
     async def reset_providers(request: web.Request) -> web.Response:
         rid = request_id(request)
-        if not _loopback(request):
+        if not gateway.settings.master_key and not _loopback(request):
             error = PermissionDeniedError("Admin routes answer loopback clients only.")
             return error_response(error, OPENAI_CHAT, rid)
         name = request.query.get("provider") or None
@@ -498,6 +557,7 @@ def build_app(settings: Settings) -> web.Application:
 
     add("GET", "/metrics", metrics)
     add("GET", "/admin/usage", usage)
+    KeyAdmin(gateway.key_cache, lambda: gateway.runtime.limiter).add_routes(add)
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError

@@ -24,6 +24,7 @@ from ..call import Answer, Call
 from ..canonical import CompletionBuilder, Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
+from ..policies.auth import NOTES
 from ..policies.base import RequestInfo
 from ..policies.usage import cost_of
 from .responses import error_response, internal_error, request_id
@@ -78,6 +79,10 @@ class Pipeline:
         )
         dispatched = 0.0
         served: Route | None = None
+        if info is not None:
+            notes = request.get(NOTES)  # what the auth middleware found
+            if notes:
+                info.notes.update(notes)
         try:
             body = await runtime.body.read_object(request)
             call = dialect.parse(body, request.headers)

@@ -225,6 +225,23 @@ class ChatStream:
         self.close()
 
 
+def _signed(
+    headers: dict[str, str], secret: str | None, method: str, path: str, body: bytes | None
+) -> dict[str, str]:
+    """`headers` with `x-timestamp` and `x-signature` when the key signs its requests:
+    v1=HMAC-SHA256(secret, "{timestamp}.{METHOD}.{path}." + body), path without the query."""
+    if secret is None:
+        return headers
+    import hashlib
+    import hmac
+    import time
+
+    stamp = str(int(time.time()))
+    message = f"{stamp}.{method.upper()}.{path.partition('?')[0]}.".encode() + (body or b"")
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return {**headers, "x-timestamp": stamp, "x-signature": "v1=" + digest}
+
+
 class Client:
     """A synchronous client for the gateway (standard library only, keep-alive connections).
 
@@ -239,10 +256,12 @@ class Client:
         *,
         auto: bool = False,
         api_key: str | None = None,
+        signing_secret: str | None = None,
         timeout: float = 600.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url, auto)
+        self._signing_secret = signing_secret
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MiniLLMError(f"base URL must be http(s)://host[:port], got {base_url!r}")
@@ -316,7 +335,9 @@ class Client:
             except IndexError:
                 conn, reused = self._connect(), False
             try:
-                conn.request(method, self._prefix + path, body=body, headers=self._headers)
+                target = self._prefix + path
+                headers = _signed(self._headers, self._signing_secret, method, target, body)
+                conn.request(method, target, body=body, headers=headers)
                 return conn, conn.getresponse()
             except TimeoutError:
                 conn.close()
@@ -447,10 +468,12 @@ class AsyncClient:
         *,
         auto: bool = False,
         api_key: str | None = None,
+        signing_secret: str | None = None,
         timeout: float = 600.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._base_url = normalize_base_url(base_url) if base_url else None
+        self._signing_secret = signing_secret
         self._auto = auto
         self.timeout = timeout
         self._headers = _headers(api_key, headers)
@@ -504,7 +527,9 @@ class AsyncClient:
                 timeout=aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=self.timeout),
             )
         try:
-            return await self._session.request(method, base_url + path, data=body)
+            url = base_url + path
+            headers = _signed({}, self._signing_secret, method, urlsplit(url).path, body)
+            return await self._session.request(method, url, data=body, headers=headers)
         except asyncio.TimeoutError:
             raise APITimeoutError(f"the gateway at {base_url} did not answer") from None
         except aiohttp.ClientError as e:

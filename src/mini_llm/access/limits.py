@@ -1,0 +1,351 @@
+"""Limits and budgets, exact across instances: reserve before, settle after.
+
+Every limit is a number in the state backend changed only by `reserve` (an atomic
+check-and-add): a request reserves 1 request (rpm), its estimated tokens (prompt estimate +
+its max output tokens, else `default_max_tokens`) for tpm, 1 concurrent slot, and its
+estimated cost against the budget; all or nothing (what was admitted is given back when one
+is refused). When the answer ends it settles: tokens and cost to what the usage says (given
+back in full when nothing was served), the slot freed. Concurrent requests can overshoot a
+limit by at most what they reserved, never more, on one instance or many.
+
+    rpm:{id}:{minute}   tpm:{id}:{minute}    per key, fixed one-minute windows
+    conc:{id}                                 per key, requests in flight
+    usd:{id}:{period}                         per key, seeded from the store's key_spend once
+    mrpm:{model}:{minute}  mtpm:{model}:{minute}   [limits."provider/model"], every key
+
+State unreachable (`StateUnavailableError`): `on_store_error = "open"` lets requests pass
+(one warning an outage, `passed_unchecked` counts them), `"closed"` refuses them with 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+
+from ..canonical import Usage, estimate_tokens
+from ..errors import RateLimitError
+from ..state import StateBackend, StateUnavailableError
+from ..store import StoreError
+from .keys import GatewayKey
+from .pricing import cost
+from .store import KeyStore
+
+__all__ = ["BudgetExceededError", "Limiter", "Reservation", "budget_period"]
+
+log = logging.getLogger("mini_llm.access")
+
+_WINDOW = 60.0
+_INF = float("inf")
+_encode = msgspec.json.encode
+
+
+class BudgetExceededError(RateLimitError):
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one request holds: (state key, amount, ttl, kind) per limit."""
+
+    held: list[tuple[str, float, float, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    model: str = ""
+    tokens: int = 0
+    usd: float = 0.0
+    key: GatewayKey | None = None
+    period: str = ""
+
+
+def budget_period(kind: str, now: float) -> tuple[str, float]:
+    """The name of the budget period `now` is in and when it ends (Unix seconds, UTC; inf
+    for `total`)."""
+    day = datetime.fromtimestamp(now, timezone.utc).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    if kind == "day":
+        return day.strftime("d%Y-%m-%d"), (day + timedelta(days=1)).timestamp()
+    if kind == "week":
+        start = day - timedelta(days=day.weekday())
+        return start.strftime("w%Y-%m-%d"), (start + timedelta(days=7)).timestamp()
+    if kind == "month":
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        return start.strftime("m%Y-%m"), end.timestamp()
+    return "total", _INF
+
+
+def _reset(seconds: float) -> str:
+    return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def _requested_output(body: Mapping[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+class Limiter:
+    def __init__(
+        self,
+        state: StateBackend,
+        keys: KeyStore | None,
+        *,
+        on_store_error: str = "open",
+        default_max_tokens: int = 4096,
+        model_limits: Mapping[str, Mapping[str, int]] | None = None,
+        price: Callable[[str, int, int], float] = cost,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = state
+        self.keys = keys
+        self.closed = on_store_error == "closed"
+        self.default_max_tokens = default_max_tokens
+        self.model_limits = dict(model_limits or {})
+        self.price = price
+        self.clock = clock
+        self.passed_unchecked = 0
+        """Requests let through unchecked while the state store was unreachable."""
+        self._outage = False
+        self._seeded: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def applies(self, key: GatewayKey | None) -> bool:
+        """Whether a request with `key` has anything to reserve (none: skip it all)."""
+        if self.model_limits:
+            return True
+        return key is not None and (
+            key.rpm is not None
+            or key.tpm is not None
+            or key.max_concurrency is not None
+            or key.budget_usd is not None
+        )
+
+    def estimate(self, body: Mapping[str, Any]) -> tuple[int, int]:
+        """(prompt tokens, output tokens) a request may use at most, estimated."""
+        prompt = body.get("messages", body.get("input", body.get("prompt", "")))
+        text = prompt if isinstance(prompt, str) else _encode(prompt).decode()
+        system = body.get("system")
+        if system is not None:
+            text += system if isinstance(system, str) else _encode(system).decode()
+        return estimate_tokens(text), _requested_output(body) or self.default_max_tokens
+
+    async def admit(
+        self, key: GatewayKey | None, names: tuple[str, ...], body: Mapping[str, Any]
+    ) -> Reservation:
+        """Reserve what the request may use, or raise a 429 (`BudgetExceededError` for a
+        budget) having given back whatever was reserved."""
+        now = self.clock()
+        window = int(now // _WINDOW)
+        reset = (window + 1) * _WINDOW - now
+        prompt, output = self.estimate(body)
+        tokens = prompt + output
+        model = names[-1] if names else ""
+        res = Reservation(model=model, tokens=tokens, key=key)
+        # (state key, amount, limit, ttl, kind)
+        wanted: list[tuple[str, float, float, float, str]] = []
+        if key is not None:
+            if key.rpm is not None:
+                wanted.append((f"rpm:{key.id}:{window}", 1, key.rpm, _WINDOW * 2, "requests"))
+            if key.tpm is not None:
+                wanted.append((f"tpm:{key.id}:{window}", tokens, key.tpm, _WINDOW * 2, "tokens"))
+            if key.max_concurrency is not None:
+                wanted.append((f"conc:{key.id}", 1, key.max_concurrency, 3600.0, "concurrency"))
+        for name in dict.fromkeys(names):
+            limits = self.model_limits.get(name)
+            if limits is None:
+                continue
+            if "rpm" in limits:
+                wanted.append(
+                    (f"mrpm:{name}:{window}", 1, limits["rpm"], _WINDOW * 2, "m-requests")
+                )
+            if "tpm" in limits:
+                wanted.append(
+                    (f"mtpm:{name}:{window}", tokens, limits["tpm"], _WINDOW * 2, "m-tokens")
+                )
+        ends = _INF
+        try:
+            if key is not None and key.budget_usd is not None:
+                res.period, ends = budget_period(key.budget_period, now)
+                res.usd = self.price(model, prompt, output)
+                bkey = f"usd:{key.id}:{res.period}"
+                ttl = 0.0 if ends == _INF else ends - now + 86400.0
+                await self._seed(key, res.period, bkey, ttl)
+                wanted.append((bkey, res.usd, key.budget_usd, ttl, "budget"))
+            results = await asyncio.gather(
+                *(self.state.reserve(k, amount, limit, ttl) for k, amount, limit, ttl, _ in wanted)
+            )
+        except (StateUnavailableError, StoreError) as e:
+            return self._unavailable(e, res)
+        if self._outage:
+            self._outage = False
+            log.warning("limits: the state store is reachable again; limits are exact again")
+        refused: tuple[str, float, float] | None = None
+        for (k, amount, limit, ttl, kind), (admitted, value) in zip(wanted, results, strict=True):
+            if admitted:
+                res.held.append((k, amount, ttl, kind))
+            elif refused is None:
+                refused = (kind, limit, value)
+            self._headers(res, kind, limit, value, reset)
+        if refused is not None:
+            self.release(res)
+            kind, limit, value = refused
+            if kind == "budget":
+                assert key is not None
+                until = (
+                    "it has no period: it does not reset"
+                    if ends == _INF
+                    else "it resets at "
+                    + datetime.fromtimestamp(ends, timezone.utc).isoformat(timespec="seconds")
+                )
+                retry_budget = str(math.ceil(ends - now)) if ends != _INF else "86400"
+                raise BudgetExceededError(
+                    f"This key's {key.budget_period} budget of ${limit:g} is spent "
+                    f"(${value:.4f} used or reserved; this request may cost ${res.usd:.4f}); "
+                    f"{until}.",
+                    headers={"Retry-After": retry_budget},
+                )
+            retry = 1 if kind == "concurrency" else math.ceil(reset)
+            headers = {"Retry-After": str(retry), **res.headers}
+            raise RateLimitError(_refusal(kind, limit, key, model), headers=headers)
+        return res
+
+    async def _seed(self, key: GatewayKey, period: str, bkey: str, ttl: float) -> None:
+        """The first use of a budget period anywhere starts its counter at what the store
+        says was spent (so a budget survives restarts of the state backend)."""
+        if bkey in self._seeded or self.keys is None:
+            return
+        first = await self.state.incr("seed:" + bkey, 1, ttl or None)
+        if first == 1:
+            spent = await self.keys.spent(key.id, period)
+            if spent:
+                await self.state.incr(bkey, spent, ttl or None)
+        self._seeded.add(bkey)
+
+    def _unavailable(self, error: Exception, res: Reservation) -> Reservation:
+        if self.closed:
+            raise RateLimitError(
+                "Limits cannot be checked: the gateway's state store is unreachable "
+                '([limits] on_store_error = "closed"). Try again shortly.',
+                headers={"Retry-After": "1"},
+            )
+        self.passed_unchecked += 1
+        if not self._outage:
+            self._outage = True
+            log.warning(
+                "limits: the state store is unreachable (%s); requests pass unchecked "
+                '([limits] on_store_error = "open") until it is back',
+                error,
+            )
+        return Reservation()
+
+    @staticmethod
+    def _headers(res: Reservation, kind: str, limit: float, value: float, reset: float) -> None:
+        if kind in ("requests", "m-requests"):
+            name = "requests"
+        elif kind in ("tokens", "m-tokens"):
+            name = "tokens"
+        else:
+            return
+        remaining = max(int(limit - value), 0)
+        previous = res.headers.get(f"x-ratelimit-remaining-{name}")
+        if previous is not None and int(previous) <= remaining:
+            return  # the tightest limit is the one shown
+        res.headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
+        res.headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
+        res.headers[f"x-ratelimit-reset-{name}"] = _reset(reset)
+
+    def settle(self, res: Reservation, usage: Usage | None, served: bool) -> None:
+        """The answer ended: tokens and cost to the real usage, the slot freed (in a task:
+        `after` hooks must not wait)."""
+        if not res.held:
+            return
+        task = asyncio.get_running_loop().create_task(self._settle(res, usage, served))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def release(self, res: Reservation) -> None:
+        """Give back everything held (a refusal, or a request that never went upstream)."""
+        self.settle(res, None, False)
+        res.held = []
+
+    async def _settle(self, res: Reservation, usage: Usage | None, served: bool) -> None:
+        real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
+        real_usd = (
+            self.price(res.model, usage.prompt_tokens, usage.output_tokens)
+            if usage is not None
+            else None
+        )
+        for k, amount, ttl, kind in res.held:
+            if kind == "concurrency":
+                delta = -amount
+            elif kind in ("tokens", "m-tokens"):
+                if real_tokens is not None:
+                    delta = real_tokens - amount
+                else:  # nothing served: all back; served without usage: kept
+                    delta = 0 if served else -amount
+            elif kind == "budget":
+                delta = real_usd - amount if real_usd is not None else 0 if served else -amount
+            elif not served:
+                delta = -amount  # a request that never went upstream does not count
+            else:
+                continue
+            if delta:
+                with contextlib.suppress(StateUnavailableError):  # the window's TTL mends it
+                    await self.state.reserve(k, delta, _INF, ttl)
+        if res.key is not None and res.period and self.keys is not None:
+            spent = real_usd if real_usd is not None else (res.usd if served else 0.0)
+            if spent:
+                try:
+                    await self.keys.add_spend(res.key.id, res.period, spent)
+                except StoreError as e:
+                    log.warning("spend of %s not recorded: %s", res.key.label, e)
+
+    async def usage_of(self, key: GatewayKey) -> dict[str, Any]:
+        """What a key uses now: this minute's requests and tokens, requests in flight,
+        spend (settled and reserved) in its budget period."""
+        now = self.clock()
+        window = int(now // _WINDOW)
+        period, _ = budget_period(key.budget_period, now)
+
+        async def number(name: str) -> float:
+            raw = await self.state.incr(name, 0, 120.0)
+            return raw
+
+        out: dict[str, Any] = {"period": period}
+        try:
+            out["requests_this_minute"] = int(await number(f"rpm:{key.id}:{window}"))
+            out["tokens_this_minute"] = int(await number(f"tpm:{key.id}:{window}"))
+            out["in_flight"] = int(await number(f"conc:{key.id}"))
+            out["spend_usd"] = round(await number(f"usd:{key.id}:{period}"), 6)
+        except StateUnavailableError:
+            out["state"] = "unreachable"
+        if self.keys is not None:
+            try:
+                out["spend_settled_usd"] = round(await self.keys.spent(key.id, period), 6)
+            except StoreError:
+                out["store"] = "unreachable"
+        return out
+
+
+def _refusal(kind: str, limit: float, key: GatewayKey | None, model: str) -> str:
+    who = f"this key ({key.label})" if key is not None else "this gateway"
+    if kind == "requests":
+        return f"Rate limit reached for {who}: {limit:g} requests per minute."
+    if kind == "tokens":
+        return f"Rate limit reached for {who}: {limit:g} tokens per minute."
+    if kind == "concurrency":
+        return f"Rate limit reached for {who}: {limit:g} requests at once."
+    unit = "requests" if kind == "m-requests" else "tokens"
+    return f"Rate limit reached for {model}: {limit:g} {unit} per minute, shared by every key."

@@ -1,0 +1,38 @@
+"""The limits policy: reserve before the request goes upstream, settle when it ends
+(`access/limits.py` says how), and tell the client where it stands in OpenAI's
+`x-ratelimit-*` headers, on every dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..access.limits import Limiter, Reservation
+from .base import RequestInfo
+
+__all__ = ["LimitsPolicy"]
+
+
+class LimitsPolicy:
+    wants_usage = True
+
+    def __init__(self, limiter: Limiter, names: Callable[[str], tuple[str, ...]]) -> None:
+        self.limiter = limiter
+        self.names = names
+
+    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
+        key = info.notes.get("key")
+        limiter = self.limiter
+        if not limiter.applies(key) or info.call is None:
+            return None
+        res = await limiter.admit(key, self.names(info.model), info.call.body)
+        info.notes["reservation"] = res
+        if res.headers:
+            info.response_headers.update(res.headers)
+        return None
+
+    def after(self, info: RequestInfo) -> None:
+        res: Reservation | None = info.notes.get("reservation")
+        if res is not None:
+            served = info.target is not None  # it went upstream
+            self.limiter.settle(res, info.usage, served)
