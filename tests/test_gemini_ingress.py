@@ -74,7 +74,13 @@ def gemini_gateway(
     openai_upstream.reset()
 
 
-@pytest.fixture(params=PROVIDERS)
+# The clouds (azure, bedrock, vertex) take their own credentials and mock upstreams: their rows
+# of the chat and messages conformance suites cover the translation after the canonical form,
+# which is the same whichever dialect the request came in.
+INGRESS_PROVIDERS = [p for p in PROVIDERS if p in ("openai", "groq", "anthropic", "gemini", "mock")]
+
+
+@pytest.fixture(params=INGRESS_PROVIDERS)
 def case(
     request: pytest.FixtureRequest, gemini_gateway: RunningApp, openai_upstream: OpenAIUpstream
 ) -> Case:
