@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,25 @@ from .upstreams.bedrock_upstream import BedrockUpstream
 from .upstreams.gemini_upstream import GeminiUpstream
 from .upstreams.openai_upstream import OpenAIUpstream
 from .upstreams.vertex_upstream import VertexUpstream
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """The CLI and the access log set up mini_llm's loggers in process (levels, handlers,
+    propagation); each test gets them back as they were, so caplog sees what it expects."""
+    names = [
+        name
+        for name in ("mini_llm", *logging.root.manager.loggerDict)
+        if name == "mini_llm" or name.startswith("mini_llm.")
+    ]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.propagate, logger.level, list(logger.handlers))
+    yield
+    for name, (propagate, level, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.propagate, logger.level, logger.handlers = propagate, level, handlers
 
 
 @pytest.fixture(autouse=True)

@@ -58,8 +58,10 @@ def test_sigterm_during_load_loses_no_ledger_row(tmp_path: Path) -> None:
     assert len(answered) >= 40
     with sqlite3.connect(data_dir / "mini-llm.db") as db:
         rows = db.execute("SELECT COUNT(*), SUM(status = 200) FROM usage_records").fetchone()
-    assert rows[0] == len(answered)  # rows = requests answered, whatever their status
-    assert rows[1] == answered.count(200)
+    # every answered request has its row; a request cut by the stop may have one too (the
+    # gateway answered it, the client did not read it), never more than those
+    assert len(answered) <= rows[0] <= len(answered) + len(failed)
+    assert answered.count(200) <= rows[1] <= answered.count(200) + len(failed)
 
     # and `mini-llm usage` reads them
     done = subprocess.run(
