@@ -51,7 +51,7 @@ def test_the_wheel_holds_the_package_and_no_tests(dist: Path) -> None:
         metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
         text = archive.read(metadata).decode()
     assert "mini_llm/py.typed" in names
-    assert "mini_llm/__init__.py" in names and "mini_llm/cli.py" in names
+    assert "mini_llm/__init__.py" in names and "mini_llm/cli/__init__.py" in names
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n]
     shipped = {n for n in names if n.startswith("mini_llm/")}
     data = {

@@ -9,299 +9,33 @@ Imports are lazy so that `mini-llm --help` stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from . import __version__
+from .. import __version__
 
 if TYPE_CHECKING:
-    from .sdk.client import Client
-    from .sdk.manager import GatewayManager
-    from .sdk.state import GatewayState
+    from ..sdk.state import GatewayState
 
 __all__ = ["main"]
 
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-EXIT_NOT_RUNNING = 3
 
-
-def _err(message: str) -> None:
-    print(f"mini-llm: {message}", file=sys.stderr)
-
-
-class _Failure(Exception):
-    """A failure a command reports and exits with (see `_fail`)."""
-
-    def __init__(
-        self,
-        message: str,
-        type_: str,
-        exit_code: int = EXIT_FAILURE,
-        code: str | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.type = type_
-        self.exit_code = exit_code
-        self.code = code
-        self.status = status
-
-
-def _fail(args: argparse.Namespace, failure: _Failure) -> int:
-    """Report a failure: a `mini-llm: ` line (or lines) on stderr, or with `--json` one object
-    on stdout, `{"error": {"message", "type", "code", "status"}}`: `type` is one of
-    `invalid_configuration`, `usage_error`, `gateway_start_failed`, `gateway_unreachable`,
-    `gateway_timeout`, `version_mismatch`, `api_error`, `error`; `code` and `status` are the
-    gateway's error code and HTTP status for an `api_error` (else null)."""
-    if getattr(args, "json", False):
-        error = {
-            "message": failure.message,
-            "type": failure.type,
-            "code": failure.code,
-            "status": failure.status,
-        }
-        _print_json({"error": error})
-    else:
-        _err(failure.message)
-    return failure.exit_code
-
-
-def _failure_of(error: Exception) -> _Failure:
-    """The CLI's view of an exception of the SDK or of the configuration."""
-    from .config import ConfigError
-    from .sdk import errors
-
-    if isinstance(error, (ConfigError, errors.GatewayConfigError)):
-        return _Failure(str(error), "invalid_configuration", EXIT_CONFIG)
-    if isinstance(error, errors.GatewayStartError):
-        return _Failure(str(error), "gateway_start_failed")
-    if isinstance(error, errors.GatewayVersionError):
-        return _Failure(str(error), "version_mismatch")
-    if isinstance(error, errors.APIConnectionError):
-        # the SDK's hint speaks Python (`auto=True`); this is the command line
-        type_ = (
-            "gateway_timeout"
-            if isinstance(error, errors.APITimeoutError)
-            else ("gateway_unreachable")
-        )
-        hint = "`mini-llm start` starts the shared gateway; `mini-llm status` shows it"
-        return _Failure(f"{error.message} ({hint})", type_)
-    if isinstance(error, errors.APIStatusError):
-        return _Failure(str(error), "api_error", code=error.code, status=error.status)
-    return _Failure(str(error), "error")
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _settings(args: argparse.Namespace, **flags: Any) -> Any:
-    from .config import load_settings
-
-    return load_settings(config_path=args.config, flags=flags)
-
-
-def _manager(args: argparse.Namespace, **options: Any) -> GatewayManager:
-    from .sdk.manager import GatewayManager
-
-    return GatewayManager(state_dir=args.state_dir, **options)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    shown = [f"{n}{unit}" for n, unit in parts if n]
-    return " ".join(shown[:2])
-
-
-# serving
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    import errno
-    import os
-    import time
-
-    from .config import ConfigError, exposure_warning
-    from .gateway.server import BindError, run, url_for
-    from .logs import setup_logging
-    from .sdk.manager import running_gateway
-    from .sdk.state import (
-        STATE_FILE,
-        GatewayState,
-        acquire_lock,
-        default_state_dir,
-        release_lock,
-        remove_state_if_pid,
-        write_state,
-    )
-
-    try:
-        settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
-    except ConfigError as e:
-        _err(str(e))
-        return EXIT_CONFIG
-    setup_logging(settings.log_level)
-    for warning in settings.warnings:
-        print(f"mini-llm: warning: {warning}", file=sys.stderr)
-    exposed = exposure_warning(settings.host) if not settings.master_key else None
-    if exposed and not args.allow_unauthenticated:
-        _err(
-            f"refusing to listen on {settings.host} without authentication: anyone who "
-            "reaches it could spend your provider keys. Set a master key "
-            "(MINI_LLM_MASTER_KEY=..., or [auth] master_key in mini-llm.toml) to turn auth "
-            "on, bind 127.0.0.1, or pass --allow-unauthenticated if a proxy in front decides "
-            "who gets in."
-        )
-        return EXIT_CONFIG
-    if exposed:
-        _err(exposed)
-    # Publishing: `--state-file` is how `start` and the SDK spawn a gateway (they hold the lock
-    # while it starts); without it, a foreground gateway is the shared one too, published in
-    # the shared state file under the lock, unless `--no-state`.
-    lock_fd: int | None = None
-    state_file: Path | None = None
-    if args.state_file:
-        state_file = Path(args.state_file).absolute()
-    elif not args.no_state:
-        state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
-        state_file = state_dir.absolute() / STATE_FILE
-        try:
-            lock_fd = acquire_lock(state_file.with_name("gateway.lock"), 30.0)
-        except TimeoutError as e:
-            _err(str(e))
-            return EXIT_FAILURE
-    if state_file is not None:
-        found = running_gateway(state_file)
-        if found is not None:
-            if lock_fd is not None:
-                release_lock(lock_fd)
-            running = found[0]
-            _err(
-                f"the shared gateway already runs at {running.url} (pid {running.pid}; "
-                f"state file {state_file}): one per user. Use it, stop it with "
-                "`mini-llm stop`, or serve a private one with --no-state"
-            )
-            return EXIT_FAILURE
-
-    def unlock() -> None:
-        nonlocal lock_fd
-        if lock_fd is not None:
-            release_lock(lock_fd)
-            lock_fd = None
-
-    config_path = str(Path(settings.config_path).absolute()) if settings.config_path else None
-    given = {"host": args.host, "port": args.port, "workers": args.workers}
-    flags = {k: v for k, v in given.items() if v is not None and not (k == "workers" and v == 1)}
-    # the names of the variables the keys came from, never a key
-    key_env = sorted(
-        {p.key_env for p in settings.providers.values() if p.keys and os.environ.get(p.key_env)}
-    )
-
-    def ready(host: str, port: int) -> None:
-        if settings.port not in (0, port):
-            print(f"mini-llm: port {settings.port} is in use; bound {port} instead", flush=True)
-        print(f"mini-llm {__version__} listening on {url_for(host, port)}", flush=True)
-        if state_file is not None:
-            # published only now that the socket is bound: a reader never sees a port that
-            # is not listening yet
-            reachable = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-            state = GatewayState(
-                pid=os.getpid(),
-                host=host,
-                port=port,
-                url=url_for(reachable, port),
-                version=__version__,
-                started_at=time.time(),
-                config_path=config_path,
-                flags=flags,
-                key_env=tuple(key_env),
-                config_fingerprint=settings.fingerprint(),
-            )
-            write_state(state_file, state)
-            unlock()  # published: whoever waited for the lock now finds this gateway
-
-    try:
-        run(settings, ready=ready, workers=settings.workers)
-    except BindError as e:
-        _err(str(e))
-        # a port in use is a choice to change (--port), like a configuration error
-        return EXIT_CONFIG if e.errno == errno.EADDRINUSE else EXIT_FAILURE
-    except OSError as e:
-        where = f" (state file {state_file})" if state_file is not None else ""
-        _err(f"the gateway stopped: {e}{where}")
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        pass
-    finally:
-        unlock()
-        if state_file is not None:
-            remove_state_if_pid(state_file, os.getpid())
-    return 0
-
-
-def _cmd_config_check(args: argparse.Namespace) -> int:
-    from .config import ConfigError
-
-    try:
-        settings = _settings(args)
-    except ConfigError as e:
-        _err(str(e))
-        return EXIT_CONFIG
-    if args.json:
-        _print_json(settings.describe())
-    else:
-        where = settings.config_path or "no config file"
-        print(f"configuration: {where} (fingerprint {settings.fingerprint()})")
-        rows = [
-            (e.name, _shown(e.value), e.source, "live" if e.reloadable else "restart")
-            for e in settings.effective()
-        ]
-        rows.insert(0, ("SETTING", "VALUE", "FROM", "CHANGES"))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        for name, value, source, changes in rows:
-            print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source:<{widths[2]}}  {changes}")
-    for warning in settings.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _cmd_reload(args: argparse.Namespace) -> int:
-    import os
-    import signal
-
-    manager = _manager(args)
-    state = manager.find()  # alive, and /health answers with its pid: our gateway
-    if state is None:
-        _err(f"no mini-llm gateway is running (looked in {manager.state_file}); nothing to reload")
-        return EXIT_FAILURE
-    try:
-        os.kill(state.pid, signal.SIGHUP)
-    except OSError as e:
-        _err(f"cannot signal the gateway (pid {state.pid}): {e.strerror}")
-        return EXIT_FAILURE
-    print(
-        f"asked the gateway at {state.url} (pid {state.pid}) to reload its configuration; "
-        f"it keeps the old one if the new one has problems, listed in its log "
-        f"({manager.log_file} when started by `mini-llm start`)"
-    )
-    return 0
-
+from .admin import _cmd_keys, _cmd_providers_reset, _cmd_usage
+from .common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_NOT_RUNNING,
+    _client,
+    _duration,
+    _err,
+    _fail,
+    _Failure,
+    _failure_of,
+    _manager,
+    _print_json,
+)
+from .serving import _cmd_config_check, _cmd_reload, _cmd_serve
 
 # the background gateway
 
@@ -326,7 +60,7 @@ def _start_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from .config import exposure_warning
+    from ..config import exposure_warning
 
     # check_config: an invalid configuration is an error whether or not a gateway runs, and a
     # running one that differs is named in a warning (through the `mini_llm.sdk` logger)
@@ -465,20 +199,6 @@ def _ino(f: Any) -> int:
 # talking to the gateway
 
 
-def _client(args: argparse.Namespace) -> Client:
-    import os
-
-    from .sdk.client import Client
-
-    url = args.url or os.environ.get("MINI_LLM_BASE_URL")
-    if not url:
-        state, started = _manager(args).ensure_state()
-        if started:
-            _err(f"started the shared gateway at {state.url} (pid {state.pid}); `mini-llm stop`")
-        url = state.url
-    return Client(url, timeout=args.timeout)
-
-
 def _read_prompt(args: argparse.Namespace) -> str:
     prompt: str | None = args.prompt
     if prompt is None or prompt == "-":
@@ -533,142 +253,6 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_usage(args: argparse.Namespace) -> int:
-    import asyncio
-    import time
-
-    from .config import ConfigError
-    from .store import StoreError, open_store
-    from .usage.report import parse_when, usage_report
-
-    try:
-        settings = _settings(args)
-    except ConfigError as e:
-        _err(str(e))
-        return EXIT_CONFIG
-    url = settings.store_url()
-    if url is None:
-        _err("no usage store: set MINI_LLM_DATA_DIR or MINI_LLM_DATABASE_URL")
-        return EXIT_CONFIG
-    now = time.time()
-    try:
-        since = parse_when(args.since, now)
-        until = parse_when(args.until, now) if args.until else now
-    except ValueError as e:
-        _err(str(e))
-        return EXIT_CONFIG
-
-    async def read() -> dict[str, Any]:
-        store = open_store(url)
-        try:
-            limit = args.limit if args.limit is not None else (100 if args.by == "request" else 0)
-            return await usage_report(store, since, until, args.by, limit)
-        finally:
-            await store.close()
-
-    try:
-        report = asyncio.run(read())
-    except StoreError as e:
-        _err(f"cannot read the usage store: {e}")
-        return EXIT_FAILURE
-    if args.json:
-        _print_json(report)
-    elif args.csv:
-        _print_csv(report)
-    else:
-        _print_usage(report)
-    return 0
-
-
-_USAGE_COLUMNS = (
-    ("requests", "REQUESTS"),
-    ("errors", "ERRORS"),
-    ("input_tokens", "INPUT"),
-    ("cached_input_tokens", "CACHED"),
-    ("cache_write_tokens", "CACHE-WRITE"),
-    ("output_tokens", "OUTPUT"),
-    ("reasoning_tokens", "REASONING"),
-    ("cost_usd", "COST $"),
-    ("p50_ms", "P50 ms"),
-    ("p95_ms", "P95 ms"),
-)
-_RECORD_COLUMNS = (
-    ("time", "TIME"),
-    ("request_id", "REQUEST"),
-    ("endpoint", "ENDPOINT"),
-    ("model", "MODEL"),
-    ("status", "STATUS"),
-    ("input_tokens", "INPUT"),
-    ("cached_input_tokens", "CACHED"),
-    ("cache_write_tokens", "CACHE-WRITE"),
-    ("output_tokens", "OUTPUT"),
-    ("cost_usd", "COST $"),
-    ("latency_ms", "MS"),
-)
-
-
-def _cell(name: str, value: Any) -> str:
-    if value is None:
-        return "unpriced" if name == "cost_usd" else "-"
-    if name == "cost_usd":
-        return f"{value:.6f}"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
-
-
-def _print_usage(report: dict[str, Any]) -> None:
-    by = report["by"]
-    print(f"usage {report['since']} .. {report['until']}, by {by}")
-    if by == "request":
-        columns = _RECORD_COLUMNS
-        rows = [[h for _, h in columns]]
-        rows += [[_cell(n, r.get(n)) for n, _ in columns] for r in report["rows"]]
-        _table(rows)
-        return
-    rows = [[by.upper(), *(h for _, h in _USAGE_COLUMNS)]]
-    for row in report["rows"]:
-        cost = row["cost_usd"]
-        cells = [_cell(n, row[n]) for n, _ in _USAGE_COLUMNS]
-        if cost is not None and row["unpriced_requests"]:
-            cells[7] += "+"  # some of it unpriced
-        rows.append([str(row[by]), *cells])
-    total = report["total"]
-    rows.append(["total", *(_cell(n, total[n]) for n, _ in _USAGE_COLUMNS)])
-    _table(rows)
-    if report["unpriced_models"]:
-        print(
-            'unpriced (cost unknown, add [prices."provider/model"]): '
-            + ", ".join(report["unpriced_models"])
-        )
-    if total["estimated_requests"]:
-        print(f"{total['estimated_requests']} requests with estimated token counts")
-
-
-def _print_csv(report: dict[str, Any]) -> None:
-    import csv
-
-    rows = report["rows"]
-    writer = csv.writer(sys.stdout)
-    if not rows:
-        return
-    names = list(rows[0])
-    writer.writerow(names)
-    for row in rows:
-        writer.writerow(["" if row[n] is None else row[n] for n in names])
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
     import msgspec
 
@@ -685,117 +269,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for model in models:
         print(f"{model.id:<{width}}  {model.owned_by}")
     return 0
-
-
-def _cmd_providers_reset(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        restored = client.reset_providers(args.provider)
-    if args.json:
-        _print_json({"reset": restored})
-        return 0
-    if not restored:
-        print("no such provider has keys" if args.provider else "no provider has keys")
-        return 0
-    for name, count in sorted(restored.items()):
-        print(f"{name}: {count} key{'s' if count != 1 else ''} back in rotation")
-    return 0
-
-
-def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name in ("name", "owner", "team", "rpm", "tpm", "max_concurrency", "budget_usd",
-                 "budget_period", "expires_at"):  # fmt: skip
-        value = getattr(args, name, None)
-        if value is not None:
-            fields[name] = value
-    if getattr(args, "metadata", None) is not None:
-        fields["metadata"] = json.loads(args.metadata)
-    if getattr(args, "models", None) is not None:
-        fields["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-    if getattr(args, "enabled", None) is not None:
-        fields["enabled"] = args.enabled == "true"
-    if getattr(args, "signing", False):
-        fields["signing"] = True
-    return fields
-
-
-def _cmd_keys(args: argparse.Namespace) -> int:
-    import os
-    import urllib.error
-    import urllib.request
-
-    master = os.environ.get("MINI_LLM_MASTER_KEY")
-    if not master:
-        _err("set MINI_LLM_MASTER_KEY to the gateway's master key")
-        return EXIT_CONFIG
-    base = args.url or os.environ.get("MINI_LLM_BASE_URL")
-    if not base:
-        with _client(args) as client:
-            base = client.base_url
-    base = base.rstrip("/")
-    if base.endswith("/v1"):
-        base = base[:-3]
-    command = args.keys_command
-    method, path, body = {
-        "create": ("POST", "/admin/keys", _key_fields(args)),
-        "list": ("GET", "/admin/keys", None),
-        "show": ("GET", f"/admin/keys/{getattr(args, 'id', '')}", None),
-        "update": ("PATCH", f"/admin/keys/{getattr(args, 'id', '')}", _key_fields(args)),
-        "revoke": ("DELETE", f"/admin/keys/{getattr(args, 'id', '')}", None),
-        "rotate": (
-            "POST",
-            f"/admin/keys/{getattr(args, 'id', '')}/rotate",
-            {"grace_seconds": getattr(args, "grace", 3600.0)},
-        ),
-    }[command]
-    request = urllib.request.Request(
-        base + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Authorization": f"Bearer {master}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        try:
-            message = json.loads(e.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = str(e)
-        _err(f"{e.code}: {message}")
-        return EXIT_FAILURE
-    except OSError as e:
-        _err(f"cannot reach the gateway at {base}: {e}")
-        return EXIT_FAILURE
-    if args.json:
-        _print_json(answer)
-        return 0
-    rows = answer["data"] if command == "list" else [answer]
-    if command == "revoke":
-        print(f"revoked {answer['id']}")
-        return 0
-    columns = ("id", "last4", "name", "owner", "models", "rpm", "tpm", "max_concurrency",
-               "budget_usd", "budget_period", "expires_at", "enabled")  # fmt: skip
-    table = [[_key_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for r in table:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-    if "usage" in answer:
-        print("usage: " + ", ".join(f"{k} {v}" for k, v in answer["usage"].items()))
-    if "key" in answer:
-        print(f"\nkey: {answer['key']}  (shown once: keep it now)")
-    if "signing_secret" in answer:
-        print(f"signing secret: {answer['signing_secret']}  (shown once)")
-    return 0
-
-
-def _key_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 # the parser
@@ -1134,8 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    from .config import ConfigError
-    from .sdk.errors import MiniLLMError
+    from ..config import ConfigError
+    from ..sdk.errors import MiniLLMError
 
     if func is not _cmd_serve:
         _show_sdk_warnings()
