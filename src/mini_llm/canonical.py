@@ -22,13 +22,16 @@ import msgspec
 from .errors import InvalidRequestError
 
 __all__ = [
+    "EMPTY_SCHEMA",
     "CompletionBuilder",
     "Usage",
     "answer_chunks",
+    "assistant_message",
     "chunk",
     "estimate_tokens",
     "invalid",
     "parse_data_url",
+    "parse_tool",
     "parse_tool_call",
     "token_count",
     "usage_dict",
@@ -84,6 +87,40 @@ def parse_tool_call(call: Any, param: str) -> tuple[str, str, dict[str, Any]]:
     ident = call.get("id")
     assert isinstance(call, dict)
     return (ident if isinstance(ident, str) else ""), function["name"], parsed
+
+
+def parse_tool(tool: Any, index: int) -> dict[str, Any]:
+    """The `function` of a canonical tool (name checked), to map to a wire's tool."""
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise invalid(f"tools.{index}.function", "a tool needs function.name")
+    return function
+
+
+EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+"""The parameters of a tool that declares none."""
+
+
+def assistant_message(
+    texts: list[str],
+    calls: list[dict[str, Any]],
+    reasoning: list[str],
+    thinking_blocks: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A canonical assistant message from what an answer held: its text, tool calls, reasoning
+    text and (Anthropic's signed) thinking blocks."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    return message
 
 
 def chunk(

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from ..canonical import invalid, parse_data_url, parse_tool_call
+from ..canonical import EMPTY_SCHEMA, invalid, parse_data_url, parse_tool, parse_tool_call
 from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, RESPONSES, Format
 from .anthropic_answer import (
     JSON_TOOL,
@@ -201,10 +201,8 @@ def _messages(
 def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise invalid(f"tools.{i}.function", "a tool needs function.name")
-        schema = function.get("parameters") or {"type": "object", "properties": {}}
+        function = parse_tool(tool, i)
+        schema = function.get("parameters") or EMPTY_SCHEMA
         entry: dict[str, Any] = {"name": function["name"], "input_schema": schema}
         if function.get("description"):
             entry["description"] = function["description"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from ..canonical import chunk, token_count
+from ..canonical import assistant_message, chunk, token_count
 from ..errors import (
     GatewayError,
     RateLimitError,
@@ -174,17 +174,7 @@ def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
                     },
                 }
             )
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not tool_calls else None,
-        "refusal": None,
-    }
-    if tool_calls:
-        reply["tool_calls"] = tool_calls
-    if reasoning:
-        reply["reasoning_content"] = "".join(reasoning)
-    if thinking_blocks:
-        reply["thinking_blocks"] = thinking_blocks
+    reply = assistant_message(texts, tool_calls, reasoning, thinking_blocks)
     stop = message.get("stop_reason")
     finish = FINISH_REASONS.get(stop, "stop") if isinstance(stop, str) else "stop"
     if json_answer and finish == "tool_calls":

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..canonical import invalid, parse_data_url, parse_tool_call
+from ..canonical import EMPTY_SCHEMA, invalid, parse_data_url, parse_tool, parse_tool_call
 from ..formats import BEDROCK_CONVERSE, CHAT, RESPONSES, Format
 from .anthropic import default_max_tokens, to_anthropic_id
 from .anthropic_answer import JSON_TOOL
@@ -173,10 +173,8 @@ def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
 def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise invalid(f"tools.{i}.function", "a tool needs function.name")
-        schema = function.get("parameters") or {"type": "object", "properties": {}}
+        function = parse_tool(tool, i)
+        schema = function.get("parameters") or EMPTY_SCHEMA
         spec: dict[str, Any] = {"name": function["name"], "inputSchema": {"json": schema}}
         if function.get("description"):
             spec["description"] = function["description"]

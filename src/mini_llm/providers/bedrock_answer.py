@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ..canonical import chunk
+from ..canonical import assistant_message, chunk
 from ..errors import GatewayError, RateLimitError, ServiceUnavailableError, UpstreamError
 from .anthropic_answer import JSON_TOOL, canonical_usage, from_anthropic_id
 from .base import ErrorInfo
@@ -113,17 +113,7 @@ def parse_converse_response(raw: bytes) -> dict[str, Any]:
                 thoughts.append(thought)
                 if thought["type"] == "thinking":
                     reasoning.append(thought["thinking"])
-    reply: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        reply["tool_calls"] = calls
-    if reasoning:
-        reply["reasoning_content"] = "".join(reasoning)
-    if thoughts:
-        reply["thinking_blocks"] = thoughts
+    reply = assistant_message(texts, calls, reasoning, thoughts)
     finish = FINISH_REASONS.get(str(answer.get("stopReason")), "stop")
     if json_answer and finish == "tool_calls":
         finish = "stop"

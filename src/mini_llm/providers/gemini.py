@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..canonical import invalid, parse_data_url, parse_tool_call
+from ..canonical import invalid, parse_data_url, parse_tool, parse_tool_call
 from ..formats import CHAT, COUNT_TOKENS, EMBEDDINGS, GEMINI, RESPONSES, Format
 from .base import (
     HeaderSigner,
@@ -316,9 +316,7 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
 def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     declarations: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise invalid(f"tools.{i}.function", "a tool needs function.name")
+        function = parse_tool(tool, i)
         entry: dict[str, Any] = {"name": function["name"]}
         if function.get("description"):
             entry["description"] = function["description"]
