@@ -165,6 +165,47 @@ _ROUTES: tuple[_Route, ...] = (
 )  # fmt: skip
 
 
+def _short_names(components: dict[str, Any]) -> dict[str, str]:
+    """msgspec names two Structs of one name by their module path
+    (`mini_llm.schema.gemini.Tool`); a client generator wants a class name (`GeminiTool`)."""
+    renames: dict[str, str] = {}
+    for name in components:
+        if "." in name:
+            *_, module, kind = name.split(".")
+            short = module.capitalize() + kind
+            if short in components or short in renames.values():
+                raise ValueError(f"two schemas would be named {short}")
+            renames[name] = short
+    return renames
+
+
+def _renamed(value: Any, refs: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref in refs:
+            return {**value, "$ref": refs[ref]}
+        return {k: _renamed(v, refs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, refs) for v in value]
+    return value
+
+
+def _schemas(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each type's reference, and the named component schemas."""
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    renames = _short_names(components)
+    if not renames:
+        return list(schemas), components
+    refs = {_REF.format(name=old): _REF.format(name=new) for old, new in renames.items()}
+    renamed: dict[str, Any] = {}
+    for name, schema in components.items():
+        short = renames.get(name, name)
+        renamed[short] = _renamed(schema, refs)
+        if short != name:
+            renamed[short]["title"] = short
+    return [_renamed(s, refs) for s in schemas], renamed
+
+
 def _types() -> list[Any]:
     found: list[Any] = []
     for route in _ROUTES:
@@ -196,20 +237,22 @@ def _content(schema: dict[str, Any] | None, media: str) -> dict[str, Any]:
     return {media: {"schema": schema if schema is not None else {"type": "object"}}}
 
 
-def _operation(
-    route: _Route, path: str, refs: dict[type, dict[str, Any]], first: bool
-) -> dict[str, Any]:
-    suffix = (
-        ""
-        if first
-        else "_"
-        + path.strip("/")
-        .replace("/", "_")
-        .replace("{", "")
-        .replace("}", "")
-        .replace(":", "_")
-        .replace(".", "_")
-    )
+def _alias(first: str, path: str) -> str:
+    """The operationId suffix of a route's second path: a generated client names its
+    functions after operationIds, so each must stay a distinct, readable name."""
+    if path == "/":
+        return "AtRoot"
+    if "/v1" + path == first:
+        return "WithoutV1"
+    if first.startswith("/v1beta/") and path.startswith("/v1/"):
+        return "V1"
+    words = path.replace("{", "").replace("}", "").replace(":", "/").split("/")
+    return "At" + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def _operation(route: _Route, path: str, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    first = route.paths[0]
+    suffix = "" if path == first else _alias(first, path)
     ok: dict[str, Any] = {"description": "The answer"}
     if route.answer is not None or route.media != "application/json" or route.events is None:
         ok["content"] = _content(refs.get(route.answer) if route.answer else None, route.media)
@@ -260,7 +303,7 @@ def _operation(
 def openapi_document(version: str) -> dict[str, Any]:
     """The whole document (built once, when the app is built)."""
     types = _types()
-    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    schemas, components = _schemas(types)
     refs = dict(zip(types, schemas, strict=True))
     for kind, model in _EXAMPLE_MODELS.items():
         name = refs[kind]["$ref"].rsplit("/", 1)[-1]
@@ -269,8 +312,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             properties["model"]["examples"] = [model]
     paths: dict[str, dict[str, Any]] = {}
     for route in _ROUTES:
-        for i, path in enumerate(route.paths):
-            operation = _operation(route, path, refs, i == 0)
+        for path in route.paths:
+            operation = _operation(route, path, refs)
             paths.setdefault(path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",

@@ -11,14 +11,18 @@ from typing import Any, Literal
 
 import msgspec
 
+from .anthropic import Block
+
 __all__ = [
     "AnthropicError",
     "AnthropicErrorBody",
     "AnthropicMessage",
     "AnthropicStreamEvent",
     "AnthropicTokenCount",
+    "AnthropicUsage",
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ChatUsage",
     "DeletedResponse",
     "Health",
     "InputItems",
@@ -29,7 +33,33 @@ __all__ = [
     "ProvidersReset",
     "ResponseObject",
     "ResponsesStreamEvent",
+    "ResponsesUsage",
 ]
+
+
+class ChatUsage(msgspec.Struct):
+    """Tokens of a Chat Completions answer (a stream's last chunk when asked for)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int | None = None
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
+
+
+class AnthropicUsage(msgspec.Struct):
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class ResponsesUsage(msgspec.Struct):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int | None = None
+    input_tokens_details: dict[str, Any] | None = None
+    output_tokens_details: dict[str, Any] | None = None
 
 
 class ChatAnswerMessage(msgspec.Struct):
@@ -52,7 +82,7 @@ class ChatCompletion(msgspec.Struct):
     created: int
     model: str
     choices: list[ChatChoice]
-    usage: dict[str, Any] | None = None
+    usage: ChatUsage | None = None
 
 
 class ChunkChoice(msgspec.Struct):
@@ -69,18 +99,18 @@ class ChatCompletionChunk(msgspec.Struct):
     model: str
     choices: list[ChunkChoice]
     created: int | None = None
-    usage: dict[str, Any] | None = None
+    usage: ChatUsage | None = None
 
 
 class AnthropicMessage(msgspec.Struct):
     id: str
     type: Literal["message"]
     role: Literal["assistant"]
-    content: list[dict[str, Any]]
+    content: list[Block]
     model: str
     stop_reason: str | None = None
     stop_sequence: str | None = None
-    usage: dict[str, Any] | None = None
+    usage: AnthropicUsage | None = None
 
 
 class AnthropicStreamEvent(msgspec.Struct):
@@ -103,7 +133,7 @@ class ResponseObject(msgspec.Struct):
     output: list[dict[str, Any]]
     status: str | None = None
     created_at: float | None = None
-    usage: dict[str, Any] | None = None
+    usage: ResponsesUsage | None = None
 
 
 class ResponsesStreamEvent(msgspec.Struct):

@@ -39,7 +39,9 @@ _INPUT_SCHEMA: dict[str, Any] = {
 
 class EmbeddingsRequest(msgspec.Struct, kw_only=True):
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    input: Annotated[str | list[Any], msgspec.Meta(extra_json_schema=_INPUT_SCHEMA)]
+    # Any, checked by _valid_input: msgspec would write `str | list[Any]` as an array without
+    # items, which code generators cannot type; the schema says exactly what is taken
+    input: Annotated[Any, msgspec.Meta(extra_json_schema=_INPUT_SCHEMA)]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, msgspec.Meta(ge=1, le=65536)] | None = None
     user: str | None = None
@@ -69,7 +71,7 @@ class EmbeddingsList(msgspec.Struct):
 def _valid_input(value: Any) -> bool:
     if isinstance(value, str):
         return bool(value)
-    if not value or len(value) > 2048:
+    if not isinstance(value, list) or not value or len(value) > 2048:
         return False
     if all(isinstance(v, str) for v in value):
         return True
