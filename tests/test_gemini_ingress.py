@@ -1,13 +1,16 @@
 """The conformance suite for Gemini's own clients: the official `google-genai` package on the
 gateway's Gemini-native routes, over every provider of `test_conformance` (openai and groq on
-the mock OpenAI upstream, anthropic and gemini on theirs, the built-in mock). The cases and
-their expected answers are the conformance suite's: only the client differs. Gemini providers
-get the body as it came; the others its canonical translation."""
+the mock OpenAI upstream, anthropic and gemini on theirs, the built-in mock, and the clouds:
+azure, bedrock with SigV4, vertex-gemini and vertex-claude with OAuth tokens, each on its mock
+upstream). The cases and their expected answers are the conformance suite's: only the client
+differs. Gemini-format providers (gemini, vertex-gemini) get the body as it came; the others
+its canonical translation."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +23,20 @@ from .conformance_drivers import Result, Turn
 from .conftest import GatewayFactory
 from .gemini_driver import GeminiDriver
 from .harness import RunningApp, http
-from .test_conformance import CAT, MODELS, NO_TOOLS, PERSON, PNG, PROVIDERS, WEATHER, _smart_openai
+from .test_conformance import (
+    AZURE_CONFIG,
+    CAT,
+    ERROR_MODELS,
+    MODELS,
+    NO_TOOLS,
+    NO_URL_IMAGES,
+    PERSON,
+    PNG,
+    PROVIDERS,
+    WEATHER,
+    _smart_openai,
+)
+from .upstreams import azure_upstream, bedrock_upstream
 from .upstreams import openai_upstream as up
 from .upstreams.anthropic_upstream import AnthropicUpstream
 from .upstreams.gemini_upstream import GeminiUpstream
@@ -45,6 +61,11 @@ class Case:
         if self.provider == "mock":
             pytest.skip(NO_TOOLS)
 
+    def error_model(self, status: int) -> str:
+        return ERROR_MODELS.get(self.provider, f"{self.provider}/error-{{status}}").format(
+            status=status
+        )
+
 
 @pytest.fixture
 def gemini_gateway(
@@ -55,8 +76,14 @@ def gemini_gateway(
     anthropic_upstream_url: str,
     gemini_upstream: GeminiUpstream,
     gemini_upstream_url: str,
+    azure_upstream_url: str,
+    bedrock_upstream_url: str,
+    vertex_env: dict[str, str],
+    tmp_path: Path,
 ) -> Iterator[RunningApp]:
     openai_upstream.default = _smart_openai
+    config = tmp_path / "mini-llm.toml"
+    config.write_text(AZURE_CONFIG)
     yield make_gateway(
         {
             "OPENAI_BASE_URL": openai_upstream_url,
@@ -69,18 +96,24 @@ def gemini_gateway(
             "GEMINI_API_KEY": "gemini-conformance-4444",
             "MINI_LLM_RETRY_ATTEMPTS": "1",
             "MINI_LLM_MODEL_ALIASES": '{"quick": "mock/echo"}',
-        }
+            "AZURE_OPENAI_ENDPOINT": azure_upstream_url,
+            "AZURE_OPENAI_API_KEY": azure_upstream.KEY,
+            "AWS_REGION": bedrock_upstream.REGION,
+            "AWS_ACCESS_KEY_ID": bedrock_upstream.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": bedrock_upstream.SECRET_KEY,
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_upstream_url,
+            **vertex_env,
+        },
+        config_path=str(config),
     )
     openai_upstream.reset()
 
 
-# The clouds (azure, bedrock, vertex) take their own credentials and mock upstreams: their rows
-# of the chat and messages conformance suites cover the translation after the canonical form,
-# which is the same whichever dialect the request came in.
-INGRESS_PROVIDERS = [p for p in PROVIDERS if p in ("openai", "groq", "anthropic", "gemini", "mock")]
+# the providers that get a Gemini client's body as it came (the others, its canonical form)
+GEMINI_NATIVE = ("gemini", "vertex-gemini")
 
 
-@pytest.fixture(params=INGRESS_PROVIDERS)
+@pytest.fixture(params=PROVIDERS)
 def case(
     request: pytest.FixtureRequest, gemini_gateway: RunningApp, openai_upstream: OpenAIUpstream
 ) -> Case:
@@ -115,7 +148,7 @@ def test_one_tool_call(case: Case) -> None:
     result = case.ask([Turn("user", "weather in Paris?")], tools=[WEATHER])
     ((ident, name, args),) = result.calls
     assert (name, args) == ("get_weather", {"city": "Paris"})
-    assert ident or case.provider == "gemini"  # Gemini itself gives calls no id
+    assert ident or case.provider in GEMINI_NATIVE  # Gemini itself gives calls no id
     assert result.finish == "tool_calls"
 
 
@@ -164,6 +197,8 @@ def test_json_output(case: Case) -> None:
 
 def test_image_input(case: Case) -> None:
     case.needs_real_model()
+    if case.provider == "bedrock":
+        pytest.skip(NO_URL_IMAGES)
     result = case.ask([Turn("user", "what is this?", images=[PNG, CAT])])
     assert result.text == f"what is this? <2 image(s): image/png, {CAT}>"
 
@@ -184,7 +219,7 @@ def test_upstream_errors_in_googles_shape(case: Case, upstream_status: int, stat
         failing = up.error(upstream_status, f"mock openai error {upstream_status}")
         case.openai.push(*[failing] * 4)
     else:
-        model = f"{case.provider}/error-{upstream_status}"
+        model = case.error_model(upstream_status)
     got, body = case.driver.error(model)
     assert got == status
     error = body["error"]

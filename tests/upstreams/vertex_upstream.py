@@ -25,6 +25,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mini_llm.schema.gemini import camel_keys
+
 from . import anthropic_upstream, gemini_upstream
 from .openai_upstream import Recorded
 
@@ -155,7 +157,8 @@ class VertexUpstream:
             and request.query.get("alt") != "sse"
         ):
             return google_error(400, "this mock streams with alt=sse only", "INVALID_ARGUMENT")
-        return await gemini_upstream.smart()(request, body)
+        # like the API (and the mock Gemini), it takes the proto field names too (`mime_type`)
+        return await gemini_upstream.smart()(request, camel_keys(body))
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body = await self._read(request)
