@@ -11,6 +11,7 @@ Pure: dicts in, dicts out, no I/O, no clock, no state that outlives a call. The 
   `temperature`, `top_p`, `user` -> `metadata.user_id`, `reasoning_effort` -> `thinking`;
 - `response_format` JSON: a forced tool whose input is the JSON answer (read back as text);
 - thinking blocks travel in `thinking_blocks` on assistant messages, signatures included;
+- `cache_control` on a content part, a tool, a tool call or a `tool` message -> on its block;
 - tool-call ids Anthropic would reject are carried as `mllm_<base64url>` and mapped back.
 
 Answers and streams come back through `anthropic_answer.py`.
@@ -134,7 +135,10 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
 
 def _tool_use(call: Any, param: str) -> dict[str, Any]:
     ident, name, arguments = parse_tool_call(call, param)
-    return {"type": "tool_use", "id": to_anthropic_id(ident), "name": name, "input": arguments}
+    block = {"type": "tool_use", "id": to_anthropic_id(ident), "name": name, "input": arguments}
+    if "cache_control" in call:
+        block["cache_control"] = call["cache_control"]
+    return block
 
 
 def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,6 +165,8 @@ def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
         result["content"] = content
     elif content is not None:
         result["content"] = _blocks(content, param + ".content")
+    if "cache_control" in message:
+        result["cache_control"] = message["cache_control"]
     return result
 
 
