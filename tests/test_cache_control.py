@@ -13,11 +13,12 @@ from typing import Any
 import anthropic
 import openai
 
-from mini_llm.canonical import has_cache_control, without_cache_control
+from mini_llm.canonical import Usage, has_cache_control, without_cache_control
 from mini_llm.dialects.anthropic.request import dropped_fields, to_canonical_request
 from mini_llm.providers.anthropic import to_anthropic_request
 from mini_llm.providers.base import Credential, UpstreamModel, UpstreamRequest
 from mini_llm.providers.bedrock import to_converse_request
+from mini_llm.providers.bedrock_answer import converse_usage
 from mini_llm.providers.gemini import GeminiGenerate
 from mini_llm.providers.openai import OpenAIChat
 from mini_llm.providers.sigv4 import SigV4Signer
@@ -213,6 +214,30 @@ def test_a_signed_request_keeps_what_its_builder_dropped() -> None:
     assert signer.sign(request, Credential("token", {"kind": "bearer"})).dropped == (
         "cache_control",
     )
+
+
+def test_converse_cache_usage_with_its_writes_per_ttl() -> None:
+    # TokenUsage as the Converse reference shapes it: cacheDetails sorted 1h before 5m
+    usage = converse_usage(
+        {
+            "inputTokens": 20,
+            "outputTokens": 7,
+            "totalTokens": 1527,
+            "cacheReadInputTokens": 300,
+            "cacheWriteInputTokens": 1200,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 1000}, {"ttl": "5m", "inputTokens": 200}],
+        }
+    )
+    assert usage["prompt_tokens"] == 1520 and usage["prompt_tokens_details"] == {
+        "cached_tokens": 300
+    }
+    assert usage["cache_creation_input_tokens"] == 1200
+    assert usage["cache_creation_1h_input_tokens"] == 1000
+    figures = Usage.from_canonical(usage)
+    assert (figures.input_tokens, figures.cached_input_tokens) == (20, 300)
+    assert (figures.cache_write_tokens, figures.cache_write_1h_tokens) == (1200, 1000)
+    plain = converse_usage({"inputTokens": 5, "outputTokens": 1, "cacheWriteInputTokens": 9})
+    assert "cache_creation_1h_input_tokens" not in plain and plain["prompt_tokens"] == 14
 
 
 # the gateway against the mock Bedrock ---------------------------------------------------------

@@ -13,9 +13,9 @@ Prompt caching as Converse defines it: a `cachePoint` block (`{"type": "default"
 `ttl` of `5m` or `1h`, nothing else) may end a message's content, the `system` list or the
 `toolConfig.tools` list; at most 4 in a request, TTLs never longer after a shorter one (in the
 order tools, system, messages), else a 400 `ValidationException`. A request with cache points
-reports the prefix before its last one as written (`cacheWriteInputTokens`) the first time
-this mock sees it and as read (`cacheReadInputTokens`) afterwards; without any, the fixed
-`USAGE`.
+reports the prefix before its last one as written (`cacheWriteInputTokens`, with
+`cacheDetails` per TTL when a point is `1h`) the first time this mock sees it and as read
+(`cacheReadInputTokens`) afterwards; without any, the fixed `USAGE`.
 """
 
 from __future__ import annotations
@@ -111,9 +111,12 @@ def cache_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _prefix(body: dict[str, Any]) -> bytes | None:
-    """What comes before the request's last cache point, as bytes (None without one)."""
-    points = cache_points(body)
+def _prefix(body: dict[str, Any], ttl: str | None = None) -> bytes | None:
+    """What comes before the request's last cache point (of that `ttl`), as bytes (None
+    without one)."""
+    points = [
+        p for p in cache_points(body) if ttl is None or p[2]["cachePoint"].get("ttl", "5m") == ttl
+    ]
     if not points:
         return None
     where, j, _ = points[-1]
@@ -225,7 +228,7 @@ def _content(reply: Reply) -> list[dict[str, Any]]:
     return blocks
 
 
-def converse_json(reply: Reply, usage: dict[str, int] = USAGE) -> dict[str, Any]:
+def converse_json(reply: Reply, usage: dict[str, Any] = USAGE) -> dict[str, Any]:
     return {
         "output": {"message": {"role": "assistant", "content": _content(reply)}},
         "stopReason": "tool_use" if reply.calls else "end_turn",
@@ -250,7 +253,7 @@ def exception(kind: str, message: str) -> bytes:
     return encode_message(dict(headers), json.dumps({"message": message}).encode())
 
 
-def stream_frames(reply: Reply, usage: dict[str, int] = USAGE) -> list[bytes]:
+def stream_frames(reply: Reply, usage: dict[str, Any] = USAGE) -> list[bytes]:
     frames = [event("messageStart", {"role": "assistant"})]
     index = 0
     if reply.text:
@@ -360,7 +363,7 @@ class BedrockUpstream:
         reply = self._script.popleft() if self._script else smart()
         return await reply(request, body)
 
-    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any]) -> dict[str, Any]:
         prefix = _prefix(body)
         if prefix is None:
             return USAGE
@@ -368,11 +371,19 @@ class BedrockUpstream:
         digest = hashlib.sha256(prefix).hexdigest()
         read = digest in self.cached
         self.cached.add(digest)
-        usage = {
+        usage: dict[str, Any] = {
             "inputTokens": USAGE["inputTokens"],
             "outputTokens": USAGE["outputTokens"],
             "cacheReadInputTokens": cached if read else 0,
             "cacheWriteInputTokens": 0 if read else cached,
         }
         usage["totalTokens"] = sum(usage.values())
+        hour = _prefix(body, "1h")
+        if not read and hour is not None:
+            # the writes per TTL, the hour first, as Converse sorts them
+            hour_tokens = min(max(len(hour) // 4, 1), cached)
+            details = [{"ttl": "1h", "inputTokens": hour_tokens}]
+            if cached > hour_tokens:
+                details.append({"ttl": "5m", "inputTokens": cached - hour_tokens})
+            usage["cacheDetails"] = details
         return usage
