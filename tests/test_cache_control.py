@@ -126,6 +126,48 @@ def test_content_parts_and_mid_conversation_system_messages_carry_them() -> None
     assert plain["messages"] == [{"role": "user", "content": "x"}]
 
 
+def test_marks_on_whole_messages_and_on_tool_parts_as_openai_clients_send_them() -> None:
+    canonical: dict[str, Any] = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "rules", "cache_control": EPHEMERAL},
+            {"role": "user", "content": "q", "cache_control": {"type": "ephemeral", "ttl": "5m"}},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+                "cache_control": EPHEMERAL,
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "c1",
+                "content": [{"type": "text", "text": "r", "cache_control": EPHEMERAL}],
+            },
+        ],
+    }
+    converse = to_converse_request(canonical, CLAUDE)
+    point = {"cachePoint": {"type": "default"}}
+    assert converse["system"] == [{"text": "rules"}, point]
+    user, assistant, result = converse["messages"]
+    assert user["content"] == [{"text": "q"}, {"cachePoint": {"type": "default", "ttl": "5m"}}]
+    assert assistant["content"][-1] == point and "toolUse" in assistant["content"][0]
+    assert result["content"][-1] == point and "toolResult" in result["content"][0]
+    anthropic_body = to_anthropic_request(canonical, False)
+    assert anthropic_body["system"] == [
+        {"type": "text", "text": "rules", "cache_control": EPHEMERAL}
+    ]
+    marks = [
+        block.get("cache_control") for m in anthropic_body["messages"] for block in m["content"]
+    ]
+    assert marks == [{"type": "ephemeral", "ttl": "5m"}, EPHEMERAL, None]
+    (inner,) = anthropic_body["messages"][2]["content"][0]["content"]
+    assert inner["cache_control"] == EPHEMERAL  # inside the tool result, where it was
+    request = OpenAIChat().request(_to("gpt-4o"), canonical, False, False)
+    assert _marks(json.loads(request.body)) == 0 and request.dropped == ("cache_control",)
+
+
 def test_a_tool_results_last_part_lends_it_its_breakpoint_and_others_are_named() -> None:
     result = {
         "type": "tool_result",

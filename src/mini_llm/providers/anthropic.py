@@ -170,6 +170,12 @@ def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
     return result
 
 
+def _marked(blocks: list[dict[str, Any]], control: Any) -> list[dict[str, Any]]:
+    if control and blocks and blocks[-1].get("type") not in ("thinking", "redacted_thinking"):
+        blocks[-1].setdefault("cache_control", control)
+    return blocks
+
+
 def _messages(
     messages: list[Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -188,15 +194,16 @@ def _messages(
         param = f"messages.{i}"
         role = message.get("role")
         content = message.get("content")
+        marked = message.get("cache_control")  # on the message: its last block carries it
         if role in ("system", "developer"):
-            system.extend(_blocks(content, param + ".content"))
+            system.extend(_marked(_blocks(content, param + ".content"), marked))
         elif role == "user":
-            add("user", _blocks(content, param + ".content"))
+            add("user", _marked(_blocks(content, param + ".content"), marked))
         elif role == "assistant":
             blocks = _thinking_blocks(message) + _blocks(content, param + ".content")
             for j, call in enumerate(message.get("tool_calls") or ()):
                 blocks.append(_tool_use(call, f"{param}.tool_calls.{j}"))
-            add("assistant", blocks)
+            add("assistant", _marked(blocks, marked))
         elif role in ("tool", "function"):
             add("user", [_tool_result(message, param)])
         else:

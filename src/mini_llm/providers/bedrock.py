@@ -121,6 +121,13 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
     return blocks
 
 
+def _marked(blocks: list[dict[str, Any]], control: Any) -> list[dict[str, Any]]:
+    """`blocks`, then the cache point a `cache_control` on their message asks for (once)."""
+    if control and blocks and "cachePoint" not in blocks[-1]:
+        blocks.append(_cache_point(control))
+    return blocks
+
+
 def _reasoning(message: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for block in message.get("thinking_blocks") or ():
@@ -163,10 +170,12 @@ def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
             raise invalid(param, "a message must be an object")
         role = message.get("role")
         content = message.get("content")
+        # a mark on the message itself (as some OpenAI clients put it): after its last block
+        marked = message.get("cache_control")
         if role in ("system", "developer"):
-            system.extend(_blocks(content, param + ".content"))
+            system.extend(_marked(_blocks(content, param + ".content"), marked))
         elif role == "user":
-            add("user", _blocks(content, param + ".content"))
+            add("user", _marked(_blocks(content, param + ".content"), marked))
         elif role == "assistant":
             blocks = _reasoning(message) + _blocks(content, param + ".content")
             for j, call in enumerate(message.get("tool_calls") or ()):
@@ -175,12 +184,17 @@ def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
                 blocks.append({"toolUse": use})
                 if call.get("cache_control"):
                     blocks.append(_cache_point(call["cache_control"]))
-            add("assistant", blocks)
+            add("assistant", _marked(blocks, marked))
         elif role in ("tool", "function"):
-            result = [_tool_result(message, param)]
-            if message.get("cache_control"):
-                result.append(_cache_point(message["cache_control"]))
-            add("user", result)
+            # a toolResult holds no cachePoint: a mark on one of its parts ends it as well
+            if not marked and isinstance(content, list):
+                marks = [
+                    p["cache_control"]
+                    for p in content
+                    if isinstance(p, dict) and p.get("cache_control")
+                ]
+                marked = marks[-1] if marks else None
+            add("user", _marked([_tool_result(message, param)], marked))
         else:
             raise invalid(param + ".role", f"unknown role {role!r}")
     return system, turns
