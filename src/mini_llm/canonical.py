@@ -155,18 +155,23 @@ def _marked_list(items: Any) -> bool:
 
 def has_cache_control(body: dict[str, Any]) -> bool:
     """Whether a canonical request marks a prompt-cache breakpoint anywhere: on a message, a
-    content part, a tool call or a tool."""
+    content part, a tool call or a tool. (Loops written out: it runs on translated requests.)"""
     for message in body.get("messages") or ():
-        if _marked(message) or (
-            isinstance(message, dict)
-            and (_marked_list(message.get("content")) or _marked_list(message.get("tool_calls")))
-        ):
+        if type(message) is not dict:
+            continue
+        if CACHE_CONTROL in message:
             return True
+        for key in ("content", "tool_calls"):
+            items = message.get(key)
+            if type(items) is list:
+                for item in items:
+                    if type(item) is dict and CACHE_CONTROL in item:
+                        return True
     return _marked_list(body.get("tools"))
 
 
 def _unmarked(item: Any) -> Any:
-    if not _marked(item):
+    if type(item) is not dict or CACHE_CONTROL not in item:
         return item
     return {key: value for key, value in item.items() if key != CACHE_CONTROL}
 
@@ -180,18 +185,21 @@ def without_cache_control(body: dict[str, Any]) -> dict[str, Any]:
     it. A copy where it changes: the request is shared by the targets of a route."""
     out = dict(body)
     messages = body.get("messages")
-    if isinstance(messages, list):
+    if type(messages) is list:
         kept = []
         for message in messages:
-            message = _unmarked(message)
-            if isinstance(message, dict):
+            if type(message) is dict:
+                if CACHE_CONTROL in message:
+                    message = _unmarked(message)
                 content, calls = message.get("content"), message.get("tool_calls")
-                if _marked_list(content) or _marked_list(calls):
-                    message = dict(message)
-                    if content is not None:
-                        message["content"] = _unmarked_list(content)
-                    if calls is not None:
-                        message["tool_calls"] = _unmarked_list(calls)
+                if (type(content) is list and _marked_list(content)) or (
+                    type(calls) is list and _marked_list(calls)
+                ):
+                    message = {
+                        **message,
+                        "content": _unmarked_list(content),
+                        **({"tool_calls": _unmarked_list(calls)} if calls is not None else {}),
+                    }
             kept.append(message)
         out["messages"] = kept
     if "tools" in body:
