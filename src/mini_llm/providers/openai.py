@@ -134,8 +134,9 @@ class OpenAIChat:
     ) -> UpstreamRequest:
         dropped: tuple[str, ...] = ()
         if not native and has_cache_control(body):
-            # a translated prompt-cache breakpoint: OpenAI caches on its own and refuses the
-            # field (the canonical body is shared by the route's targets: a copy)
+            # a translated prompt-cache breakpoint: the OpenAI format has no such field (OpenAI
+            # caches prefixes on its own); the canonical body is shared by the route's targets,
+            # so this is a copy
             body = without_cache_control(body)
             dropped = ("cache_control",)
         if not native and "reasoning_effort" in body and to.model.startswith(NO_REASONING_EFFORT):
