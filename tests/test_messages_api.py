@@ -29,7 +29,7 @@ CLAUDE_CODE_BETAS = "claude-code-20250219,context-management-2025-06-27,effort-2
 
 def _canonical(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     dropped: list[str] = []
-    canonical = to_canonical_request(validate_messages_request(body), dropped)
+    canonical = to_canonical_request(validate_messages_request(body), dropped, body)
     dropped_fields(body, dropped)
     return canonical, dropped
 

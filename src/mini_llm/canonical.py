@@ -4,6 +4,10 @@ format and client dialect shares to read and build it. Pure: no I/O, no clock, n
 - a canonical request is an OpenAI `chat/completions` body;
 - a canonical answer is a `chat.completion`, a canonical chunk a `chat.completion.chunk`
   (`created` left 0 for the edge to stamp);
+- a prompt-cache breakpoint (Anthropic's `cache_control`) rides as `cache_control` on the
+  content part, the `tool` message, the tool call or the tool that ends the cached prefix; a
+  wire that can express it carries it (Anthropic as it is, Bedrock as a `cachePoint`), one that
+  cannot leaves it out and names it (`without_cache_control`, `has_cache_control`);
 - canonical usage is OpenAI's `usage` object, plus `cache_read_input_tokens` and
   `cache_creation_input_tokens` where an upstream reports prompt-cache writes (and
   `cache_creation_1h_input_tokens`, the part of them written for an hour); `Usage` is the
@@ -29,12 +33,14 @@ __all__ = [
     "assistant_message",
     "chunk",
     "estimate_tokens",
+    "has_cache_control",
     "invalid",
     "parse_data_url",
     "parse_tool",
     "parse_tool_call",
     "token_count",
     "usage_dict",
+    "without_cache_control",
 ]
 
 _decode = msgspec.json.decode
@@ -134,6 +140,71 @@ def chunk(
         "model": model,
         "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
+
+
+CACHE_CONTROL = "cache_control"
+
+
+def _marked(item: Any) -> bool:
+    return isinstance(item, dict) and CACHE_CONTROL in item
+
+
+def _marked_list(items: Any) -> bool:
+    return isinstance(items, list) and any(_marked(item) for item in items)
+
+
+def has_cache_control(body: dict[str, Any]) -> bool:
+    """Whether a canonical request marks a prompt-cache breakpoint anywhere: on a message, a
+    content part, a tool call or a tool. (Loops written out: it runs on translated requests.)"""
+    for message in body.get("messages") or ():
+        if type(message) is not dict:
+            continue
+        if CACHE_CONTROL in message:
+            return True
+        for key in ("content", "tool_calls"):
+            items = message.get(key)
+            if type(items) is list:
+                for item in items:
+                    if type(item) is dict and CACHE_CONTROL in item:
+                        return True
+    return _marked_list(body.get("tools"))
+
+
+def _unmarked(item: Any) -> Any:
+    if type(item) is not dict or CACHE_CONTROL not in item:
+        return item
+    return {key: value for key, value in item.items() if key != CACHE_CONTROL}
+
+
+def _unmarked_list(items: Any) -> Any:
+    return [_unmarked(item) for item in items] if _marked_list(items) else items
+
+
+def without_cache_control(body: dict[str, Any]) -> dict[str, Any]:
+    """A canonical request with every `cache_control` left out, for a wire that cannot express
+    it. A copy where it changes: the request is shared by the targets of a route."""
+    out = dict(body)
+    messages = body.get("messages")
+    if type(messages) is list:
+        kept = []
+        for message in messages:
+            if type(message) is dict:
+                if CACHE_CONTROL in message:
+                    message = _unmarked(message)
+                content, calls = message.get("content"), message.get("tool_calls")
+                if (type(content) is list and _marked_list(content)) or (
+                    type(calls) is list and _marked_list(calls)
+                ):
+                    message = {
+                        **message,
+                        "content": _unmarked_list(content),
+                        **({"tool_calls": _unmarked_list(calls)} if calls is not None else {}),
+                    }
+            kept.append(message)
+        out["messages"] = kept
+    if "tools" in body:
+        out["tools"] = _unmarked_list(body["tools"])
+    return out
 
 
 @dataclass(slots=True)

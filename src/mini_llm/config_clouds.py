@@ -4,11 +4,13 @@
 provider of one of these kinds (`type = "azure" | "bedrock" | "vertex"`, or the presets of those
 names) also gets here its credentials (several fields, or a service account), the options its
 wire is built from, and the base URL its kind implies. Each cloud's usual environment
-variables are honoured; as everywhere, this module only reads the `env` it is given.
+variables are honoured; as everywhere, this module only reads the `env` it is given (and the
+files it names: a service account, AWS's shared credentials and config files).
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ __all__ = ["CLOUD_KEYS", "KIND_KEYS", "CloudSettings", "cloud_settings"]
 
 KIND_KEYS: dict[str, tuple[str, ...]] = {
     "azure": ("api_version", "deployments", "ad_token"),
-    "bedrock": ("region", "access_key_id", "secret_access_key", "session_token"),
+    "bedrock": ("region", "access_key_id", "secret_access_key", "session_token", "profile"),
     "vertex": ("project", "location", "credentials_file"),
 }
 """The settings each kind takes besides those of every provider."""
@@ -122,6 +124,75 @@ def _azure(
     )
 
 
+# What a profile may hold instead of keys, which the gateway does not resolve (it would run
+# commands or call STS/SSO): named, so the problem says what to do instead.
+_AWS_INDIRECT = (
+    "role_arn",
+    "credential_process",
+    "sso_session",
+    "sso_start_url",
+    "web_identity_token_file",
+)
+
+
+def _ini_section(
+    path: str, names: tuple[str, ...], where: str, problems: list[str]
+) -> dict[str, str] | None:
+    """The first of `names` found in an INI file (AWS's format), or None (no file, no section).
+    A file that cannot be read is a problem named by its path alone: its lines may hold keys."""
+    if not path or not Path(path).is_file():
+        return None
+    parser = configparser.RawConfigParser(default_section="\0")  # AWS has no DEFAULT section
+    try:
+        parser.read_string(Path(path).read_text(), source=path)
+    except (OSError, UnicodeDecodeError, configparser.Error) as e:
+        problems.append(f"{where} cannot read {path} ({type(e).__name__})")
+        return None
+    for name in names:
+        if parser.has_section(name):
+            return {key: value.strip() for key, value in parser.items(name)}
+    return None
+
+
+def _aws_profile(
+    where: str, name: str, named: bool, env: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
+    """One AWS profile as the CLI and SDKs read it: `[NAME]` of the shared credentials file
+    (`AWS_SHARED_CREDENTIALS_FILE`, else ~/.aws/credentials) over `[profile NAME]` (`[default]`)
+    of the config file (`AWS_CONFIG_FILE`, else ~/.aws/config). A profile that was `named`
+    (in the file or `AWS_PROFILE`) must exist."""
+    home = env.get("HOME", "")
+    credentials_path = env.get("AWS_SHARED_CREDENTIALS_FILE") or (
+        f"{home}/.aws/credentials" if home else ""
+    )
+    config_path = env.get("AWS_CONFIG_FILE") or (f"{home}/.aws/config" if home else "")
+    sections = ("default", "profile default") if name == "default" else (f"profile {name}",)
+    config = _ini_section(config_path, sections, where, problems)
+    stored = _ini_section(credentials_path, (name,), where, problems)
+    if config is None and stored is None:
+        if named:
+            stored_at = credentials_path or "~/.aws/credentials"
+            problems.append(
+                f"{where} AWS profile {name!r} is in neither {stored_at} nor "
+                f"{config_path or '~/.aws/config'}"
+            )
+        return {}
+    return {**(config or {}), **(stored or {})}
+
+
+def _profile_without_keys(where: str, name: str, found: Mapping[str, str]) -> str:
+    indirect = [key for key in _AWS_INDIRECT if key in found]
+    how = (
+        f"uses {', '.join(indirect)}, which mini-llm does not resolve"
+        if indirect
+        else "has no aws_access_key_id and aws_secret_access_key"
+    )
+    return (
+        f"{where} AWS profile {name!r} {how}: give it keys, or export them "
+        f"(aws configure export-credentials --profile {name} --format env)"
+    )
+
+
 def _bedrock(
     where: str,
     prefix: str,
@@ -131,6 +202,19 @@ def _bedrock(
     keys: list[str],
     problems: list[str],
 ) -> CloudSettings:
+    chosen = _string(entry, "profile", where, problems) or env.get("AWS_PROFILE")
+    profile_name = chosen or "default"
+    read: list[dict[str, str]] = []
+
+    def profile() -> dict[str, str]:
+        """The profile, read once and only when a setting is not given otherwise."""
+        if not read:
+            # a profile that is not there is a problem for a provider of the file; for the
+            # preset, AWS_PROFILE may name one for other tools (SSO): it stays unconfigured
+            strict = bool(chosen) and bool(entry)
+            read.append(_aws_profile(where, profile_name, strict, env, problems))
+        return read[0]
+
     region = (
         _string(entry, "region", where, problems)
         or env.get(f"{prefix}_REGION")
@@ -138,6 +222,7 @@ def _bedrock(
         or env.get("AWS_DEFAULT_REGION")
     )
     credentials: list[Credential] = []
+    from_default_profile = False
     bearer = keys or (
         [env["AWS_BEARER_TOKEN_BEDROCK"]] if env.get("AWS_BEARER_TOKEN_BEDROCK") else []
     )
@@ -150,6 +235,14 @@ def _bedrock(
         if key_id is None and secret is None:
             key_id, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
             token = env.get("AWS_SESSION_TOKEN") or None
+        if key_id is None and secret is None:
+            found = profile()
+            key_id = found.get("aws_access_key_id") or None
+            secret = found.get("aws_secret_access_key") or None
+            token = found.get("aws_session_token") or None
+            from_default_profile = bool(key_id and secret) and not chosen
+            if chosen and entry and not (key_id and secret) and found:
+                problems.append(_profile_without_keys(where, profile_name, found))
         if key_id and secret:
             fields = {"access_key_id": key_id, "secret_access_key": secret}
             if token:
@@ -157,7 +250,11 @@ def _bedrock(
             credentials.append(Credential(secret, fields))
         elif key_id or secret:
             problems.append(f"{where} needs both access_key_id and secret_access_key")
-    explicit = bool(credentials) or bool(entry)
+    if not region and (chosen or credentials):
+        region = profile().get("region") or None
+    # keys found in the default profile alone set the `bedrock` preset up only with a region:
+    # a machine's AWS files must not make a gateway that never uses Bedrock fail to start
+    explicit = bool(entry) or bool(credentials and (region or not from_default_profile))
     if not region:
         if explicit:
             problems.append(f"{where} needs a region (or AWS_REGION / AWS_DEFAULT_REGION)")

@@ -8,11 +8,20 @@ signed as `%253A`); an unknown access key is 403 `UnrecognizedClientException`, 
 signature 403 `InvalidSignatureException`, a date more than 5 minutes off 403 "Signature
 expired". A Bedrock API key comes as `Authorization: Bearer`. Answers follow
 `scenario.decide`; a model id ending in `error-<status>` answers that status.
+
+Prompt caching as Converse defines it: a `cachePoint` block (`{"type": "default"}`, an optional
+`ttl` of `5m` or `1h`, nothing else) may end a message's content, the `system` list or the
+`toolConfig.tools` list; at most 4 in a request, TTLs never longer after a shorter one (in the
+order tools, system, messages), else a 400 `ValidationException`. A request with cache points
+reports the prefix before its last one as written (`cacheWriteInputTokens`, with
+`cacheDetails` per TTL when a point is `1h`) the first time this mock sees it and as read
+(`cacheReadInputTokens`) afterwards; without any, the fixed `USAGE`.
 """
 
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import time
 from collections import deque
@@ -51,6 +60,76 @@ ERRORS = {
     500: "InternalServerException",
     503: "ServiceUnavailableException",
 }
+
+
+USAGE_KEY = web.RequestKey("usage", dict)
+"""The usage a request's answer reports (its cache points decide it)."""
+MAX_CACHE_POINTS = 4
+_TTL_SECONDS = {"5m": 300, "1h": 3600}
+
+
+def cache_points(body: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+    """Every `cachePoint` of a Converse body, in the order the prompt is read: `(where, index
+    of the block, the point)`."""
+    found: list[tuple[str, int, dict[str, Any]]] = []
+    sections: list[tuple[str, Any]] = [
+        ("toolConfig.tools", (body.get("toolConfig") or {}).get("tools"))
+    ]
+    sections.append(("system", body.get("system")))
+    for i, message in enumerate(body.get("messages") or ()):
+        sections.append((f"messages.{i}.content", message.get("content")))
+    for where, blocks in sections:
+        for j, block in enumerate(blocks or ()):
+            if isinstance(block, dict) and "cachePoint" in block:
+                found.append((where, j, block))
+    return found
+
+
+def cache_problem(body: dict[str, Any]) -> str | None:
+    """What Converse refuses in a request's cache points (its wording, roughly), or None."""
+    points = cache_points(body)
+    if len(points) > MAX_CACHE_POINTS:
+        return (
+            f"The number of cache points in the request ({len(points)}) exceeds the "
+            f"maximum allowed ({MAX_CACHE_POINTS})."
+        )
+    longest = None
+    for where, j, block in points:
+        if set(block) != {"cachePoint"}:
+            return f"{where}.{j}: a cachePoint block takes no other member"
+        point = block["cachePoint"]
+        if not isinstance(point, dict) or point.get("type") != "default":
+            return f"{where}.{j}.cachePoint.type: Member must satisfy enum value set: [default]"
+        if set(point) - {"type", "ttl"}:
+            return f"{where}.{j}.cachePoint: unknown member {sorted(set(point) - {'type', 'ttl'})}"
+        ttl = point.get("ttl", "5m")
+        if ttl not in _TTL_SECONDS:
+            return f"{where}.{j}.cachePoint.ttl: Member must satisfy enum value set: [5m, 1h]"
+        if longest is not None and _TTL_SECONDS[ttl] > longest:
+            return "A cache point with a longer TTL cannot follow one with a shorter TTL"
+        longest = _TTL_SECONDS[ttl]
+    return None
+
+
+def _prefix(body: dict[str, Any], ttl: str | None = None) -> bytes | None:
+    """What comes before the request's last cache point (of that `ttl`), as bytes (None
+    without one)."""
+    points = [
+        p for p in cache_points(body) if ttl is None or p[2]["cachePoint"].get("ttl", "5m") == ttl
+    ]
+    if not points:
+        return None
+    where, j, _ = points[-1]
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    if where == "toolConfig.tools":
+        return json.dumps(tools[:j]).encode()
+    system = body.get("system") or []
+    if where == "system":
+        return json.dumps([tools, system[:j]]).encode()
+    i = int(where.split(".")[1])
+    messages = body.get("messages") or []
+    cut = [*messages[:i], {**messages[i], "content": messages[i]["content"][:j]}]
+    return json.dumps([tools, system, cut]).encode()
 
 
 def error_response(status: int, message: str, kind: str | None = None) -> web.Response:
@@ -149,11 +228,11 @@ def _content(reply: Reply) -> list[dict[str, Any]]:
     return blocks
 
 
-def converse_json(reply: Reply) -> dict[str, Any]:
+def converse_json(reply: Reply, usage: dict[str, Any] = USAGE) -> dict[str, Any]:
     return {
         "output": {"message": {"role": "assistant", "content": _content(reply)}},
         "stopReason": "tool_use" if reply.calls else "end_turn",
-        "usage": USAGE,
+        "usage": usage,
         "metrics": {"latencyMs": 42},
     }
 
@@ -174,7 +253,7 @@ def exception(kind: str, message: str) -> bytes:
     return encode_message(dict(headers), json.dumps({"message": message}).encode())
 
 
-def stream_frames(reply: Reply) -> list[bytes]:
+def stream_frames(reply: Reply, usage: dict[str, Any] = USAGE) -> list[bytes]:
     frames = [event("messageStart", {"role": "assistant"})]
     index = 0
     if reply.text:
@@ -194,7 +273,7 @@ def stream_frames(reply: Reply) -> list[bytes]:
         index += 1
     stop = "tool_use" if reply.calls else "end_turn"
     frames.append(event("messageStop", {"stopReason": stop}))
-    frames.append(event("metadata", {"usage": USAGE, "metrics": {"latencyMs": 42}}))
+    frames.append(event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}}))
     return frames
 
 
@@ -213,9 +292,10 @@ async def send_frames(request: web.Request, frames: list[bytes]) -> web.StreamRe
 def smart() -> BedrockReply:
     async def reply(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         answer = decide(ask_of(body))
+        usage = request.get(USAGE_KEY, USAGE)
         if request.match_info["action"] == "converse-stream":
-            return await send_frames(request, stream_frames(answer))
-        return web.json_response(converse_json(answer))
+            return await send_frames(request, stream_frames(answer, usage))
+        return web.json_response(converse_json(answer, usage))
 
     return reply
 
@@ -226,6 +306,8 @@ class BedrockUpstream:
         self.keys = {ACCESS_KEY: SECRET_KEY}
         self.bearer = {BEARER}
         self.refused = 0
+        self.cached: set[str] = set()
+        """Digests of the prompt prefixes cache points wrote."""
         self._script: deque[BedrockReply] = deque()
 
     def push(self, *replies: BedrockReply) -> None:
@@ -235,6 +317,7 @@ class BedrockUpstream:
         self.requests.clear()
         self._script.clear()
         self.refused = 0
+        self.cached.clear()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -273,5 +356,34 @@ class BedrockUpstream:
         tail = model.rsplit("error-", 1)
         if len(tail) == 2 and tail[1].isdigit():
             return error_response(int(tail[1]), f"mock bedrock error {tail[1]}")
+        problem = cache_problem(body)
+        if problem is not None:
+            return error_response(400, problem)
+        request[USAGE_KEY] = self._usage(body)
         reply = self._script.popleft() if self._script else smart()
         return await reply(request, body)
+
+    def _usage(self, body: dict[str, Any]) -> dict[str, Any]:
+        prefix = _prefix(body)
+        if prefix is None:
+            return USAGE
+        cached = max(len(prefix) // 4, 1)
+        digest = hashlib.sha256(prefix).hexdigest()
+        read = digest in self.cached
+        self.cached.add(digest)
+        usage: dict[str, Any] = {
+            "inputTokens": USAGE["inputTokens"],
+            "outputTokens": USAGE["outputTokens"],
+            "cacheReadInputTokens": cached if read else 0,
+            "cacheWriteInputTokens": 0 if read else cached,
+        }
+        usage["totalTokens"] = sum(usage.values())
+        hour = _prefix(body, "1h")
+        if not read and hour is not None:
+            # the writes per TTL, the hour first, as Converse sorts them
+            hour_tokens = min(max(len(hour) // 4, 1), cached)
+            details = [{"ttl": "1h", "inputTokens": hour_tokens}]
+            if cached > hour_tokens:
+                details.append({"ttl": "5m", "inputTokens": cached - hour_tokens})
+            usage["cacheDetails"] = details
+        return usage

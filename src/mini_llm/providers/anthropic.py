@@ -11,6 +11,7 @@ Pure: dicts in, dicts out, no I/O, no clock, no state that outlives a call. The 
   `temperature`, `top_p`, `user` -> `metadata.user_id`, `reasoning_effort` -> `thinking`;
 - `response_format` JSON: a forced tool whose input is the JSON answer (read back as text);
 - thinking blocks travel in `thinking_blocks` on assistant messages, signatures included;
+- `cache_control` on a content part, a tool, a tool call or a `tool` message -> on its block;
 - tool-call ids Anthropic would reject are carried as `mllm_<base64url>` and mapped back.
 
 Answers and streams come back through `anthropic_answer.py`.
@@ -134,7 +135,10 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
 
 def _tool_use(call: Any, param: str) -> dict[str, Any]:
     ident, name, arguments = parse_tool_call(call, param)
-    return {"type": "tool_use", "id": to_anthropic_id(ident), "name": name, "input": arguments}
+    block = {"type": "tool_use", "id": to_anthropic_id(ident), "name": name, "input": arguments}
+    if "cache_control" in call:
+        block["cache_control"] = call["cache_control"]
+    return block
 
 
 def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,7 +165,15 @@ def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
         result["content"] = content
     elif content is not None:
         result["content"] = _blocks(content, param + ".content")
+    if "cache_control" in message:
+        result["cache_control"] = message["cache_control"]
     return result
+
+
+def _marked(blocks: list[dict[str, Any]], control: Any) -> list[dict[str, Any]]:
+    if control and blocks and blocks[-1].get("type") not in ("thinking", "redacted_thinking"):
+        blocks[-1].setdefault("cache_control", control)
+    return blocks
 
 
 def _messages(
@@ -182,15 +194,16 @@ def _messages(
         param = f"messages.{i}"
         role = message.get("role")
         content = message.get("content")
+        marked = message.get("cache_control")  # on the message: its last block carries it
         if role in ("system", "developer"):
-            system.extend(_blocks(content, param + ".content"))
+            system.extend(_marked(_blocks(content, param + ".content"), marked))
         elif role == "user":
-            add("user", _blocks(content, param + ".content"))
+            add("user", _marked(_blocks(content, param + ".content"), marked))
         elif role == "assistant":
             blocks = _thinking_blocks(message) + _blocks(content, param + ".content")
             for j, call in enumerate(message.get("tool_calls") or ()):
                 blocks.append(_tool_use(call, f"{param}.tool_calls.{j}"))
-            add("assistant", blocks)
+            add("assistant", _marked(blocks, marked))
         elif role in ("tool", "function"):
             add("user", [_tool_result(message, param)])
         else:

@@ -51,7 +51,7 @@ class AzureSigner:
             headers["Authorization"] = "Bearer " + credential.secret
         else:
             headers["api-key"] = credential.secret
-        return UpstreamRequest(request.method, request.url, headers, request.body)
+        return UpstreamRequest(request.method, request.url, headers, request.body, request.dropped)
 
 
 class _Deployed:
@@ -93,7 +93,7 @@ class _Deployed:
         if self._path is None:
             return built
         url = to.base_url + self._path(deployment) + self._query
-        return UpstreamRequest(built.method, url, built.headers, built.body)
+        return UpstreamRequest(built.method, url, built.headers, built.body, built.dropped)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         return self._inner.parse(raw)

@@ -11,7 +11,9 @@ profiles `us.…`, `eu.…`, `global.…` alike). The mapping:
   `thinking_blocks` -> `reasoningContent` (text and signature, or redacted bytes);
 - `tools` -> `toolConfig.tools[].toolSpec` (`inputSchema.json`); `tool_choice` auto / required
   (-> `any`) / a named function (-> `tool`); `none` sends the tools without a choice;
-- `cache_control` on a content part, a system part or a tool -> a `cachePoint` after it;
+- `cache_control` on a content part, a system part, a tool call, a `tool` message or a tool
+  -> a `cachePoint` after its block (Converse's mark for the end of a cached prefix: a content
+  block, a `system` element, a `toolConfig.tools` element); its `ttl` (`5m`, `1h`) kept;
 - `max_tokens`/`max_completion_tokens`, `temperature`, `top_p`, `stop` -> `inferenceConfig`;
   `reasoning_effort` on Claude -> `additionalModelRequestFields.thinking`; `top_k` there too;
 - `response_format` JSON: a forced tool whose input is the answer (read back as text), as for
@@ -57,7 +59,16 @@ _IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 _THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_CACHE_POINT = {"cachePoint": {"type": "default"}}
+_CACHE_TTLS = frozenset({"5m", "1h"})
+
+
+def _cache_point(control: Any) -> dict[str, Any]:
+    """The `cachePoint` block for an Anthropic `cache_control` (Converse takes the same TTLs)."""
+    point = {"type": "default"}
+    ttl = control.get("ttl") if isinstance(control, dict) else None
+    if ttl in _CACHE_TTLS:
+        point["ttl"] = ttl
+    return {"cachePoint": point}
 
 
 def _is_claude(model: str) -> bool:
@@ -106,7 +117,14 @@ def _blocks(content: Any, param: str) -> list[dict[str, Any]]:
         else:
             raise invalid(f"{param}.{i}.type", f"Bedrock cannot take a {kind!r} part")
         if part.get("cache_control"):
-            blocks.append(_CACHE_POINT)
+            blocks.append(_cache_point(part["cache_control"]))
+    return blocks
+
+
+def _marked(blocks: list[dict[str, Any]], control: Any) -> list[dict[str, Any]]:
+    """`blocks`, then the cache point a `cache_control` on their message asks for (once)."""
+    if control and blocks and "cachePoint" not in blocks[-1]:
+        blocks.append(_cache_point(control))
     return blocks
 
 
@@ -152,19 +170,31 @@ def _messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
             raise invalid(param, "a message must be an object")
         role = message.get("role")
         content = message.get("content")
+        # a mark on the message itself (as some OpenAI clients put it): after its last block
+        marked = message.get("cache_control")
         if role in ("system", "developer"):
-            system.extend(_blocks(content, param + ".content"))
+            system.extend(_marked(_blocks(content, param + ".content"), marked))
         elif role == "user":
-            add("user", _blocks(content, param + ".content"))
+            add("user", _marked(_blocks(content, param + ".content"), marked))
         elif role == "assistant":
             blocks = _reasoning(message) + _blocks(content, param + ".content")
             for j, call in enumerate(message.get("tool_calls") or ()):
                 ident, name, arguments = parse_tool_call(call, f"{param}.tool_calls.{j}")
                 use = {"toolUseId": to_anthropic_id(ident), "name": name, "input": arguments}
                 blocks.append({"toolUse": use})
-            add("assistant", blocks)
+                if call.get("cache_control"):
+                    blocks.append(_cache_point(call["cache_control"]))
+            add("assistant", _marked(blocks, marked))
         elif role in ("tool", "function"):
-            add("user", [_tool_result(message, param)])
+            # a toolResult holds no cachePoint: a mark on one of its parts ends it as well
+            if not marked and isinstance(content, list):
+                marks = [
+                    p["cache_control"]
+                    for p in content
+                    if isinstance(p, dict) and p.get("cache_control")
+                ]
+                marked = marks[-1] if marks else None
+            add("user", _marked([_tool_result(message, param)], marked))
         else:
             raise invalid(param + ".role", f"unknown role {role!r}")
     return system, turns
@@ -180,7 +210,7 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
             spec["description"] = function["description"]
         out.append({"toolSpec": spec})
         if tool.get("cache_control"):
-            out.append(_CACHE_POINT)
+            out.append(_cache_point(tool["cache_control"]))
     return out
 
 

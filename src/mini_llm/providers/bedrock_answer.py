@@ -2,8 +2,8 @@
 
 A whole answer (`output.message.content`: `text`, `toolUse`, `reasoningContent`) becomes a
 `chat.completion`; `usage` (`inputTokens`, `outputTokens`, `cacheReadInputTokens`,
-`cacheWriteInputTokens`) canonical usage, cache reads and writes counted in the prompt as for
-Anthropic; `stopReason` a finish reason.
+`cacheWriteInputTokens`, and `cacheDetails`' hour-long writes) canonical usage, cache reads and
+writes counted in the prompt as for Anthropic; `stopReason` a finish reason.
 
 A stream is the binary event stream: each message's `:event-type` header names the event
 (`messageStart`, `contentBlockStart`, `contentBlockDelta`, `contentBlockStop`, `messageStop`,
@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ..canonical import assistant_message, chunk
+from ..canonical import assistant_message, chunk, token_count
 from ..errors import GatewayError, RateLimitError, ServiceUnavailableError, UpstreamError
 from .anthropic_answer import JSON_TOOL, canonical_usage, from_anthropic_id
 from .base import ErrorInfo
@@ -55,12 +55,20 @@ def converse_usage(usage: Any) -> dict[str, Any]:
     """Canonical usage for Converse usage."""
     if not isinstance(usage, dict):
         usage = {}
+    # cacheDetails: the writes per TTL (a cachePoint's `ttl`); the hour's are billed apart
+    details = usage.get("cacheDetails")
+    hour = sum(
+        token_count(detail.get("inputTokens"))
+        for detail in (details if isinstance(details, list) else ())
+        if isinstance(detail, dict) and detail.get("ttl") == "1h"
+    )
     return canonical_usage(
         {
             "input_tokens": usage.get("inputTokens"),
             "output_tokens": usage.get("outputTokens"),
             "cache_read_input_tokens": usage.get("cacheReadInputTokens"),
             "cache_creation_input_tokens": usage.get("cacheWriteInputTokens"),
+            "cache_creation": {"ephemeral_1h_input_tokens": hour},
         }
     )
 

@@ -12,7 +12,8 @@ Pure: dicts in, dicts out. The mapping:
 - `tool_choice` -> `toolConfig.functionCallingConfig` (AUTO, NONE, ANY, allowed names);
 - generation parameters -> `generationConfig`; `response_format` -> `responseMimeType` and
   `responseJsonSchema`; `reasoning_effort` -> `thinkingConfig`;
-- image parts: data URLs -> `inlineData`, http(s) URLs -> `fileData`.
+- image parts: data URLs -> `inlineData`, http(s) URLs -> `fileData`;
+- `cache_control` (a prompt-cache mark Gemini has no field for) is left out and named.
 
 The URL depends on the model and on streaming (`:streamGenerateContent?alt=sse`); the key goes
 in the `x-goog-api-key` header, never in the URL. Answers come back through `gemini_answer.py`.
@@ -25,7 +26,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from ..canonical import invalid, parse_data_url, parse_tool, parse_tool_call
+from ..canonical import has_cache_control, invalid, parse_data_url, parse_tool, parse_tool_call
 from ..formats import CHAT, COUNT_TOKENS, EMBEDDINGS, GEMINI, RESPONSES, Format
 from .base import (
     HeaderSigner,
@@ -414,12 +415,15 @@ class GeminiGenerate:
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
     ) -> UpstreamRequest:
         url = model_url(to.base_url, to.model, stream)
+        dropped: tuple[str, ...] = ()
         if native:
             body.pop("model", None)
             payload = _encode(body)
         else:
             payload = _encode(to_gemini_request(body))
-        return UpstreamRequest("POST", url, to.headers, payload)
+            if has_cache_control(body):
+                dropped = ("cache_control",)  # Gemini caches by cachedContents, not marks
+        return UpstreamRequest("POST", url, to.headers, payload, dropped)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         return parse_gemini_response(raw)

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from ..canonical import has_cache_control, without_cache_control
 from ..errors import UpstreamError
 from ..formats import CHAT, EMBEDDINGS, OPENAI, RESPONSES, Format
 from ..sse import SSEEvent
@@ -132,10 +133,16 @@ class OpenAIChat:
         self, to: UpstreamModel, body: dict[str, Any], native: bool, stream: bool
     ) -> UpstreamRequest:
         dropped: tuple[str, ...] = ()
+        if not native and has_cache_control(body):
+            # a translated prompt-cache breakpoint: the OpenAI format has no such field (OpenAI
+            # caches prefixes on its own); the canonical body is shared by the route's targets,
+            # so this is a copy
+            body = without_cache_control(body)
+            dropped = ("cache_control",)
         if not native and "reasoning_effort" in body and to.model.startswith(NO_REASONING_EFFORT):
             # the canonical body is shared by the route's targets: leave it as it is
             body = {k: v for k, v in body.items() if k != "reasoning_effort"}
-            dropped = ("reasoning_effort",)
+            dropped += ("reasoning_effort",)
         body["model"] = to.model
         url = to.base_url + "/chat/completions"
         return UpstreamRequest("POST", url, to.headers, _encode(body), dropped)

@@ -141,7 +141,9 @@ class SigV4Signer:
         headers = dict(request.headers)
         if fields.get("kind") == "bearer":
             headers["Authorization"] = "Bearer " + credential.secret
-            return UpstreamRequest(request.method, request.url, headers, request.body)
+            return UpstreamRequest(
+                request.method, request.url, headers, request.body, request.dropped
+            )
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
         day = amz_date[:8]
         headers["Host"] = _host(request.url)
@@ -161,4 +163,4 @@ class SigV4Signer:
             scope,
             amz_date,
         )
-        return UpstreamRequest(request.method, request.url, headers, request.body)
+        return UpstreamRequest(request.method, request.url, headers, request.body, request.dropped)

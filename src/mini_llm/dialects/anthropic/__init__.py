@@ -51,7 +51,7 @@ def _converter(dropped: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]
     """A call's canonical converter: what it cannot carry is named in `dropped`."""
 
     def convert(body: dict[str, Any]) -> dict[str, Any]:
-        canonical = to_canonical_request(validate_messages_request(body), dropped)
+        canonical = to_canonical_request(validate_messages_request(body), dropped, body)
         dropped_fields(body, dropped)
         return canonical
 

@@ -15,7 +15,12 @@ What maps:
 - `output_config.effort` -> `reasoning_effort` (xhigh and max as high); else thinking
   `enabled` -> `reasoning_effort` by its budget; `adaptive` (and `between_tools`) -> the
   target's default reasoning; `disabled` -> none asked;
-- `output_config.format` (a JSON schema) -> `response_format` json_schema.
+- `output_config.format` (a JSON schema) -> `response_format` json_schema;
+- `cache_control` (read from the raw body, beside the validated one) -> `cache_control` on the
+  canonical content part, system part, `tool` message (a tool result's, or its last part's),
+  tool call or tool that carried it: the wire decides what becomes of it (Anthropic keeps it,
+  Bedrock makes it a `cachePoint`, OpenAI and Gemini leave it out and name it). On a block
+  translation drops (thinking, server tools, a tool result's earlier parts) it is named.
 
 What cannot map is dropped and named, never refused: the names (`cache_control`,
 `context_management`, `top_k`, `tools.web_search_20250305`, `server_tool_use`, ...) go into
@@ -75,7 +80,7 @@ MAPPED_FIELDS = frozenset(
 """Top-level request fields translation carries; any other is dropped by name."""
 
 _EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-_TOOL_FIELDS = frozenset({"name", "input_schema", "description", "type"})
+_TOOL_FIELDS = frozenset({"name", "input_schema", "description", "type", "cache_control"})
 
 
 class _Dropped:
@@ -89,6 +94,22 @@ class _Dropped:
     def add(self, name: str) -> None:
         if name not in self.names:
             self.names.append(name)
+
+
+def _control(raw: Any) -> dict[str, Any] | None:
+    """The `cache_control` of a raw block, system part or tool, if it has one."""
+    control = raw.get("cache_control") if isinstance(raw, dict) else None
+    return control if isinstance(control, dict) else None
+
+
+def _raw_list(raw: Any, key: str) -> list[Any]:
+    """`raw[key]` when it is a list (the raw twin of a validated list), else empty."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def _at(items: list[Any], index: int) -> Any:
+    return items[index] if index < len(items) else None
 
 
 def _budget_effort(budget: int | None) -> str:
@@ -147,8 +168,19 @@ def _search_result_text(block: SearchResultBlock) -> str:
     return f"{block.title}\n{block.source}\n{body}".strip()
 
 
-def _parts(block: Block, dropped: _Dropped) -> list[dict[str, Any]]:
-    """Content parts for a user block (not a tool result), or none (named as dropped)."""
+def _parts(block: Block, dropped: _Dropped, control: Any = None) -> list[dict[str, Any]]:
+    """Content parts for a user block (not a tool result), or none (named as dropped); a
+    `cache_control` goes on the last of them."""
+    parts = _block_parts(block, dropped)
+    if control is not None:
+        if parts:
+            parts[-1] = {**parts[-1], "cache_control": control}
+        else:
+            dropped.add("cache_control")
+    return parts
+
+
+def _block_parts(block: Block, dropped: _Dropped) -> list[dict[str, Any]]:
     if isinstance(block, TextBlock):
         return [{"type": "text", "text": block.text}]
     if isinstance(block, ImageBlock):
@@ -162,9 +194,19 @@ def _parts(block: Block, dropped: _Dropped) -> list[dict[str, Any]]:
     return []
 
 
-def _tool_message(block: ToolResultBlock, dropped: _Dropped) -> dict[str, Any]:
+def _tool_message(block: ToolResultBlock, raw: Any, dropped: _Dropped) -> dict[str, Any]:
     """A `tool` message: its text, as tool messages take everywhere; other parts (images) are
-    dropped and named."""
+    dropped and named. Its `cache_control` is the result's, or its last part's (the prefix ends
+    in the same place); one on an earlier part is named as dropped."""
+    control = _control(raw)
+    inner = _raw_list(raw, "content")
+    for k, part in enumerate(inner):
+        marked = _control(part)
+        if marked is not None:
+            if k == len(inner) - 1 and control is None:
+                control = marked
+            else:
+                dropped.add("cache_control")
     content = block.content
     if content is None:
         text = ""
@@ -186,36 +228,52 @@ def _tool_message(block: ToolResultBlock, dropped: _Dropped) -> dict[str, Any]:
         text = "\n".join(pieces)
     if block.is_error:
         text = "Error: " + text
-    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text}
+    message: dict[str, Any] = {"role": "tool", "tool_call_id": block.tool_use_id, "content": text}
+    if control is not None:
+        message["cache_control"] = control
+    return message
 
 
-def _user_messages(blocks: list[Block], dropped: _Dropped) -> list[dict[str, Any]]:
+def _user_messages(blocks: list[Block], raws: list[Any], dropped: _Dropped) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for block in blocks:
+    for j, block in enumerate(blocks):
+        raw = _at(raws, j)
         if isinstance(block, ToolResultBlock):
-            tools.append(_tool_message(block, dropped))
+            tools.append(_tool_message(block, raw, dropped))
         else:
-            parts.extend(_parts(block, dropped))
+            parts.extend(_parts(block, dropped, _control(raw)))
     if parts:
-        only_text = all(p["type"] == "text" for p in parts)
+        only_text = all(p["type"] == "text" and "cache_control" not in p for p in parts)
         content: Any = "\n".join(p["text"] for p in parts) if only_text else parts
         tools.append({"role": "user", "content": content})
     return tools
 
 
-def _assistant_message(blocks: list[Block], dropped: _Dropped) -> dict[str, Any] | None:
+def _assistant_message(
+    blocks: list[Block], raws: list[Any], dropped: _Dropped
+) -> dict[str, Any] | None:
     texts: list[str] = []
+    marks: list[dict[str, Any] | None] = []
     calls: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
     reasoning: list[str] = []
-    for block in blocks:
+    for j, block in enumerate(blocks):
+        control = _control(_at(raws, j))
         if isinstance(block, TextBlock):
             texts.append(block.text)
-        elif isinstance(block, ToolUseBlock):
+            marks.append(control)
+            continue
+        if isinstance(block, ToolUseBlock):
             function = {"name": block.name, "arguments": _encode(block.input).decode()}
-            calls.append({"id": block.id, "type": "function", "function": function})
-        elif isinstance(block, ThinkingBlock):
+            call: dict[str, Any] = {"id": block.id, "type": "function", "function": function}
+            if control is not None:
+                call["cache_control"] = control
+            calls.append(call)
+            continue
+        if control is not None:
+            dropped.add("cache_control")  # nothing else of an assistant turn carries it
+        if isinstance(block, ThinkingBlock):
             reasoning.append(block.thinking)
             thinking.append(
                 {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
@@ -227,7 +285,10 @@ def _assistant_message(blocks: list[Block], dropped: _Dropped) -> dict[str, Any]
             dropped.add(str(type(block).__struct_config__.tag))
     if not (texts or calls or thinking):
         return None
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    content: Any = "".join(texts) if texts else None
+    if any(mark is not None for mark in marks):
+        content = [_text_part(text, mark) for text, mark in zip(texts, marks, strict=True)]
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = calls
     if thinking:
@@ -236,23 +297,43 @@ def _assistant_message(blocks: list[Block], dropped: _Dropped) -> dict[str, Any]
     return message
 
 
-def _system_text(content: str | Sequence[msgspec.Struct], dropped: _Dropped) -> str:
+def _text_part(text: str, control: dict[str, Any] | None) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "text", "text": text}
+    if control is not None:
+        part["cache_control"] = control
+    return part
+
+
+def _system_content(
+    content: str | Sequence[msgspec.Struct], raws: list[Any], dropped: _Dropped
+) -> str | list[dict[str, Any]]:
+    """The system text, or its text parts when one of them ends a cached prefix."""
     if isinstance(content, str):
         return content
-    texts = []
-    for block in content:
+    parts = []
+    for j, block in enumerate(content):
+        control = _control(_at(raws, j))
         if isinstance(block, TextBlock):
-            texts.append(block.text)
+            parts.append(_text_part(block.text, control))
         else:
             dropped.add("system." + str(type(block).__struct_config__.tag))
-    return "\n".join(texts)
+            if control is not None:
+                dropped.add("cache_control")
+    if any("cache_control" in part for part in parts):
+        return parts
+    return "\n".join(part["text"] for part in parts)
 
 
-def _tools(request: MessagesRequest, out: dict[str, Any], dropped: _Dropped) -> None:
+def _tools(
+    request: MessagesRequest, raws: list[Any], out: dict[str, Any], dropped: _Dropped
+) -> None:
     tools = []
-    for tool in request.tools or ():
+    for k, tool in enumerate(request.tools or ()):
+        control = _control(_at(raws, k))
         if tool.type not in (None, "custom"):
             dropped.add(f"tools.{tool.type}")  # an Anthropic server tool
+            if control is not None:
+                dropped.add("cache_control")
             continue
         function: dict[str, Any] = {
             "name": tool.name,
@@ -260,7 +341,10 @@ def _tools(request: MessagesRequest, out: dict[str, Any], dropped: _Dropped) -> 
         }
         if tool.description:
             function["description"] = tool.description
-        tools.append({"type": "function", "function": function})
+        entry: dict[str, Any] = {"type": "function", "function": function}
+        if control is not None:
+            entry["cache_control"] = control
+        tools.append(entry)
     if not tools:
         return
     out["tools"] = tools
@@ -301,25 +385,30 @@ def _reasoning(request: MessagesRequest, out: dict[str, Any], dropped: _Dropped)
 
 
 def to_canonical_request(
-    request: MessagesRequest, dropped: list[str] | None = None
+    request: MessagesRequest, dropped: list[str] | None = None, body: Any = None
 ) -> dict[str, Any]:
     """A canonical request for a validated Anthropic one; what it cannot carry is named in
-    `dropped` (see `dropped_fields` for the fields of the raw body)."""
+    `dropped` (see `dropped_fields` for the fields of the raw body). `body`, the raw request
+    `request` was validated from, is where `cache_control` is read (the validated blocks do
+    not keep it): without it no breakpoint is carried."""
     lost = _Dropped(dropped if dropped is not None else [])
     messages: list[dict[str, Any]] = []
     system = request.system
     if system:
-        messages.append({"role": "system", "content": _system_text(system, lost)})
-    for message in request.messages:
+        raws = _raw_list(body, "system")
+        messages.append({"role": "system", "content": _system_content(system, raws, lost)})
+    raw_messages = _raw_list(body, "messages")
+    for i, message in enumerate(request.messages):
         content = message.content
+        raws = _raw_list(_at(raw_messages, i), "content")
         if message.role == "system":
-            messages.append({"role": "system", "content": _system_text(content, lost)})
+            messages.append({"role": "system", "content": _system_content(content, raws, lost)})
         elif isinstance(content, str):
             messages.append({"role": message.role, "content": content})
         elif message.role == "user":
-            messages.extend(_user_messages(content, lost))
+            messages.extend(_user_messages(content, raws, lost))
         else:
-            assistant = _assistant_message(content, lost)
+            assistant = _assistant_message(content, raws, lost)
             if assistant is not None:
                 messages.append(assistant)
 
@@ -334,7 +423,7 @@ def to_canonical_request(
         out["top_p"] = request.top_p
     if request.metadata is not None and request.metadata.user_id:
         out["user"] = request.metadata.user_id
-    _tools(request, out, lost)
+    _tools(request, _raw_list(body, "tools"), out, lost)
     _reasoning(request, out, lost)
     if request.stream:
         out["stream"] = True
@@ -344,8 +433,9 @@ def to_canonical_request(
 
 def dropped_fields(body: dict[str, Any], dropped: list[str]) -> None:
     """Name, in `dropped`, the fields of a raw Messages body that translation leaves out:
-    top-level fields it does not map, `cache_control` and `citations` wherever they are,
-    client-tool options (`strict`, `defer_loading`...), metadata other than `user_id`."""
+    top-level fields it does not map, `citations` wherever they are, client-tool options
+    (`strict`, `defer_loading`...), metadata other than `user_id`. (`cache_control` is carried
+    by `to_canonical_request`, which names it where it cannot be.)"""
     lost = _Dropped(dropped)
     for key in body:
         if key not in MAPPED_FIELDS:
@@ -362,13 +452,9 @@ def dropped_fields(body: dict[str, Any], dropped: list[str]) -> None:
         _block_fields(content if isinstance(content, list) else (), lost)
     for tool in body.get("tools") or ():
         if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
-            if isinstance(tool, dict) and "cache_control" in tool:
-                lost.add("cache_control")
             continue
         for key in tool:
-            if key == "cache_control":
-                lost.add("cache_control")
-            elif key not in _TOOL_FIELDS:
+            if key not in _TOOL_FIELDS:
                 lost.add("tools." + str(key))
 
 
@@ -376,8 +462,6 @@ def _block_fields(blocks: Any, lost: _Dropped) -> None:
     for block in blocks:
         if not isinstance(block, dict):
             continue
-        if block.get("cache_control") is not None:
-            lost.add("cache_control")
         if block.get("citations"):
             lost.add("citations")
         inner = block.get("content")
