@@ -13,6 +13,7 @@ their parsing is in `config_tables.py`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ __all__ = [
     "Text",
     "Url",
     "Whole",
+    "Workers",
+    "available_cpus",
     "resolve",
 ]
 
@@ -72,6 +75,42 @@ class Whole(Kind):
 
     def describe(self) -> str:
         return f"whole number, {self.lo}..{self.hi}"
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, narrowed by a cgroup v2 CPU quota
+    (a container's `--cpus`, a Kubernetes CPU limit), rounded up; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS
+        count = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            count = min(count, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota: the mask is the limit
+    return max(1, count)
+
+
+@dataclass(frozen=True, slots=True)
+class Workers(Whole):
+    """A number of processes, or `auto`: one per CPU available (`available_cpus`)."""
+
+    def parse(self, raw: object) -> int:
+        if isinstance(raw, str) and raw.strip().lower() == "auto":
+            return min(max(available_cpus(), self.lo), self.hi)
+        try:
+            # explicit: zero-argument super() does not work in a slotted dataclass
+            return Whole.parse(self, raw)
+        except ValueError as e:
+            if "whole number" in str(e):
+                raise ValueError(f"must be a whole number or auto, got {raw!r}") from None
+            raise
+
+    def describe(self) -> str:
+        return f"whole number, {self.lo}..{self.hi}, or auto (one per CPU)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +288,8 @@ def _rows() -> tuple[Setting, ...]:
         Setting("port_retries", "server", "port_retries", "MINI_LLM_PORT_RETRIES",
                 Whole(0, 1000), 10, None, False,
                 "when the default port is taken, how many next ports to try"),
-        Setting("workers", "server", "workers", "MINI_LLM_WORKERS", Whole(1, 1024), 1,
-                "--workers", False, "worker processes sharing the port"),
+        Setting("workers", "server", "workers", "MINI_LLM_WORKERS", Workers(1, 1024), 1,
+                "--workers", False, "worker processes sharing the port (auto: one per CPU)"),
         Setting("max_body_bytes", "server", "max_body_bytes", "MINI_LLM_MAX_BODY_BYTES",
                 Whole(1024, 2**31), 10 * 1024 * 1024, None, False,
                 "largest request body accepted"),
