@@ -645,3 +645,30 @@ def test_service_hpa_and_pdb_select_the_deployment() -> None:
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert hpa["spec"]["minReplicas"] >= 2  # the PDB's one unavailable leaves one serving
     assert _kind("PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_the_release_pushes_the_image_the_manifests_run() -> None:
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    image = release["jobs"]["image"]
+    assert image["needs"] == "publish"  # only a release whose package was published
+    assert image["permissions"]["packages"] == "write"
+    steps = {s.get("uses", "").split("@")[0]: s for s in image["steps"]}
+    push = steps["docker/build-push-action"]["with"]
+    assert push["push"] is True and push["context"] == "."
+    meta = steps["docker/metadata-action"]["with"]
+    assert meta["images"] == "ghcr.io/${{ github.repository }}"
+    assert "type=semver,pattern={{version}}" in meta["tags"]
+    source = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Source"]
+    repository = source.removeprefix("https://github.com/")
+    (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"ghcr.io/{repository}:{__version__}"
+
+
+def test_the_all_extra_is_every_other_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    (everything,) = extras["all"]
+    named = re.fullmatch(r"mini-llm\[([a-z,]+)\]", everything)
+    assert named is not None
+    assert set(named.group(1).split(",")) == set(extras) - {"all", "test"}
+    assert {"redis", "postgres", "otel", "bedrock", "vertex", "openai", "anthropic"} <= set(extras)
