@@ -559,6 +559,33 @@ def test_nginx_sends_to_both_gateways_on_the_image_port() -> None:
         assert (DEPLOY / source).exists(), source
 
 
+def test_nginx_accepts_its_configuration_with_the_compose_upstreams(tmp_path: Path) -> None:
+    """`nginx -t` on nginx.conf with the compose upstream block and listen.conf beside it, as
+    the compose file mounts them (the gateways' names made 127.0.0.1: nothing resolves them
+    here)."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    conf = DEPLOY / "nginx" / "nginx.conf"
+    if nginx is None or not conf.exists():
+        pytest.skip("!!! nginx or deploy/nginx/nginx.conf is missing: the config is not tested")
+    mounts = dict(
+        v.rsplit(":", 1)[0].split(":", 1) for v in _compose()["services"]["nginx"]["volumes"]
+    )
+    for source, target in mounts.items():
+        text = (DEPLOY / source).read_text()
+        for gateway in GATEWAYS:
+            text = text.replace(f"{gateway}:", "127.0.0.1:")
+        (tmp_path / Path(target).name).write_text(text)
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_prometheus_scrapes_every_gateway_with_the_token() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
