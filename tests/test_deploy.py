@@ -94,6 +94,30 @@ def test_auto_follows_the_affinity_mask() -> None:
     assert out.stdout.strip() == "1"
 
 
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),  # --cpus 1.5: rounded up
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu.max": "max 100000\n"}, None),  # no quota: the affinity mask
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbage\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-1.5", "v2-0.5", "v2-max", "v1-1", "v1-none", "v2-unreadable", "none"],
+)
+def test_auto_follows_the_cgroup_quota(
+    files: dict[str, str], cpus: int | None, tmp_path: Path
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    mask = len(os.sched_getaffinity(0))
+    expected = mask if cpus is None else min(mask, cpus)
+    assert available_cpus(str(tmp_path)) == expected
+
+
 def _clean_env() -> dict[str, str]:
     env = {
         k: v

@@ -77,21 +77,36 @@ class Whole(Kind):
         return f"whole number, {self.lo}..{self.hi}"
 
 
-def available_cpus() -> int:
-    """The CPUs this process may use: its affinity mask, narrowed by a cgroup v2 CPU quota
-    (a container's `--cpus`, a Kubernetes CPU limit), rounded up; at least 1."""
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask, narrowed by a cgroup CPU quota (a
+    container's `--cpus`, a Kubernetes CPU limit; cgroup v2 `cpu.max`, else v1's CFS quota),
+    rounded up; at least 1."""
     if hasattr(os, "sched_getaffinity"):
         count = len(os.sched_getaffinity(0))
     else:  # pragma: no cover - macOS
         count = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            count = min(count, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass  # no cgroup v2 quota: the mask is the limit
+    quota = _cpu_quota(cgroup)
+    if quota is not None:
+        count = min(count, math.ceil(quota))
     return max(1, count)
+
+
+def _cpu_quota(cgroup: str) -> float | None:
+    """CPUs' worth of time the cgroup may use, or None when it has no quota (or none is read)."""
+    try:
+        with open(os.path.join(cgroup, "cpu.max"), encoding="ascii") as f:
+            quota, period = f.read().split()[:2]  # "max 100000" or "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(cgroup, "cpu", "cpu.cfs_quota_us"), encoding="ascii") as f:
+            v1_quota = int(f.read())
+        with open(os.path.join(cgroup, "cpu", "cpu.cfs_period_us"), encoding="ascii") as f:
+            v1_period = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return None if v1_quota <= 0 or v1_period <= 0 else v1_quota / v1_period
 
 
 @dataclass(frozen=True, slots=True)
