@@ -13,6 +13,7 @@ their parsing is in `config_tables.py`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ __all__ = [
     "Text",
     "Url",
     "Whole",
+    "Workers",
+    "available_cpus",
     "resolve",
 ]
 
@@ -72,6 +75,57 @@ class Whole(Kind):
 
     def describe(self) -> str:
         return f"whole number, {self.lo}..{self.hi}"
+
+
+def available_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask, narrowed by a cgroup CPU quota (a
+    container's `--cpus`, a Kubernetes CPU limit; cgroup v2 `cpu.max`, else v1's CFS quota),
+    rounded up; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS
+        count = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
+def _cpu_quota(cgroup: str) -> float | None:
+    """CPUs' worth of time the cgroup may use, or None when it has no quota (or none is read)."""
+    try:
+        with open(os.path.join(cgroup, "cpu.max"), encoding="ascii") as f:
+            quota, period = f.read().split()[:2]  # "max 100000" or "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(cgroup, "cpu", "cpu.cfs_quota_us"), encoding="ascii") as f:
+            v1_quota = int(f.read())
+        with open(os.path.join(cgroup, "cpu", "cpu.cfs_period_us"), encoding="ascii") as f:
+            v1_period = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return None if v1_quota <= 0 or v1_period <= 0 else v1_quota / v1_period
+
+
+@dataclass(frozen=True, slots=True)
+class Workers(Whole):
+    """A number of processes, or `auto`: one per CPU available (`available_cpus`)."""
+
+    def parse(self, raw: object) -> int:
+        if isinstance(raw, str) and raw.strip().lower() == "auto":
+            return min(max(available_cpus(), self.lo), self.hi)
+        try:
+            # explicit: zero-argument super() does not work in a slotted dataclass
+            return Whole.parse(self, raw)
+        except ValueError as e:
+            if "whole number" in str(e):
+                raise ValueError(f"must be a whole number or auto, got {raw!r}") from None
+            raise
+
+    def describe(self) -> str:
+        return f"whole number, {self.lo}..{self.hi}, or auto (one per CPU)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +303,8 @@ def _rows() -> tuple[Setting, ...]:
         Setting("port_retries", "server", "port_retries", "MINI_LLM_PORT_RETRIES",
                 Whole(0, 1000), 10, None, False,
                 "when the default port is taken, how many next ports to try"),
-        Setting("workers", "server", "workers", "MINI_LLM_WORKERS", Whole(1, 1024), 1,
-                "--workers", False, "worker processes sharing the port"),
+        Setting("workers", "server", "workers", "MINI_LLM_WORKERS", Workers(1, 1024), 1,
+                "--workers", False, "worker processes sharing the port (auto: one per CPU)"),
         Setting("max_body_bytes", "server", "max_body_bytes", "MINI_LLM_MAX_BODY_BYTES",
                 Whole(1024, 2**31), 10 * 1024 * 1024, None, False,
                 "largest request body accepted"),

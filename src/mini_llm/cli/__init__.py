@@ -281,6 +281,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int | str:
+    """A number of workers, or `auto` (resolved by the settings row, like the variable)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number or auto, not {text!r}") from None
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -484,10 +494,10 @@ def _parser() -> argparse.ArgumentParser:
     with_address(serve)
     serve.add_argument(
         "--workers",
-        type=_positive_int,
-        metavar="N",
+        type=_workers,
+        metavar="N|auto",
         help="worker processes sharing the port with SO_REUSEPORT (default 1, or "
-        "$MINI_LLM_WORKERS; about one per core)",
+        "$MINI_LLM_WORKERS; about one per core; auto: one per CPU available)",
     )
     published = serve.add_mutually_exclusive_group()
     published.add_argument(

@@ -87,7 +87,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             lock_fd = None
 
     config_path = str(Path(settings.config_path).absolute()) if settings.config_path else None
-    given = {"host": args.host, "port": args.port, "workers": args.workers}
+    # the number of workers run (`auto` resolved): what a restart starts again
+    workers = settings.workers if args.workers is not None else None
+    given = {"host": args.host, "port": args.port, "workers": workers}
     flags = {k: v for k, v in given.items() if v is not None and not (k == "workers" and v == 1)}
     # the names of the variables the keys came from, never a key
     key_env = sorted(
