@@ -1,36 +1,30 @@
-"""Auth and gateway keys (issue #11) on the embedded default (SQLite + memory) and on Redis:
-every error in both dialects through the official clients, the admin API, revocation,
-expiry, rotation, /health for anonymous callers."""
+"""Auth and gateway keys (issue #11) on the embedded default (SQLite + memory) and on Redis +
+PostgreSQL: every error in both dialects through the official clients, the admin API,
+revocation, expiry, rotation, /health for anonymous callers."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
 import openai
 import pytest
 
-from .access_helpers import MASTER, Gateways, admin, chat, create_key, embedded  # noqa: F401
+from .access_helpers import (
+    MASTER,
+    Gateways,
+    admin,
+    chat,
+    create_key,
+    embedded,
+    gateways,
+    postgres_url,
+    redis_server,
+)
 from .harness import LoopThread, http
-from .services.redis import RedisServer, redis_server  # noqa: F401
 
-
-@pytest.fixture(params=["embedded", "redis"])
-def gateways(
-    request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path
-) -> Iterator[Gateways]:
-    url = ""
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        if server.proc is None:
-            server.start()
-        server.flush()
-        url = server.url
-    made = Gateways(loop_thread, tmp_path, url)
-    yield made
-    made.stop()
+__all__ = ["embedded", "gateways", "postgres_url", "redis_server"]  # fixtures, used by name
 
 
 def test_without_a_master_key_nothing_changes(loop_thread: LoopThread, tmp_path: Path) -> None:
@@ -191,7 +185,7 @@ def test_a_key_revoked_on_one_instance_is_refused_by_another_within_1s(
 
 
 def test_cli_keys_create_list_show_update_rotate_revoke(
-    embedded: Gateways,  # noqa: F811
+    embedded: Gateways,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -15,27 +14,21 @@ import anthropic
 import openai
 import pytest
 
-from .access_helpers import Gateways, admin, chat, create_key
+from .access_helpers import (
+    Gateways,
+    admin,
+    chat,
+    create_key,
+    gateways,
+    postgres_url,
+    redis_server,
+)
 from .harness import LoopThread, RunningApp
-from .services.redis import RedisServer, redis_server  # noqa: F401
+from .services.redis import RedisServer
 
 _BODY = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 
-
-@pytest.fixture(params=["embedded", "redis"])
-def gateways(
-    request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path
-) -> Iterator[Gateways]:
-    url = ""
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        if server.proc is None:
-            server.start()
-        server.flush()
-        url = server.url
-    made = Gateways(loop_thread, tmp_path, url)
-    yield made
-    made.stop()
+__all__ = ["gateways", "postgres_url", "redis_server"]  # fixtures, used by name
 
 
 def _burst(targets: list[RunningApp], key: str, count: int) -> list[int]:
@@ -73,7 +66,7 @@ def test_rpm_is_exact_under_50_concurrent_requests(gateways: Gateways) -> None:
 def test_two_gateways_sharing_redis_hold_one_limit(
     loop_thread: LoopThread,
     tmp_path: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     if redis_server.proc is None:
         redis_server.start()
@@ -208,7 +201,7 @@ def test_redis_stopped_mid_run_then_back(
     mode: str,
     loop_thread: LoopThread,
     tmp_path: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     if redis_server.proc is None:
         redis_server.start()
