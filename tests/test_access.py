@@ -231,3 +231,26 @@ def test_serve_refuses_a_non_loopback_address_without_auth(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 2
     assert "MINI_LLM_MASTER_KEY" in done.stderr and "--allow-unauthenticated" in done.stderr
+
+
+def test_a_gateway_key_sees_only_its_own_usage_and_a_key_shows_its_spend(
+    gateways: Gateways,
+) -> None:
+    gateway = gateways.start()
+    ana, bob = create_key(gateway, name="ana"), create_key(gateway, name="bob")
+    for key, times in ((ana, 2), (bob, 3), ({"key": MASTER}, 1)):
+        for _ in range(times):
+            assert chat(gateway, key["key"])[0] == 200
+    status, everyone = admin(gateway, "GET", "/admin/usage?by=key")
+    assert status == 200
+    by_key = {row["key"]: row["requests"] for row in everyone["rows"]}
+    assert by_key == {ana["id"]: 2, bob["id"]: 3, "-": 1}  # the ledger's rows carry key_id
+    status, own = admin(gateway, "GET", "/admin/usage?by=key", key=ana["key"])
+    assert status == 200 and [(r["key"], r["requests"]) for r in own["rows"]] == [(ana["id"], 2)]
+    status, records = admin(gateway, "GET", "/admin/usage?by=request", key=bob["key"])
+    assert status == 200 and {r["key_id"] for r in records["rows"]} == {bob["id"]}
+    assert len(records["rows"]) == 3
+    assert admin(gateway, "GET", "/admin/usage", key="mk-nobody")[0] == 401
+    status, shown = admin(gateway, "GET", f"/admin/keys/{bob['id']}")
+    assert status == 200 and shown["requests"] == 3 and "spend_since" in shown
+    assert shown["spend_usd"] is not None and shown["spend_usd"] >= 0

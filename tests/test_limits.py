@@ -154,9 +154,19 @@ def test_concurrency_limit(gateways: Gateways) -> None:
     assert chat(gateway, key)[0] == 200  # the slots were given back
 
 
+_PRICED = '[prices."mock/echo"]\ninput_per_mtok = 1.0\noutput_per_mtok = 4.0\n'
+"""A price for the mock model (USD per million tokens), as a user's configuration sets one."""
+
+
+def _priced(gateways: Gateways) -> RunningApp:
+    config = gateways.folder / "mini-llm.toml"
+    config.write_text(_PRICED)
+    return gateways.start(MINI_LLM_CONFIG=str(config))
+
+
 def test_a_budget_stops_spending_within_one_reservation(gateways: Gateways) -> None:
-    gateway = gateways.start()
-    # unknown models cost $1/M in, $4/M out: a request reserves about 10 * 4e-6 + prompt
+    gateway = _priced(gateways)
+    # $1/M in, $4/M out: a request reserves 10 * 4e-6 + its prompt estimate
     made = create_key(gateway, budget_usd=0.0002, budget_period="day")
     key = made["key"]
     statuses = _burst([gateway], key, 50)
@@ -178,6 +188,48 @@ def test_a_budget_stops_spending_within_one_reservation(gateways: Gateways) -> N
             model="mock/echo", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
         )
     assert ae.value.status_code == 429
+    assert ae.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+def test_spend_settles_to_the_cost_the_ledger_records(gateways: Gateways) -> None:
+    gateway = _priced(gateways)
+    made = create_key(gateway, budget_usd=5, budget_period="total")
+    for words in ("one", "two three", "four five six seven"):
+        assert chat(gateway, made["key"], max_tokens=500, messages=[
+            {"role": "user", "content": words}])[0] == 200  # fmt: skip
+    deadline = time.monotonic() + 5
+    while True:  # settlement and the ledger are both written off the hot path
+        _, shown = admin(gateway, "GET", f"/admin/keys/{made['id']}")
+        _, report = admin(gateway, "GET", "/admin/usage?by=key")
+        rows = {r["key"]: r for r in report["rows"]}
+        ledger = rows.get(made["id"], {}).get("cost_usd")
+        if ledger is not None and shown["usage"].get("spend_settled_usd") == pytest.approx(
+            ledger, abs=1e-9
+        ):
+            break
+        assert time.monotonic() < deadline, (shown["usage"], rows)
+        time.sleep(0.1)
+    assert rows[made["id"]]["requests"] == 3 and ledger > 0
+    # the reservations (500 output tokens each at $4/M) were given back down to the real cost
+    assert shown["usage"]["spend_usd"] == pytest.approx(ledger, abs=1e-6)
+    assert shown["spend_usd"] == pytest.approx(ledger, abs=1e-6)
+
+
+def test_a_budgeted_key_may_not_use_an_unpriced_model(gateways: Gateways) -> None:
+    gateway = _priced(gateways)  # mock/echo has a price, mock/json none
+    budgeted = create_key(gateway, budget_usd=1)["key"]
+    status, _, body = chat(gateway, budgeted, model="mock/json")
+    assert status == 403 and body["error"]["code"] == "model_not_priced"
+    assert '[prices."mock/json"]' in body["error"]["message"]
+    aclient = anthropic.Anthropic(base_url=gateway.url, api_key=budgeted, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as ae:
+        aclient.messages.create(
+            model="mock/json", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert ae.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    assert chat(gateway, budgeted)[0] == 200  # a priced model
+    unbudgeted = create_key(gateway, rpm=100)["key"]
+    assert chat(gateway, unbudgeted, model="mock/json")[0] == 200  # no budget: no price needed
 
 
 def test_a_global_model_limit_is_shared_by_every_key(

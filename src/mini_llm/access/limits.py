@@ -13,6 +13,12 @@ limit by at most what they reserved, never more, on one instance or many.
     usd:{id}:{period}                         per key, seeded from the store's key_spend once
     mrpm:{model}:{minute}  mtpm:{model}:{minute}   [limits."provider/model"], every key
 
+Budgets are priced with the usage price table (`usage/prices.py`, config overrides included):
+a request reserves its estimated input tokens × the input price + its max output tokens × the
+output price, at the dearest of the targets it may be served by, and settles to the cost the
+usage ledger records. A budgeted key may not use a model without a price (a target that
+could be served and not counted): 403 `model_not_priced`, naming the `[prices."…"]` to set.
+
 State unreachable (`StateUnavailableError`): `on_store_error = "open"` lets requests pass
 (one warning an outage, `passed_unchecked` counts them), `"closed"` refuses them with 429.
 """
@@ -32,14 +38,21 @@ from typing import Any
 import msgspec
 
 from ..canonical import Usage, estimate_tokens
-from ..errors import RateLimitError
+from ..errors import PermissionDeniedError, RateLimitError
 from ..state import StateBackend, StateUnavailableError
 from ..store import StoreError
+from ..usage.prices import PriceTable
 from .keys import GatewayKey
-from .pricing import cost
 from .store import KeyStore
 
-__all__ = ["BudgetExceededError", "Limiter", "Reservation", "budget_period"]
+__all__ = [
+    "BudgetExceededError",
+    "Limiter",
+    "Reservation",
+    "UnpricedModelError",
+    "budget_period",
+    "period_bounds",
+]
 
 log = logging.getLogger("mini_llm.access")
 
@@ -51,6 +64,12 @@ _encode = msgspec.json.encode
 class BudgetExceededError(RateLimitError):
     type = "insufficient_quota"
     default_code = "insufficient_quota"
+
+
+class UnpricedModelError(PermissionDeniedError):
+    """A key with a budget asked for a model the price table does not know."""
+
+    default_code = "model_not_priced"
 
 
 @dataclass(slots=True)
@@ -69,19 +88,30 @@ class Reservation:
 def budget_period(kind: str, now: float) -> tuple[str, float]:
     """The name of the budget period `now` is in and when it ends (Unix seconds, UTC; inf
     for `total`)."""
+    name, _, end = period_bounds(kind, now)
+    return name, end
+
+
+def period_bounds(kind: str, now: float) -> tuple[str, float, float]:
+    """The budget period `now` is in: its name, start and end (Unix seconds, UTC; 0 and inf
+    for `total`)."""
     day = datetime.fromtimestamp(now, timezone.utc).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     if kind == "day":
-        return day.strftime("d%Y-%m-%d"), (day + timedelta(days=1)).timestamp()
+        return day.strftime("d%Y-%m-%d"), day.timestamp(), (day + timedelta(days=1)).timestamp()
     if kind == "week":
         start = day - timedelta(days=day.weekday())
-        return start.strftime("w%Y-%m-%d"), (start + timedelta(days=7)).timestamp()
+        return (
+            start.strftime("w%Y-%m-%d"),
+            start.timestamp(),
+            (start + timedelta(days=7)).timestamp(),
+        )
     if kind == "month":
         start = day.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-        return start.strftime("m%Y-%m"), end.timestamp()
-    return "total", _INF
+        return start.strftime("m%Y-%m"), start.timestamp(), end.timestamp()
+    return "total", 0.0, _INF
 
 
 def _reset(seconds: float) -> str:
@@ -105,7 +135,7 @@ class Limiter:
         on_store_error: str = "open",
         default_max_tokens: int = 4096,
         model_limits: Mapping[str, Mapping[str, int]] | None = None,
-        price: Callable[[str, int, int], float] = cost,
+        prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
@@ -113,7 +143,7 @@ class Limiter:
         self.closed = on_store_error == "closed"
         self.default_max_tokens = default_max_tokens
         self.model_limits = dict(model_limits or {})
-        self.price = price
+        self.prices = prices if prices is not None else PriceTable()
         self.clock = clock
         self.passed_unchecked = 0
         """Requests let through unchecked while the state store was unreachable."""
@@ -178,7 +208,7 @@ class Limiter:
         try:
             if key is not None and key.budget_usd is not None:
                 res.period, ends = budget_period(key.budget_period, now)
-                res.usd = self.price(model, prompt, output)
+                res.usd = self._estimated_cost(names, prompt, output)
                 bkey = f"usd:{key.id}:{res.period}"
                 ttl = 0.0 if ends == _INF else ends - now + 86400.0
                 await self._seed(key, res.period, bkey, ttl)
@@ -220,6 +250,22 @@ class Limiter:
             headers = {"Retry-After": str(retry), **res.headers}
             raise RateLimitError(_refusal(kind, limit, key, model), headers=headers)
         return res
+
+    def _estimated_cost(self, names: tuple[str, ...], prompt: int, output: int) -> float:
+        """The most a request may cost at the dearest of its targets (`names`: the targets'
+        labels, then the name asked); `UnpricedModelError` when one has no price."""
+        most = 0.0
+        for label in dict.fromkeys(names[:-1] or names):
+            price = self.prices.find(label)
+            if price is None:
+                raise UnpricedModelError(
+                    f"This key has a budget and the model '{label}' has no price, so its "
+                    f'spending could not be counted: set [prices."{label}"] input_per_mtok '
+                    "and output_per_mtok in the gateway's configuration, or use a priced model.",
+                    param="model",
+                )
+            most = max(most, (prompt * price.input + output * price.output) / 1_000_000)
+        return most
 
     async def _seed(self, key: GatewayKey, period: str, bkey: str, ttl: float) -> None:
         """The first use of a budget period anywhere starts its counter at what the store
@@ -266,12 +312,15 @@ class Limiter:
         res.headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
         res.headers[f"x-ratelimit-reset-{name}"] = _reset(reset)
 
-    def settle(self, res: Reservation, usage: Usage | None, served: bool) -> None:
-        """The answer ended: tokens and cost to the real usage, the slot freed (in a task:
-        `after` hooks must not wait)."""
+    def settle(
+        self, res: Reservation, usage: Usage | None, served: bool, usd: float | None = None
+    ) -> None:
+        """The answer ended: tokens to the real usage, the budget to `usd` (what the ledger
+        records it cost; None: unknown, the reservation kept when it was served), the slot
+        freed (in a task: `after` hooks must not wait)."""
         if not res.held:
             return
-        task = asyncio.get_running_loop().create_task(self._settle(res, usage, served))
+        task = asyncio.get_running_loop().create_task(self._settle(res, usage, served, usd))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -280,13 +329,10 @@ class Limiter:
         self.settle(res, None, False)
         res.held = []
 
-    async def _settle(self, res: Reservation, usage: Usage | None, served: bool) -> None:
+    async def _settle(
+        self, res: Reservation, usage: Usage | None, served: bool, real_usd: float | None
+    ) -> None:
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
-        real_usd = (
-            self.price(res.model, usage.prompt_tokens, usage.output_tokens)
-            if usage is not None
-            else None
-        )
         for k, amount, ttl, kind in res.held:
             if kind == "concurrency":
                 delta = -amount

@@ -6,8 +6,9 @@ SDK sends its own: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic)
 `x-goog-api-key` or `?key=` (Gemini). The master key may do anything; a gateway key may call
 the APIs (its models, its limits) but never `/admin`. A key with a signing secret must sign
 each request (`access/signing.py`). The key found is left in the request for the policies
-(`request[NOTES]["key"]`); it is never forwarded upstream — upstream requests are
-built from the provider's own keys.
+(`request[NOTES]["key"]`; `ModelAccess` sets `info.key_id` from it, so the ledger's rows carry
+it); it is never forwarded upstream — upstream requests are built from the provider's own
+keys. The one admin route open to a gateway key is `GET /admin/usage`: its own usage only.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ NOTES: web.RequestKey[dict[str, Any]] = web.RequestKey("mini_llm_notes", dict)
 """The request item the middleware leaves for the pipeline (copied into `info.notes`)."""
 
 OPEN_PATHS = frozenset(("/health", "/health/", "/"))
+OWN_USAGE_PATHS = frozenset(("/admin/usage", "/admin/usage/"))
+"""The one admin route a gateway key may call: it answers that key's own usage."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -127,7 +130,11 @@ class AccessControl:
                 return await handler(request)
             try:
                 key = await self.identify(request)
-                if key is not None and path.startswith("/admin"):
+                if (
+                    key is not None
+                    and path.startswith("/admin")
+                    and not (path in OWN_USAGE_PATHS and request.method in ("GET", "HEAD"))
+                ):
                     raise PermissionDeniedError(
                         "Admin routes take the master key, not a gateway key."
                     )
@@ -164,6 +171,7 @@ class ModelAccess:
         if key is None:
             return None
         info.owner = key.owner or key.id
+        info.key_id = key.id
         if key.models is not None and not key.allows(info.model, self.names(info.model)):
             raise PermissionDeniedError(
                 f"This key may not use the model '{info.model}'.",
