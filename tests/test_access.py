@@ -254,3 +254,34 @@ def test_a_gateway_key_sees_only_its_own_usage_and_a_key_shows_its_spend(
     status, shown = admin(gateway, "GET", f"/admin/keys/{bob['id']}")
     assert status == 200 and shown["requests"] == 3 and "spend_since" in shown
     assert shown["spend_usd"] is not None and shown["spend_usd"] >= 0
+
+
+@pytest.mark.parametrize("token_from", ["env", "file"])
+def test_metrics_take_the_master_key_or_the_metrics_token(
+    token_from: str, embedded: Gateways
+) -> None:
+    token = "metrics-token-for-tests-42"
+    if token_from == "env":
+        gateway = embedded.start(MINI_LLM_METRICS_TOKEN=token)
+    else:
+        config = embedded.folder / "mini-llm.toml"
+        config.write_text(f'[metrics]\ntoken = "{token}"\n')
+        gateway = embedded.start(MINI_LLM_CONFIG=str(config))
+    key = create_key(gateway)["key"]
+    status, _, raw = http("GET", gateway.url + "/metrics")
+    assert status == 401 and b"mini_llm_requests_total" not in raw
+    for secret in (MASTER, token):
+        status, _, raw = http(
+            "GET", gateway.url + "/metrics", headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert status == 200 and b"mini_llm_requests_total" in raw
+    status, _, raw = http("GET", gateway.url + "/metrics", headers={"Authorization": "Bearer x"})
+    assert status == 401
+    status, _, raw = http(
+        "GET", gateway.url + "/metrics", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert status == 403 and b"metrics token" in raw
+    # the metrics token opens nothing else
+    status, _, _ = chat(gateway, token)
+    assert status == 401
+    assert admin(gateway, "GET", "/admin/keys", key=token)[0] == 401

@@ -296,6 +296,7 @@ class Gateway:
             self.state,
             settings.signing_window,
             lambda: self.runtime.limiter,
+            settings.metrics_token,
         )
         self.pipeline = Pipeline(self._runtime(settings))
 

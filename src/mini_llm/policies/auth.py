@@ -9,6 +9,7 @@ each request (`access/signing.py`). The key found is left in the request for the
 (`request[NOTES]["key"]`; `ModelAccess` sets `info.key_id` from it, so the ledger's rows carry
 it); it is never forwarded upstream — upstream requests are built from the provider's own
 keys. The one admin route open to a gateway key is `GET /admin/usage`: its own usage only.
+`/metrics` takes the master key or the metrics token (`[metrics] token`), nothing else.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ NOTES: web.RequestKey[dict[str, Any]] = web.RequestKey("mini_llm_notes", dict)
 OPEN_PATHS = frozenset(("/health", "/health/", "/"))
 OWN_USAGE_PATHS = frozenset(("/admin/usage", "/admin/usage/"))
 """The one admin route a gateway key may call: it answers that key's own usage."""
+METRICS_PATHS = frozenset(("/metrics", "/metrics/"))
+"""Taken with the master key or the metrics token, never a gateway key."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -69,8 +72,10 @@ class AccessControl:
         state: StateBackend,
         signing_window: float,
         limiter: Callable[[], Limiter | None],
+        metrics_token: str = "",
     ) -> None:
         self.master_key = master_key.encode()
+        self.metrics_token = metrics_token.encode()
         self.cache = cache
         self.state = state
         self.signing_window = signing_window
@@ -122,14 +127,29 @@ class AccessControl:
         if seen > 1:
             raise SignatureError("This signature was already used: sign each request anew.")
 
+    def _metrics_token(self, request: web.Request) -> bool:
+        """Whether the request carries the metrics token (as a bearer token: Prometheus's
+        `authorization` or `bearer_token`)."""
+        if not self.metrics_token:
+            return False
+        given = presented_key(request)
+        return given is not None and hmac.compare_digest(given.encode(), self.metrics_token)
+
     def middleware(self) -> Any:
         @web.middleware
         async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
             path = request.path
             if path in OPEN_PATHS:
                 return await handler(request)
+            if path in METRICS_PATHS and self._metrics_token(request):
+                return await handler(request)
             try:
                 key = await self.identify(request)
+                if key is not None and path in METRICS_PATHS:
+                    raise PermissionDeniedError(
+                        "/metrics takes the master key or the metrics token "
+                        "([metrics] token, MINI_LLM_METRICS_TOKEN), not a gateway key."
+                    )
                 if (
                     key is not None
                     and path.startswith("/admin")
