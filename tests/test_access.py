@@ -285,3 +285,36 @@ def test_metrics_take_the_master_key_or_the_metrics_token(
     status, _, _ = chat(gateway, token)
     assert status == 401
     assert admin(gateway, "GET", "/admin/keys", key=token)[0] == 401
+
+
+def test_start_refuses_a_non_loopback_address_without_auth_unless_allowed(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from mini_llm.sdk.state import read_state
+
+    from .sdk_harness import clean_env, free_port, kill_gateways, run_cli
+
+    state_dir = tmp_path / "state"
+    env = clean_env(state_dir, MINI_LLM_DATA_DIR=str(tmp_path / "data"))
+    try:
+        refused = run_cli("start", "--host", "0.0.0.0", "--port", "0", env=env)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert "MINI_LLM_MASTER_KEY" in refused.stderr
+        assert "--allow-unauthenticated" in refused.stderr
+        assert read_state(state_dir / "gateway.json") is None  # nothing was spawned
+        port = free_port()
+        started = run_cli(
+            "start", "--host", "0.0.0.0", "--port", str(port), "--allow-unauthenticated",
+            "--json", env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        info = json.loads(started.stdout)
+        assert info["started"] is True and info["url"].endswith(f":{port}")
+        assert "listening on 0.0.0.0" in started.stderr  # warned, once it was allowed
+        status, _, _ = http("GET", f"http://127.0.0.1:{port}/health")
+        assert status == 200
+        assert run_cli("stop", env=env).returncode == 0
+    finally:
+        assert kill_gateways(state_dir) == []
