@@ -39,6 +39,7 @@ from harness import (
     free_port,
     load_run,
     memory_mb,
+    pinned,
     post_once,
     start_server,
     startup_seconds,
@@ -108,6 +109,10 @@ class Scenario:
     floor: str | None
     passthrough: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    access: str | None = None
+    """"memory" or "redis": auth on, and the request carries a gateway key with generous rpm
+    and tpm, created through the admin API before measuring ("redis": counters in a
+    redis-server the bench starts, skipped when there is none)."""
 
 
 def _req(path: str, body: bytes, headers: dict[str, str] | None = None) -> Request:
@@ -128,6 +133,8 @@ OBSERVED = {
     "MINI_LLM_LOG_LEVEL": "info",
     "MINI_LLM_LOG_FORMAT": "json",
 }
+
+BENCH_MASTER_KEY = "bench-master-key-0123456789abcdef"
 
 SCENARIOS: list[Scenario] = [
     Scenario(
@@ -264,6 +271,28 @@ SCENARIOS: list[Scenario] = [
         direct=None,
         floor="openai",
     ),
+    Scenario(
+        "openai-auth-limits",
+        "OpenAI pass-through, auth + limits on (a gateway key with rpm and tpm; memory)",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=_req(CHAT, _openai("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+        env={"MINI_LLM_MASTER_KEY": BENCH_MASTER_KEY},
+        access="memory",
+    ),
+    Scenario(
+        "openai-auth-limits-redis",
+        "OpenAI pass-through, auth + limits on, counters in Redis",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=_req(CHAT, _openai("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+        env={"MINI_LLM_MASTER_KEY": BENCH_MASTER_KEY},
+        access="redis",
+    ),
 ]
 
 
@@ -387,6 +416,64 @@ def cache_memory(env: dict[str, str]) -> dict[str, Any]:
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def start_redis(work: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """A redis-server of the bench's own (free port, no persistence, on the load CPU):
+    (process, URL), or (None, why not)."""
+    import socket
+
+    executable = shutil.which("redis-server")
+    if executable is None:
+        return None, "redis-server is not on PATH: the Redis scenario is not measured"
+    port = free_port()
+    proc = subprocess.Popen(
+        pinned(LOAD_CPU, [executable, "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", str(work)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    stop_redis(proc)
+    return None, f"redis-server did not start on port {port}"
+
+
+def stop_redis(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()  # by its pid
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def with_gateway_key(scenario: Scenario, port: int) -> Scenario:
+    """`scenario` whose request carries a new gateway key (rpm and tpm that the load never
+    reaches, so every request reserves and settles both), created with the master key."""
+    import dataclasses
+    import urllib.request
+
+    body = json.dumps({"name": "bench", "rpm": 10**9, "tpm": 10**12}).encode()
+    made = urllib.request.Request(
+        f"http://127.0.0.1:{port}/admin/keys",
+        body,
+        {"Authorization": f"Bearer {BENCH_MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(made, timeout=10) as answer:
+        key = json.loads(answer.read())["key"]
+    request = scenario.request
+    headers = {**request.headers, "Authorization": f"Bearer {key}"}
+    return dataclasses.replace(scenario, request=Request(request.path, request.body, headers))
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -526,10 +613,25 @@ class Bench:
         out: dict[str, Any] = {"title": scenario.title, "stream": scenario.stream}
         self.results["scenarios"][scenario.name] = out
         server = gateway
-        if scenario.env:  # features switched on: a gateway of its own
+        extra = dict(scenario.env)
+        redis: subprocess.Popen[bytes] | None = None
+        if scenario.access == "redis":
+            redis, url = start_redis(self.work)
+            if redis is None:
+                out["skipped"] = url  # why
+                self.note(f"{scenario.name} skipped: {url}")
+                return
+            extra["MINI_LLM_REDIS_URL"] = url
+        if extra:  # features switched on: a gateway of its own
             command = [*gateway_cmd(), "--no-state"]  # the shared one is already running
-            server = start_server("mini-llm", command, GATEWAY_CPU, {**env, **scenario.env})
+            try:
+                server = start_server("mini-llm", command, GATEWAY_CPU, {**env, **extra})
+            except BaseException:
+                stop_redis(redis)
+                raise
         try:
+            if scenario.access:
+                scenario = with_gateway_key(scenario, server.port)
             status, body = post_once(server.port, scenario.request)
             if status != 200:
                 out["skipped"] = f"the gateway answered HTTP {status}: {body[:200].decode()}"
@@ -553,6 +655,7 @@ class Bench:
         finally:
             if server is not gateway:
                 server.stop()
+            stop_redis(redis)
 
     def ttfc(self, scenario: Scenario, gateway: Server, floor: Server) -> dict[str, float]:
         assert self.mock is not None
