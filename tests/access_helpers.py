@@ -31,6 +31,7 @@ __all__ = [
     "new_database",
     "postgres_url",
     "redis_server",
+    "shared_service",
 ]
 
 MASTER = "master-key-for-tests-0123456789"
@@ -125,6 +126,18 @@ def embedded(loop_thread: LoopThread, tmp_path: Path) -> Iterator[Gateways]:
     gateways.stop()
 
 
+_SHARED: dict[str, Any] = {}
+
+
+def shared_service(request: pytest.FixtureRequest, name: str) -> Any:
+    """The session fixture `name` (`postgres_url`, `redis_server`), started once for every
+    access test module: each module that imports a session fixture would otherwise start
+    its own server (it lives until the session ends either way)."""
+    if name not in _SHARED:
+        _SHARED[name] = request.getfixturevalue(name)
+    return _SHARED[name]
+
+
 @pytest.fixture(params=BACKENDS)
 def gateways(
     request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path
@@ -133,12 +146,12 @@ def gateways(
     empty Redis for each test)."""
     redis_url = database_url = ""
     if request.param == "redis+postgres":
-        server: RedisServer = request.getfixturevalue("redis_server")
+        server: RedisServer = shared_service(request, "redis_server")
         if server.proc is None:
             server.start()
         server.flush()
         redis_url = server.url
-        database_url = new_database(request.getfixturevalue("postgres_url"))
+        database_url = new_database(shared_service(request, "postgres_url"))
     made = Gateways(loop_thread, tmp_path, redis_url, database_url)
     yield made
     made.stop()

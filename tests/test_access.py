@@ -193,7 +193,9 @@ def test_cli_keys_create_list_show_update_rotate_revoke(
 
     from mini_llm.cli import main
 
-    gateway = embedded.start()
+    config = embedded.folder / "mini-llm.toml"  # a budget needs a priced model
+    config.write_text('[prices."mock/echo"]\ninput_per_mtok = 1.0\noutput_per_mtok = 4.0\n')
+    gateway = embedded.start(MINI_LLM_CONFIG=str(config))
     monkeypatch.setenv("MINI_LLM_MASTER_KEY", MASTER)
     monkeypatch.setenv("MINI_LLM_BASE_URL", gateway.url + "/v1")
     assert main(["keys", "create", "--name", "ana", "--models", "mock/*", "--rpm", "5",

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .access_helpers import MASTER, new_database, postgres_url, redis_server
+from .access_helpers import MASTER, new_database, postgres_url, redis_server, shared_service
 from .harness import Served, clean_env, http, start_serve
 from .services.redis import RedisServer
 
@@ -24,7 +24,9 @@ _BODY = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}], 
 
 
 @pytest.fixture
-def cluster(redis_server: RedisServer, postgres_url: str, tmp_path: Path) -> Iterator[list[Served]]:
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Served]]:
+    redis_server: RedisServer = shared_service(request, "redis_server")
+    postgres_url: str = shared_service(request, "postgres_url")
     if redis_server.proc is None:
         redis_server.start()
     redis_server.flush()

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anthropic
@@ -22,6 +23,7 @@ from .access_helpers import (
     gateways,
     postgres_url,
     redis_server,
+    shared_service,
 )
 from .harness import LoopThread, RunningApp
 from .services.redis import RedisServer
@@ -66,8 +68,9 @@ def test_rpm_is_exact_under_50_concurrent_requests(gateways: Gateways) -> None:
 def test_two_gateways_sharing_redis_hold_one_limit(
     loop_thread: LoopThread,
     tmp_path: Path,
-    redis_server: RedisServer,
+    request: pytest.FixtureRequest,
 ) -> None:
+    redis_server: RedisServer = shared_service(request, "redis_server")
     if redis_server.proc is None:
         redis_server.start()
     redis_server.flush()
@@ -253,8 +256,9 @@ def test_redis_stopped_mid_run_then_back(
     mode: str,
     loop_thread: LoopThread,
     tmp_path: Path,
-    redis_server: RedisServer,
+    request: pytest.FixtureRequest,
 ) -> None:
+    redis_server: RedisServer = shared_service(request, "redis_server")
     if redis_server.proc is None:
         redis_server.start()
     redis_server.flush()
@@ -281,3 +285,33 @@ def test_redis_stopped_mid_run_then_back(
         assert json.dumps(statuses)
     finally:
         made.stop()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_reserve_many_is_all_or_nothing(backend: str, request: pytest.FixtureRequest) -> None:
+    from mini_llm.state.memory import MemoryState
+    from mini_llm.state.redis import RedisState
+
+    async def run() -> None:
+        if backend == "redis":
+            redis_server: RedisServer = shared_service(request, "redis_server")
+            if redis_server.proc is None:
+                redis_server.start()
+            redis_server.flush()
+            state: Any = RedisState(redis_server.url)
+        else:
+            state = MemoryState()
+        try:
+            ok, values = await state.reserve_many([("a", 2, 3, 60), ("b", 5, 10, 60)])
+            assert ok and values == [2, 5]
+            # b would still fit, a would not: neither moves
+            ok, values = await state.reserve_many([("a", 2, 3, 60), ("b", 1, 10, 60)])
+            assert not ok and values == [2, 5]
+            assert await state.incr("a", 0) == 2 and await state.incr("b", 0) == 5
+            # settlements always apply, never below 0
+            ok, values = await state.reserve_many([("a", -5, float("inf"), 60), ("b", -1, 0, 60)])
+            assert ok and values == [0, 4]
+        finally:
+            await state.close()
+
+    asyncio.run(run())

@@ -1,12 +1,13 @@
 """Limits and budgets, exact across instances: reserve before, settle after.
 
-Every limit is a number in the state backend changed only by `reserve` (an atomic
-check-and-add): a request reserves 1 request (rpm), its estimated tokens (prompt estimate +
-its max output tokens, else `default_max_tokens`) for tpm, 1 concurrent slot, and its
-estimated cost against the budget; all or nothing (what was admitted is given back when one
-is refused). When the answer ends it settles: tokens and cost to what the usage says (given
-back in full when nothing was served), the slot freed. Concurrent requests can overshoot a
-limit by at most what they reserved, never more, on one instance or many.
+Every limit is a number in the state backend changed only by `reserve_many` (an atomic
+check-and-add of every limit at once: one round trip to Redis): a request reserves 1 request
+(rpm), its estimated tokens (prompt estimate + its max output tokens, else
+`default_max_tokens`) for tpm, 1 concurrent slot, and its estimated cost against the budget;
+all or nothing (nothing is held when one is refused). When the answer ends it settles, in one
+step too: tokens and cost to what the usage says (given back in full when nothing was served),
+the slot freed. Concurrent requests can overshoot a limit by at most what they reserved,
+never more, on one instance or many.
 
     rpm:{id}:{minute}   tpm:{id}:{minute}    per key, fixed one-minute windows
     conc:{id}                                 per key, requests in flight
@@ -213,8 +214,11 @@ class Limiter:
                 ttl = 0.0 if ends == _INF else ends - now + 86400.0
                 await self._seed(key, res.period, bkey, ttl)
                 wanted.append((bkey, res.usd, key.budget_usd, ttl, "budget"))
-            results = await asyncio.gather(
-                *(self.state.reserve(k, amount, limit, ttl) for k, amount, limit, ttl, _ in wanted)
+            if not wanted:
+                return res
+            # all or nothing, in one step (one round trip to Redis)
+            admitted, values = await self.state.reserve_many(
+                [(k, amount, limit, ttl) for k, amount, limit, ttl, _ in wanted]
             )
         except (StateUnavailableError, StoreError) as e:
             return self._unavailable(e, res)
@@ -222,14 +226,14 @@ class Limiter:
             self._outage = False
             log.warning("limits: the state store is reachable again; limits are exact again")
         refused: tuple[str, float, float] | None = None
-        for (k, amount, limit, ttl, kind), (admitted, value) in zip(wanted, results, strict=True):
+        for (k, amount, limit, ttl, kind), value in zip(wanted, values, strict=True):
             if admitted:
                 res.held.append((k, amount, ttl, kind))
-            elif refused is None:
+            elif refused is None and amount > 0 and value + amount > limit:
                 refused = (kind, limit, value)
             self._headers(res, kind, limit, value, reset)
-        if refused is not None:
-            self.release(res)
+        if not admitted:
+            assert refused is not None  # the values are the ones the refusal was decided on
             kind, limit, value = refused
             if kind == "budget":
                 assert key is not None
@@ -333,6 +337,7 @@ class Limiter:
         self, res: Reservation, usage: Usage | None, served: bool, real_usd: float | None
     ) -> None:
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
+        changes: list[tuple[str, float, float, float]] = []
         for k, amount, ttl, kind in res.held:
             if kind == "concurrency":
                 delta = -amount
@@ -348,8 +353,10 @@ class Limiter:
             else:
                 continue
             if delta:
-                with contextlib.suppress(StateUnavailableError):  # the window's TTL mends it
-                    await self.state.reserve(k, delta, _INF, ttl)
+                changes.append((k, delta, _INF, ttl))
+        if changes:
+            with contextlib.suppress(StateUnavailableError):  # the window's TTL mends it
+                await self.state.reserve_many(changes)
         if res.key is not None and res.period and self.keys is not None:
             spent = real_usd if real_usd is not None else (res.usd if served else 0.0)
             if spent:

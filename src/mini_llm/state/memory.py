@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .base import Counter, Deadline
 
@@ -79,6 +79,18 @@ class MemoryState:
         value = max(value + amount, 0.0)
         self._keep(key, value, ttl)
         return True, value
+
+    async def reserve_many(
+        self, items: Sequence[tuple[str, float, float, float]]
+    ) -> tuple[bool, list[float]]:
+        values = [self._number(key) for key, _, _, _ in items]
+        for (_, amount, limit, _), value in zip(items, values, strict=True):
+            if amount > 0 and value + amount > limit:
+                return False, values
+        for i, (key, amount, _, ttl) in enumerate(items):
+            values[i] = max(values[i] + amount, 0.0)
+            self._keep(key, values[i], ttl)
+        return True, values
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
