@@ -31,7 +31,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,6 +41,7 @@ import msgspec
 from ..canonical import Usage, estimate_tokens
 from ..errors import PermissionDeniedError, RateLimitError
 from ..state import StateBackend, StateUnavailableError
+from ..state.memory import MemoryState
 from ..store import StoreError
 from ..usage.prices import PriceTable
 from .keys import GatewayKey
@@ -140,6 +141,8 @@ class Limiter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
+        self._immediate = isinstance(state, MemoryState)
+        """Its operations never wait: settling needs no task."""
         self.keys = keys
         self.closed = on_store_error == "closed"
         self.default_max_tokens = default_max_tokens
@@ -193,7 +196,7 @@ class Limiter:
                 wanted.append((f"tpm:{key.id}:{window}", tokens, key.tpm, _WINDOW * 2, "tokens"))
             if key.max_concurrency is not None:
                 wanted.append((f"conc:{key.id}", 1, key.max_concurrency, 3600.0, "concurrency"))
-        for name in dict.fromkeys(names):
+        for name in dict.fromkeys(names) if self.model_limits else ():
             limits = self.model_limits.get(name)
             if limits is None:
                 continue
@@ -226,12 +229,13 @@ class Limiter:
             self._outage = False
             log.warning("limits: the state store is reachable again; limits are exact again")
         refused: tuple[str, float, float] | None = None
+        reset_text = _reset(reset)
         for (k, amount, limit, ttl, kind), value in zip(wanted, values, strict=True):
             if admitted:
                 res.held.append((k, amount, ttl, kind))
             elif refused is None and amount > 0 and value + amount > limit:
                 refused = (kind, limit, value)
-            self._headers(res, kind, limit, value, reset)
+            self._headers(res, kind, limit, value, reset_text)
         if not admitted:
             assert refused is not None  # the values are the ones the refusal was decided on
             kind, limit, value = refused
@@ -301,7 +305,7 @@ class Limiter:
         return Reservation()
 
     @staticmethod
-    def _headers(res: Reservation, kind: str, limit: float, value: float, reset: float) -> None:
+    def _headers(res: Reservation, kind: str, limit: float, value: float, reset: str) -> None:
         if kind in ("requests", "m-requests"):
             name = "requests"
         elif kind in ("tokens", "m-tokens"):
@@ -314,28 +318,40 @@ class Limiter:
             return  # the tightest limit is the one shown
         res.headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
         res.headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
-        res.headers[f"x-ratelimit-reset-{name}"] = _reset(reset)
+        res.headers[f"x-ratelimit-reset-{name}"] = reset
 
     def settle(
         self, res: Reservation, usage: Usage | None, served: bool, usd: float | None = None
     ) -> None:
         """The answer ended: tokens to the real usage, the budget to `usd` (what the ledger
         records it cost; None: unknown, the reservation kept when it was served), the slot
-        freed (in a task: `after` hooks must not wait)."""
+        freed. `after` hooks must not wait: the memory backend is changed at once (it never
+        waits), anything else in a task."""
         if not res.held:
             return
-        task = asyncio.get_running_loop().create_task(self._settle(res, usage, served, usd))
+        changes = self._changes(res, usage, served, usd)
+        spent = 0.0
+        if res.key is not None and res.period and self.keys is not None:
+            spent = usd if usd is not None else (res.usd if served else 0.0)
+        if not changes and not spent:
+            return
+        if self._immediate and not spent:
+            _run_now(self.state.reserve_many(changes))
+            return
+        task = asyncio.get_running_loop().create_task(self._apply(res, changes, spent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def release(self, res: Reservation) -> None:
-        """Give back everything held (a refusal, or a request that never went upstream)."""
+        """Give back everything held (a request that never went upstream)."""
         self.settle(res, None, False)
         res.held = []
 
-    async def _settle(
-        self, res: Reservation, usage: Usage | None, served: bool, real_usd: float | None
-    ) -> None:
+    @staticmethod
+    def _changes(
+        res: Reservation, usage: Usage | None, served: bool, real_usd: float | None
+    ) -> list[tuple[str, float, float, float]]:
+        """What settling changes: (state key, delta, no limit, ttl) per limit held."""
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
         changes: list[tuple[str, float, float, float]] = []
         for k, amount, ttl, kind in res.held:
@@ -354,16 +370,19 @@ class Limiter:
                 continue
             if delta:
                 changes.append((k, delta, _INF, ttl))
+        return changes
+
+    async def _apply(
+        self, res: Reservation, changes: list[tuple[str, float, float, float]], spent: float
+    ) -> None:
         if changes:
             with contextlib.suppress(StateUnavailableError):  # the window's TTL mends it
                 await self.state.reserve_many(changes)
-        if res.key is not None and res.period and self.keys is not None:
-            spent = real_usd if real_usd is not None else (res.usd if served else 0.0)
-            if spent:
-                try:
-                    await self.keys.add_spend(res.key.id, res.period, spent)
-                except StoreError as e:
-                    log.warning("spend of %s not recorded: %s", res.key.label, e)
+        if spent and res.key is not None and self.keys is not None:
+            try:
+                await self.keys.add_spend(res.key.id, res.period, spent)
+            except StoreError as e:
+                log.warning("spend of %s not recorded: %s", res.key.label, e)
 
     async def usage_of(self, key: GatewayKey) -> dict[str, Any]:
         """What a key uses now: this minute's requests and tokens, requests in flight,
@@ -390,6 +409,16 @@ class Limiter:
             except StoreError:
                 out["store"] = "unreachable"
         return out
+
+
+def _run_now(step: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that never waits (the memory backend's) to its end, here and now."""
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("the memory state backend waited")
 
 
 def _refusal(kind: str, limit: float, key: GatewayKey | None, model: str) -> str:

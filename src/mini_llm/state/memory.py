@@ -83,13 +83,24 @@ class MemoryState:
     async def reserve_many(
         self, items: Sequence[tuple[str, float, float, float]]
     ) -> tuple[bool, list[float]]:
-        values = [self._number(key) for key, _, _, _ in items]
+        # on every request that has limits: `_number` and `_keep` inlined
+        held = self._values
+        now = self._clock()
+        entries = [held.get(key) for key, _, _, _ in items]
+        values = [
+            e[0] if e is not None and isinstance(e[0], float) and not (e[1] and e[1] <= now)
+            else 0.0
+            for e in entries
+        ]  # fmt: skip
         for (_, amount, limit, _), value in zip(items, values, strict=True):
             if amount > 0 and value + amount > limit:
                 return False, values
-        for i, (key, amount, _, ttl) in enumerate(items):
-            values[i] = max(values[i] + amount, 0.0)
-            self._keep(key, values[i], ttl)
+        for i, ((key, amount, _, ttl), entry) in enumerate(zip(items, entries, strict=True)):
+            value = values[i] = max(values[i] + amount, 0.0)
+            if entry is not None and entry[1] > now:  # a live key keeps its expiry
+                held[key] = (value, entry[1])
+            else:
+                self._store(key, value, ttl)
         return True, values
 
     async def get(self, key: str) -> bytes | None:
