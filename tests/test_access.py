@@ -209,7 +209,8 @@ def test_cli_keys_create_list_show_update_rotate_revoke(
     assert main(["keys", "update", made["id"], "--tpm", "100000", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tpm"] == 100000
     assert main(["keys", "show", made["id"]]) == 0
-    assert "usage:" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "usage:" in shown and "spend: $" in shown
     assert main(["keys", "rotate", made["id"], "--grace", "0", "--json"]) == 0
     rotated = json.loads(capsys.readouterr().out)["key"]
     assert chat(gateway, made["key"])[0] == 401 and chat(gateway, rotated)[0] == 200
