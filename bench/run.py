@@ -11,6 +11,7 @@ in bench/results/. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -28,6 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from access import start_redis, stop_redis, with_gateway_key
+
 from harness import (
     BENCH,
     REPO,
@@ -39,7 +42,6 @@ from harness import (
     free_port,
     load_run,
     memory_mb,
-    pinned,
     post_once,
     start_server,
     startup_seconds,
@@ -418,64 +420,6 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def start_redis(work: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
-    """A redis-server of the bench's own (free port, no persistence, on the load CPU):
-    (process, URL), or (None, why not)."""
-    import socket
-
-    executable = shutil.which("redis-server")
-    if executable is None:
-        return None, "redis-server is not on PATH: the Redis scenario is not measured"
-    port = free_port()
-    proc = subprocess.Popen(
-        pinned(LOAD_CPU, [executable, "--port", str(port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", str(work)]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    stop_redis(proc)
-    return None, f"redis-server did not start on port {port}"
-
-
-def stop_redis(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()  # by its pid
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-def with_gateway_key(scenario: Scenario, port: int) -> Scenario:
-    """`scenario` whose request carries a new gateway key (rpm and tpm that the load never
-    reaches, so every request reserves and settles both), created with the master key."""
-    import dataclasses
-    import urllib.request
-
-    body = json.dumps({"name": "bench", "rpm": 10**9, "tpm": 10**12}).encode()
-    made = urllib.request.Request(
-        f"http://127.0.0.1:{port}/admin/keys",
-        body,
-        {"Authorization": f"Bearer {BENCH_MASTER_KEY}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(made, timeout=10) as answer:
-        key = json.loads(answer.read())["key"]
-    request = scenario.request
-    headers = {**request.headers, "Authorization": f"Bearer {key}"}
-    return dataclasses.replace(scenario, request=Request(request.path, request.body, headers))
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -631,7 +575,8 @@ class Bench:
                 raise
         try:
             if scenario.access:
-                scenario = with_gateway_key(scenario, server.port)
+                keyed = with_gateway_key(scenario.request, server.port, BENCH_MASTER_KEY)
+                scenario = dataclasses.replace(scenario, request=keyed)
             status, body = post_once(server.port, scenario.request)
             if status != 200:
                 out["skipped"] = f"the gateway answered HTTP {status}: {body[:200].decode()}"
