@@ -179,7 +179,8 @@ class Limiter:
         self, key: GatewayKey | None, names: tuple[str, ...], body: Mapping[str, Any]
     ) -> Reservation:
         """Reserve what the request may use, or raise a 429 (`BudgetExceededError` for a
-        budget) having given back whatever was reserved."""
+        budget) holding nothing; `UnpricedModelError` (403) for a budgeted key on a model
+        without a price."""
         now = self.clock()
         window = int(now // _WINDOW)
         reset = (window + 1) * _WINDOW - now
