@@ -11,6 +11,7 @@ in bench/results/. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from access import start_redis, stop_redis, with_gateway_key
 
 from harness import (
     BENCH,
@@ -108,6 +111,10 @@ class Scenario:
     floor: str | None
     passthrough: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    access: str | None = None
+    """"memory" or "redis": auth on, and the request carries a gateway key with generous rpm
+    and tpm, created through the admin API before measuring ("redis": counters in a
+    redis-server the bench starts, skipped when there is none)."""
 
 
 def _req(path: str, body: bytes, headers: dict[str, str] | None = None) -> Request:
@@ -128,6 +135,8 @@ OBSERVED = {
     "MINI_LLM_LOG_LEVEL": "info",
     "MINI_LLM_LOG_FORMAT": "json",
 }
+
+BENCH_MASTER_KEY = "bench-master-key-0123456789abcdef"
 
 SCENARIOS: list[Scenario] = [
     Scenario(
@@ -263,6 +272,28 @@ SCENARIOS: list[Scenario] = [
         False,
         direct=None,
         floor="openai",
+    ),
+    Scenario(
+        "openai-auth-limits",
+        "OpenAI pass-through, auth + limits on (a gateway key with rpm and tpm; memory)",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=_req(CHAT, _openai("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+        env={"MINI_LLM_MASTER_KEY": BENCH_MASTER_KEY},
+        access="memory",
+    ),
+    Scenario(
+        "openai-auth-limits-redis",
+        "OpenAI pass-through, auth + limits on, counters in Redis",
+        _req(CHAT, _openai(OPENAI_MODEL, False)),
+        False,
+        direct=_req(CHAT, _openai("gpt-4o-mini", False)),
+        floor="openai",
+        passthrough="openai",
+        env={"MINI_LLM_MASTER_KEY": BENCH_MASTER_KEY},
+        access="redis",
     ),
 ]
 
@@ -526,10 +557,26 @@ class Bench:
         out: dict[str, Any] = {"title": scenario.title, "stream": scenario.stream}
         self.results["scenarios"][scenario.name] = out
         server = gateway
-        if scenario.env:  # features switched on: a gateway of its own
+        extra = dict(scenario.env)
+        redis: subprocess.Popen[bytes] | None = None
+        if scenario.access == "redis":
+            redis, url = start_redis(self.work)
+            if redis is None:
+                out["skipped"] = url  # why
+                self.note(f"{scenario.name} skipped: {url}")
+                return
+            extra["MINI_LLM_REDIS_URL"] = url
+        if extra:  # features switched on: a gateway of its own
             command = [*gateway_cmd(), "--no-state"]  # the shared one is already running
-            server = start_server("mini-llm", command, GATEWAY_CPU, {**env, **scenario.env})
+            try:
+                server = start_server("mini-llm", command, GATEWAY_CPU, {**env, **extra})
+            except BaseException:
+                stop_redis(redis)
+                raise
         try:
+            if scenario.access:
+                keyed = with_gateway_key(scenario.request, server.port, BENCH_MASTER_KEY)
+                scenario = dataclasses.replace(scenario, request=keyed)
             status, body = post_once(server.port, scenario.request)
             if status != 200:
                 out["skipped"] = f"the gateway answered HTTP {status}: {body[:200].decode()}"
@@ -553,6 +600,7 @@ class Bench:
         finally:
             if server is not gateway:
                 server.stop()
+            stop_redis(redis)
 
     def ttfc(self, scenario: Scenario, gateway: Server, floor: Server) -> dict[str, float]:
         assert self.mock is not None

@@ -1,36 +1,30 @@
-"""Auth and gateway keys (issue #11) on the embedded default (SQLite + memory) and on Redis:
-every error in both dialects through the official clients, the admin API, revocation,
-expiry, rotation, /health for anonymous callers."""
+"""Auth and gateway keys (issue #11) on the embedded default (SQLite + memory) and on Redis +
+PostgreSQL: every error in both dialects through the official clients, the admin API,
+revocation, expiry, rotation, /health for anonymous callers."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
 import openai
 import pytest
 
-from .access_helpers import MASTER, Gateways, admin, chat, create_key, embedded  # noqa: F401
+from .access_helpers import (
+    MASTER,
+    Gateways,
+    admin,
+    chat,
+    create_key,
+    embedded,
+    gateways,
+    postgres_url,
+    redis_server,
+)
 from .harness import LoopThread, http
-from .services.redis import RedisServer, redis_server  # noqa: F401
 
-
-@pytest.fixture(params=["embedded", "redis"])
-def gateways(
-    request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path
-) -> Iterator[Gateways]:
-    url = ""
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        if server.proc is None:
-            server.start()
-        server.flush()
-        url = server.url
-    made = Gateways(loop_thread, tmp_path, url)
-    yield made
-    made.stop()
+__all__ = ["embedded", "gateways", "postgres_url", "redis_server"]  # fixtures, used by name
 
 
 def test_without_a_master_key_nothing_changes(loop_thread: LoopThread, tmp_path: Path) -> None:
@@ -191,7 +185,7 @@ def test_a_key_revoked_on_one_instance_is_refused_by_another_within_1s(
 
 
 def test_cli_keys_create_list_show_update_rotate_revoke(
-    embedded: Gateways,  # noqa: F811
+    embedded: Gateways,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -199,7 +193,9 @@ def test_cli_keys_create_list_show_update_rotate_revoke(
 
     from mini_llm.cli import main
 
-    gateway = embedded.start()
+    config = embedded.folder / "mini-llm.toml"  # a budget needs a priced model
+    config.write_text('[prices."mock/echo"]\ninput_per_mtok = 1.0\noutput_per_mtok = 4.0\n')
+    gateway = embedded.start(MINI_LLM_CONFIG=str(config))
     monkeypatch.setenv("MINI_LLM_MASTER_KEY", MASTER)
     monkeypatch.setenv("MINI_LLM_BASE_URL", gateway.url + "/v1")
     assert main(["keys", "create", "--name", "ana", "--models", "mock/*", "--rpm", "5",
@@ -213,7 +209,8 @@ def test_cli_keys_create_list_show_update_rotate_revoke(
     assert main(["keys", "update", made["id"], "--tpm", "100000", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tpm"] == 100000
     assert main(["keys", "show", made["id"]]) == 0
-    assert "usage:" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "usage:" in shown and "spend: $" in shown
     assert main(["keys", "rotate", made["id"], "--grace", "0", "--json"]) == 0
     rotated = json.loads(capsys.readouterr().out)["key"]
     assert chat(gateway, made["key"])[0] == 401 and chat(gateway, rotated)[0] == 200
@@ -237,3 +234,90 @@ def test_serve_refuses_a_non_loopback_address_without_auth(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 2
     assert "MINI_LLM_MASTER_KEY" in done.stderr and "--allow-unauthenticated" in done.stderr
+
+
+def test_a_gateway_key_sees_only_its_own_usage_and_a_key_shows_its_spend(
+    gateways: Gateways,
+) -> None:
+    gateway = gateways.start()
+    ana, bob = create_key(gateway, name="ana"), create_key(gateway, name="bob")
+    for key, times in ((ana, 2), (bob, 3), ({"key": MASTER}, 1)):
+        for _ in range(times):
+            assert chat(gateway, key["key"])[0] == 200
+    status, everyone = admin(gateway, "GET", "/admin/usage?by=key")
+    assert status == 200
+    by_key = {row["key"]: row["requests"] for row in everyone["rows"]}
+    assert by_key == {ana["id"]: 2, bob["id"]: 3, "-": 1}  # the ledger's rows carry key_id
+    status, own = admin(gateway, "GET", "/admin/usage?by=key", key=ana["key"])
+    assert status == 200 and [(r["key"], r["requests"]) for r in own["rows"]] == [(ana["id"], 2)]
+    status, records = admin(gateway, "GET", "/admin/usage?by=request", key=bob["key"])
+    assert status == 200 and {r["key_id"] for r in records["rows"]} == {bob["id"]}
+    assert len(records["rows"]) == 3
+    assert admin(gateway, "GET", "/admin/usage", key="mk-nobody")[0] == 401
+    status, shown = admin(gateway, "GET", f"/admin/keys/{bob['id']}")
+    assert status == 200 and shown["requests"] == 3 and "spend_since" in shown
+    assert shown["spend_usd"] is not None and shown["spend_usd"] >= 0
+
+
+@pytest.mark.parametrize("token_from", ["env", "file"])
+def test_metrics_take_the_master_key_or_the_metrics_token(
+    token_from: str, embedded: Gateways
+) -> None:
+    token = "metrics-token-for-tests-42"
+    if token_from == "env":
+        gateway = embedded.start(MINI_LLM_METRICS_TOKEN=token)
+    else:
+        config = embedded.folder / "mini-llm.toml"
+        config.write_text(f'[metrics]\ntoken = "{token}"\n')
+        gateway = embedded.start(MINI_LLM_CONFIG=str(config))
+    key = create_key(gateway)["key"]
+    status, _, raw = http("GET", gateway.url + "/metrics")
+    assert status == 401 and b"mini_llm_requests_total" not in raw
+    for secret in (MASTER, token):
+        status, _, raw = http(
+            "GET", gateway.url + "/metrics", headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert status == 200 and b"mini_llm_requests_total" in raw
+    status, _, raw = http("GET", gateway.url + "/metrics", headers={"Authorization": "Bearer x"})
+    assert status == 401
+    status, _, raw = http(
+        "GET", gateway.url + "/metrics", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert status == 403 and b"metrics token" in raw
+    # the metrics token opens nothing else
+    status, _, _ = chat(gateway, token)
+    assert status == 401
+    assert admin(gateway, "GET", "/admin/keys", key=token)[0] == 401
+
+
+def test_start_refuses_a_non_loopback_address_without_auth_unless_allowed(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from mini_llm.sdk.state import read_state
+
+    from .sdk_harness import clean_env, free_port, kill_gateways, run_cli
+
+    state_dir = tmp_path / "state"
+    env = clean_env(state_dir, MINI_LLM_DATA_DIR=str(tmp_path / "data"))
+    try:
+        refused = run_cli("start", "--host", "0.0.0.0", "--port", "0", env=env)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert "MINI_LLM_MASTER_KEY" in refused.stderr
+        assert "--allow-unauthenticated" in refused.stderr
+        assert read_state(state_dir / "gateway.json") is None  # nothing was spawned
+        port = free_port()
+        started = run_cli(
+            "start", "--host", "0.0.0.0", "--port", str(port), "--allow-unauthenticated",
+            "--json", env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        info = json.loads(started.stdout)
+        assert info["started"] is True and info["url"].endswith(f":{port}")
+        assert "listening on 0.0.0.0" in started.stderr  # warned, once it was allowed
+        status, _, _ = http("GET", f"http://127.0.0.1:{port}/health")
+        assert status == 200
+        assert run_cli("stop", env=env).returncode == 0
+    finally:
+        assert kill_gateways(state_dir) == []

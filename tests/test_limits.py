@@ -7,35 +7,30 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anthropic
 import openai
 import pytest
 
-from .access_helpers import Gateways, admin, chat, create_key
+from .access_helpers import (
+    Gateways,
+    admin,
+    chat,
+    create_key,
+    gateways,
+    postgres_url,
+    redis_server,
+    shared_service,
+)
 from .harness import LoopThread, RunningApp
-from .services.redis import RedisServer, redis_server  # noqa: F401
+from .services.redis import RedisServer
 
 _BODY = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 
-
-@pytest.fixture(params=["embedded", "redis"])
-def gateways(
-    request: pytest.FixtureRequest, loop_thread: LoopThread, tmp_path: Path
-) -> Iterator[Gateways]:
-    url = ""
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        if server.proc is None:
-            server.start()
-        server.flush()
-        url = server.url
-    made = Gateways(loop_thread, tmp_path, url)
-    yield made
-    made.stop()
+__all__ = ["gateways", "postgres_url", "redis_server"]  # fixtures, used by name
 
 
 def _burst(targets: list[RunningApp], key: str, count: int) -> list[int]:
@@ -73,8 +68,9 @@ def test_rpm_is_exact_under_50_concurrent_requests(gateways: Gateways) -> None:
 def test_two_gateways_sharing_redis_hold_one_limit(
     loop_thread: LoopThread,
     tmp_path: Path,
-    redis_server: RedisServer,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
+    redis_server: RedisServer = shared_service(request, "redis_server")
     if redis_server.proc is None:
         redis_server.start()
     redis_server.flush()
@@ -161,9 +157,19 @@ def test_concurrency_limit(gateways: Gateways) -> None:
     assert chat(gateway, key)[0] == 200  # the slots were given back
 
 
+_PRICED = '[prices."mock/echo"]\ninput_per_mtok = 1.0\noutput_per_mtok = 4.0\n'
+"""A price for the mock model (USD per million tokens), as a user's configuration sets one."""
+
+
+def _priced(gateways: Gateways) -> RunningApp:
+    config = gateways.folder / "mini-llm.toml"
+    config.write_text(_PRICED)
+    return gateways.start(MINI_LLM_CONFIG=str(config))
+
+
 def test_a_budget_stops_spending_within_one_reservation(gateways: Gateways) -> None:
-    gateway = gateways.start()
-    # unknown models cost $1/M in, $4/M out: a request reserves about 10 * 4e-6 + prompt
+    gateway = _priced(gateways)
+    # $1/M in, $4/M out: a request reserves 10 * 4e-6 + its prompt estimate
     made = create_key(gateway, budget_usd=0.0002, budget_period="day")
     key = made["key"]
     statuses = _burst([gateway], key, 50)
@@ -185,6 +191,48 @@ def test_a_budget_stops_spending_within_one_reservation(gateways: Gateways) -> N
             model="mock/echo", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
         )
     assert ae.value.status_code == 429
+    assert ae.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+
+
+def test_spend_settles_to_the_cost_the_ledger_records(gateways: Gateways) -> None:
+    gateway = _priced(gateways)
+    made = create_key(gateway, budget_usd=5, budget_period="total")
+    for words in ("one", "two three", "four five six seven"):
+        assert chat(gateway, made["key"], max_tokens=500, messages=[
+            {"role": "user", "content": words}])[0] == 200  # fmt: skip
+    deadline = time.monotonic() + 5
+    while True:  # settlement and the ledger are both written off the hot path
+        _, shown = admin(gateway, "GET", f"/admin/keys/{made['id']}")
+        _, report = admin(gateway, "GET", "/admin/usage?by=key")
+        rows = {r["key"]: r for r in report["rows"]}
+        ledger = rows.get(made["id"], {}).get("cost_usd")
+        if ledger is not None and shown["usage"].get("spend_settled_usd") == pytest.approx(
+            ledger, abs=1e-9
+        ):
+            break
+        assert time.monotonic() < deadline, (shown["usage"], rows)
+        time.sleep(0.1)
+    assert rows[made["id"]]["requests"] == 3 and ledger > 0
+    # the reservations (500 output tokens each at $4/M) were given back down to the real cost
+    assert shown["usage"]["spend_usd"] == pytest.approx(ledger, abs=1e-6)
+    assert shown["spend_usd"] == pytest.approx(ledger, abs=1e-6)
+
+
+def test_a_budgeted_key_may_not_use_an_unpriced_model(gateways: Gateways) -> None:
+    gateway = _priced(gateways)  # mock/echo has a price, mock/json none
+    budgeted = create_key(gateway, budget_usd=1)["key"]
+    status, _, body = chat(gateway, budgeted, model="mock/json")
+    assert status == 403 and body["error"]["code"] == "model_not_priced"
+    assert '[prices."mock/json"]' in body["error"]["message"]
+    aclient = anthropic.Anthropic(base_url=gateway.url, api_key=budgeted, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as ae:
+        aclient.messages.create(
+            model="mock/json", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert ae.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    assert chat(gateway, budgeted)[0] == 200  # a priced model
+    unbudgeted = create_key(gateway, rpm=100)["key"]
+    assert chat(gateway, unbudgeted, model="mock/json")[0] == 200  # no budget: no price needed
 
 
 def test_a_global_model_limit_is_shared_by_every_key(
@@ -208,8 +256,9 @@ def test_redis_stopped_mid_run_then_back(
     mode: str,
     loop_thread: LoopThread,
     tmp_path: Path,
-    redis_server: RedisServer,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
+    redis_server: RedisServer = shared_service(request, "redis_server")
     if redis_server.proc is None:
         redis_server.start()
     redis_server.flush()
@@ -236,3 +285,33 @@ def test_redis_stopped_mid_run_then_back(
         assert json.dumps(statuses)
     finally:
         made.stop()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_reserve_many_is_all_or_nothing(backend: str, request: pytest.FixtureRequest) -> None:
+    from mini_llm.state.memory import MemoryState
+    from mini_llm.state.redis import RedisState
+
+    async def run() -> None:
+        if backend == "redis":
+            redis_server: RedisServer = shared_service(request, "redis_server")
+            if redis_server.proc is None:
+                redis_server.start()
+            redis_server.flush()
+            state: Any = RedisState(redis_server.url)
+        else:
+            state = MemoryState()
+        try:
+            ok, values = await state.reserve_many([("a", 2, 3, 60), ("b", 5, 10, 60)])
+            assert ok and values == [2, 5]
+            # b would still fit, a would not: neither moves
+            ok, values = await state.reserve_many([("a", 2, 3, 60), ("b", 1, 10, 60)])
+            assert not ok and values == [2, 5]
+            assert await state.incr("a", 0) == 2 and await state.incr("b", 0) == 5
+            # settlements always apply, never below 0
+            ok, values = await state.reserve_many([("a", -5, float("inf"), 60), ("b", -1, 0, 60)])
+            assert ok and values == [0, 4]
+        finally:
+            await state.close()
+
+    asyncio.run(run())

@@ -16,16 +16,24 @@ import pytest
 from mini_llm.access.signing import signature
 from mini_llm.sdk.client import AsyncClient, Client
 
-from .access_helpers import Gateways, create_key, embedded  # noqa: F401
+from .access_helpers import (
+    Gateways,
+    create_key,
+    gateways,
+    postgres_url,
+    redis_server,
+)
 from .harness import RunningApp, http
 
 _PATH = "/v1/chat/completions"
 _BODY = b'{"model":"mock/echo","messages":[{"role":"user","content":"signed"}]}'
 
+__all__ = ["gateways", "postgres_url", "redis_server"]  # fixtures, used by name
+
 
 @pytest.fixture
-def signed(embedded: Gateways) -> tuple[RunningApp, dict[str, str]]:  # noqa: F811
-    gateway = embedded.start()
+def signed(gateways: Gateways) -> tuple[RunningApp, dict[str, str]]:
+    gateway = gateways.start()
     made = create_key(gateway, signing=True)
     assert made["signing"] is True and made["signing_secret"].startswith("ms-")
     return gateway, made

@@ -164,6 +164,8 @@ class Settings:
     """Where `--workers` processes publish their metrics (made by the parent)."""
     master_key: str = field(default="", repr=False)
     """Turns auth on: every /v1 request needs it or a gateway key (never shown or logged)."""
+    metrics_token: str = field(default="", repr=False)
+    """With auth on, `/metrics` takes it (or the master key); never shown or logged."""
     signing_window: float = 300.0
     on_store_error: str = "open"
     default_max_tokens: int = 4096
@@ -191,6 +193,7 @@ class Settings:
         redis_password = _url_password(self.redis_url)
         return (
             [self.master_key] * bool(self.master_key)
+            + [self.metrics_token] * bool(self.metrics_token)
             + [k for p in self.providers.values() for k in p.keys]
             + [value for p in self.providers.values() for _, value in p.headers if len(value) >= 8]
             + ([redis_password] if len(redis_password) >= 4 else [])
@@ -402,6 +405,8 @@ def load_settings(
             entries = {k: v for k, v in entries.items() if not isinstance(v, dict)}
         if name == "auth":  # the master key is not a row: it is never shown
             entries = {k: v for k, v in entries.items() if k not in _AUTH_KEYS}
+        if name == "metrics":  # nor is the metrics token
+            entries = {k: v for k, v in entries.items() if k != "token"}
         unknown_keys(entries, keys, f"[{name}]", problems)
     for name in flags:
         if name not in ROWS_BY_NAME:
@@ -447,6 +452,7 @@ def load_settings(
         values["otlp_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
         sources["otlp_endpoint"] = "OTEL_EXPORTER_OTLP_ENDPOINT"
     master_key = _master_key(table(file, "auth", problems), env, problems)
+    metrics_token = _metrics_token(table(file, "metrics", problems), env, problems)
     model_limits = _model_limits(table(file, "limits", problems), problems)
     if env.get("XDG_DATA_HOME"):
         home_data_dir = os.path.join(env["XDG_DATA_HOME"], "mini-llm")
@@ -503,6 +509,7 @@ def load_settings(
         otlp_endpoint=values["otlp_endpoint"],
         prices=prices,
         master_key=master_key,
+        metrics_token=metrics_token,
         signing_window=values["signing_window"],
         on_store_error=values["on_store_error"],
         default_max_tokens=values["default_max_tokens"],
@@ -531,6 +538,17 @@ def _master_key(auth: Mapping[str, Any], env: Mapping[str, str], problems: list[
         problems.append(f"[auth] master_key_env names {var}, which is not set")
         return ""
     return env[var].strip()
+
+
+def _metrics_token(metrics: Mapping[str, Any], env: Mapping[str, str], problems: list[str]) -> str:
+    """`MINI_LLM_METRICS_TOKEN`, else `[metrics] token`; "" when neither is set."""
+    if env.get("MINI_LLM_METRICS_TOKEN"):
+        return env["MINI_LLM_METRICS_TOKEN"].strip()
+    given = metrics.get("token")
+    if given is not None and not isinstance(given, str):
+        problems.append("[metrics] token must be a string")
+        return ""
+    return (given or "").strip()
 
 
 def _model_limits(limits: Mapping[str, Any], problems: list[str]) -> dict[str, dict[str, int]]:

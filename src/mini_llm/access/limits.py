@@ -1,17 +1,24 @@
 """Limits and budgets, exact across instances: reserve before, settle after.
 
-Every limit is a number in the state backend changed only by `reserve` (an atomic
-check-and-add): a request reserves 1 request (rpm), its estimated tokens (prompt estimate +
-its max output tokens, else `default_max_tokens`) for tpm, 1 concurrent slot, and its
-estimated cost against the budget; all or nothing (what was admitted is given back when one
-is refused). When the answer ends it settles: tokens and cost to what the usage says (given
-back in full when nothing was served), the slot freed. Concurrent requests can overshoot a
-limit by at most what they reserved, never more, on one instance or many.
+Every limit is a number in the state backend changed only by `reserve_many` (an atomic
+check-and-add of every limit at once: one round trip to Redis): a request reserves 1 request
+(rpm), its estimated tokens (prompt estimate + its max output tokens, else
+`default_max_tokens`) for tpm, 1 concurrent slot, and its estimated cost against the budget;
+all or nothing (nothing is held when one is refused). When the answer ends it settles, in one
+step too: tokens and cost to what the usage says (given back in full when nothing was served),
+the slot freed. Concurrent requests can overshoot a limit by at most what they reserved,
+never more, on one instance or many.
 
     rpm:{id}:{minute}   tpm:{id}:{minute}    per key, fixed one-minute windows
     conc:{id}                                 per key, requests in flight
     usd:{id}:{period}                         per key, seeded from the store's key_spend once
     mrpm:{model}:{minute}  mtpm:{model}:{minute}   [limits."provider/model"], every key
+
+Budgets are priced with the usage price table (`usage/prices.py`, config overrides included):
+a request reserves its estimated input tokens × the input price + its max output tokens × the
+output price, at the dearest of the targets it may be served by, and settles to the cost the
+usage ledger records. A budgeted key may not use a model without a price (a target that
+could be served and not counted): 403 `model_not_priced`, naming the `[prices."…"]` to set.
 
 State unreachable (`StateUnavailableError`): `on_store_error = "open"` lets requests pass
 (one warning an outage, `passed_unchecked` counts them), `"closed"` refuses them with 429.
@@ -24,7 +31,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,14 +39,22 @@ from typing import Any
 import msgspec
 
 from ..canonical import Usage, estimate_tokens
-from ..errors import RateLimitError
+from ..errors import PermissionDeniedError, RateLimitError
 from ..state import StateBackend, StateUnavailableError
+from ..state.memory import MemoryState
 from ..store import StoreError
+from ..usage.prices import PriceTable
 from .keys import GatewayKey
-from .pricing import cost
 from .store import KeyStore
 
-__all__ = ["BudgetExceededError", "Limiter", "Reservation", "budget_period"]
+__all__ = [
+    "BudgetExceededError",
+    "Limiter",
+    "Reservation",
+    "UnpricedModelError",
+    "budget_period",
+    "period_bounds",
+]
 
 log = logging.getLogger("mini_llm.access")
 
@@ -51,6 +66,12 @@ _encode = msgspec.json.encode
 class BudgetExceededError(RateLimitError):
     type = "insufficient_quota"
     default_code = "insufficient_quota"
+
+
+class UnpricedModelError(PermissionDeniedError):
+    """A key with a budget asked for a model the price table does not know."""
+
+    default_code = "model_not_priced"
 
 
 @dataclass(slots=True)
@@ -69,19 +90,30 @@ class Reservation:
 def budget_period(kind: str, now: float) -> tuple[str, float]:
     """The name of the budget period `now` is in and when it ends (Unix seconds, UTC; inf
     for `total`)."""
+    name, _, end = period_bounds(kind, now)
+    return name, end
+
+
+def period_bounds(kind: str, now: float) -> tuple[str, float, float]:
+    """The budget period `now` is in: its name, start and end (Unix seconds, UTC; 0 and inf
+    for `total`)."""
     day = datetime.fromtimestamp(now, timezone.utc).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     if kind == "day":
-        return day.strftime("d%Y-%m-%d"), (day + timedelta(days=1)).timestamp()
+        return day.strftime("d%Y-%m-%d"), day.timestamp(), (day + timedelta(days=1)).timestamp()
     if kind == "week":
         start = day - timedelta(days=day.weekday())
-        return start.strftime("w%Y-%m-%d"), (start + timedelta(days=7)).timestamp()
+        return (
+            start.strftime("w%Y-%m-%d"),
+            start.timestamp(),
+            (start + timedelta(days=7)).timestamp(),
+        )
     if kind == "month":
         start = day.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-        return start.strftime("m%Y-%m"), end.timestamp()
-    return "total", _INF
+        return start.strftime("m%Y-%m"), start.timestamp(), end.timestamp()
+    return "total", 0.0, _INF
 
 
 def _reset(seconds: float) -> str:
@@ -105,15 +137,17 @@ class Limiter:
         on_store_error: str = "open",
         default_max_tokens: int = 4096,
         model_limits: Mapping[str, Mapping[str, int]] | None = None,
-        price: Callable[[str, int, int], float] = cost,
+        prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
+        self._immediate = isinstance(state, MemoryState)
+        """Its operations never wait: settling needs no task."""
         self.keys = keys
         self.closed = on_store_error == "closed"
         self.default_max_tokens = default_max_tokens
         self.model_limits = dict(model_limits or {})
-        self.price = price
+        self.prices = prices if prices is not None else PriceTable()
         self.clock = clock
         self.passed_unchecked = 0
         """Requests let through unchecked while the state store was unreachable."""
@@ -145,7 +179,8 @@ class Limiter:
         self, key: GatewayKey | None, names: tuple[str, ...], body: Mapping[str, Any]
     ) -> Reservation:
         """Reserve what the request may use, or raise a 429 (`BudgetExceededError` for a
-        budget) having given back whatever was reserved."""
+        budget) holding nothing; `UnpricedModelError` (403) for a budgeted key on a model
+        without a price."""
         now = self.clock()
         window = int(now // _WINDOW)
         reset = (window + 1) * _WINDOW - now
@@ -162,7 +197,7 @@ class Limiter:
                 wanted.append((f"tpm:{key.id}:{window}", tokens, key.tpm, _WINDOW * 2, "tokens"))
             if key.max_concurrency is not None:
                 wanted.append((f"conc:{key.id}", 1, key.max_concurrency, 3600.0, "concurrency"))
-        for name in dict.fromkeys(names):
+        for name in dict.fromkeys(names) if self.model_limits else ():
             limits = self.model_limits.get(name)
             if limits is None:
                 continue
@@ -178,13 +213,16 @@ class Limiter:
         try:
             if key is not None and key.budget_usd is not None:
                 res.period, ends = budget_period(key.budget_period, now)
-                res.usd = self.price(model, prompt, output)
+                res.usd = self._estimated_cost(names, prompt, output)
                 bkey = f"usd:{key.id}:{res.period}"
                 ttl = 0.0 if ends == _INF else ends - now + 86400.0
                 await self._seed(key, res.period, bkey, ttl)
                 wanted.append((bkey, res.usd, key.budget_usd, ttl, "budget"))
-            results = await asyncio.gather(
-                *(self.state.reserve(k, amount, limit, ttl) for k, amount, limit, ttl, _ in wanted)
+            if not wanted:
+                return res
+            # all or nothing, in one step (one round trip to Redis)
+            admitted, values = await self.state.reserve_many(
+                [(k, amount, limit, ttl) for k, amount, limit, ttl, _ in wanted]
             )
         except (StateUnavailableError, StoreError) as e:
             return self._unavailable(e, res)
@@ -192,14 +230,15 @@ class Limiter:
             self._outage = False
             log.warning("limits: the state store is reachable again; limits are exact again")
         refused: tuple[str, float, float] | None = None
-        for (k, amount, limit, ttl, kind), (admitted, value) in zip(wanted, results, strict=True):
+        reset_text = _reset(reset)
+        for (k, amount, limit, ttl, kind), value in zip(wanted, values, strict=True):
             if admitted:
                 res.held.append((k, amount, ttl, kind))
-            elif refused is None:
+            elif refused is None and amount > 0 and value + amount > limit:
                 refused = (kind, limit, value)
-            self._headers(res, kind, limit, value, reset)
-        if refused is not None:
-            self.release(res)
+            self._headers(res, kind, limit, value, reset_text)
+        if not admitted:
+            assert refused is not None  # the values are the ones the refusal was decided on
             kind, limit, value = refused
             if kind == "budget":
                 assert key is not None
@@ -220,6 +259,22 @@ class Limiter:
             headers = {"Retry-After": str(retry), **res.headers}
             raise RateLimitError(_refusal(kind, limit, key, model), headers=headers)
         return res
+
+    def _estimated_cost(self, names: tuple[str, ...], prompt: int, output: int) -> float:
+        """The most a request may cost at the dearest of its targets (`names`: the targets'
+        labels, then the name asked); `UnpricedModelError` when one has no price."""
+        most = 0.0
+        for label in dict.fromkeys(names[:-1] or names):
+            price = self.prices.find(label)
+            if price is None:
+                raise UnpricedModelError(
+                    f"This key has a budget and the model '{label}' has no price, so its "
+                    f'spending could not be counted: set [prices."{label}"] input_per_mtok '
+                    "and output_per_mtok in the gateway's configuration, or use a priced model.",
+                    param="model",
+                )
+            most = max(most, (prompt * price.input + output * price.output) / 1_000_000)
+        return most
 
     async def _seed(self, key: GatewayKey, period: str, bkey: str, ttl: float) -> None:
         """The first use of a budget period anywhere starts its counter at what the store
@@ -251,7 +306,7 @@ class Limiter:
         return Reservation()
 
     @staticmethod
-    def _headers(res: Reservation, kind: str, limit: float, value: float, reset: float) -> None:
+    def _headers(res: Reservation, kind: str, limit: float, value: float, reset: str) -> None:
         if kind in ("requests", "m-requests"):
             name = "requests"
         elif kind in ("tokens", "m-tokens"):
@@ -264,29 +319,42 @@ class Limiter:
             return  # the tightest limit is the one shown
         res.headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
         res.headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
-        res.headers[f"x-ratelimit-reset-{name}"] = _reset(reset)
+        res.headers[f"x-ratelimit-reset-{name}"] = reset
 
-    def settle(self, res: Reservation, usage: Usage | None, served: bool) -> None:
-        """The answer ended: tokens and cost to the real usage, the slot freed (in a task:
-        `after` hooks must not wait)."""
+    def settle(
+        self, res: Reservation, usage: Usage | None, served: bool, usd: float | None = None
+    ) -> None:
+        """The answer ended: tokens to the real usage, the budget to `usd` (what the ledger
+        records it cost; None: unknown, the reservation kept when it was served), the slot
+        freed. `after` hooks must not wait: the memory backend is changed at once (it never
+        waits), anything else in a task."""
         if not res.held:
             return
-        task = asyncio.get_running_loop().create_task(self._settle(res, usage, served))
+        changes = self._changes(res, usage, served, usd)
+        spent = 0.0
+        if res.key is not None and res.period and self.keys is not None:
+            spent = usd if usd is not None else (res.usd if served else 0.0)
+        if not changes and not spent:
+            return
+        if self._immediate and not spent:
+            _run_now(self.state.reserve_many(changes))
+            return
+        task = asyncio.get_running_loop().create_task(self._apply(res, changes, spent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def release(self, res: Reservation) -> None:
-        """Give back everything held (a refusal, or a request that never went upstream)."""
+        """Give back everything held (a request that never went upstream)."""
         self.settle(res, None, False)
         res.held = []
 
-    async def _settle(self, res: Reservation, usage: Usage | None, served: bool) -> None:
+    @staticmethod
+    def _changes(
+        res: Reservation, usage: Usage | None, served: bool, real_usd: float | None
+    ) -> list[tuple[str, float, float, float]]:
+        """What settling changes: (state key, delta, no limit, ttl) per limit held."""
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
-        real_usd = (
-            self.price(res.model, usage.prompt_tokens, usage.output_tokens)
-            if usage is not None
-            else None
-        )
+        changes: list[tuple[str, float, float, float]] = []
         for k, amount, ttl, kind in res.held:
             if kind == "concurrency":
                 delta = -amount
@@ -302,15 +370,20 @@ class Limiter:
             else:
                 continue
             if delta:
-                with contextlib.suppress(StateUnavailableError):  # the window's TTL mends it
-                    await self.state.reserve(k, delta, _INF, ttl)
-        if res.key is not None and res.period and self.keys is not None:
-            spent = real_usd if real_usd is not None else (res.usd if served else 0.0)
-            if spent:
-                try:
-                    await self.keys.add_spend(res.key.id, res.period, spent)
-                except StoreError as e:
-                    log.warning("spend of %s not recorded: %s", res.key.label, e)
+                changes.append((k, delta, _INF, ttl))
+        return changes
+
+    async def _apply(
+        self, res: Reservation, changes: list[tuple[str, float, float, float]], spent: float
+    ) -> None:
+        if changes:
+            with contextlib.suppress(StateUnavailableError):  # the window's TTL mends it
+                await self.state.reserve_many(changes)
+        if spent and res.key is not None and self.keys is not None:
+            try:
+                await self.keys.add_spend(res.key.id, res.period, spent)
+            except StoreError as e:
+                log.warning("spend of %s not recorded: %s", res.key.label, e)
 
     async def usage_of(self, key: GatewayKey) -> dict[str, Any]:
         """What a key uses now: this minute's requests and tokens, requests in flight,
@@ -337,6 +410,16 @@ class Limiter:
             except StoreError:
                 out["store"] = "unreachable"
         return out
+
+
+def _run_now(step: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that never waits (the memory backend's) to its end, here and now."""
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("the memory state backend waited")
 
 
 def _refusal(kind: str, limit: float, key: GatewayKey | None, model: str) -> str:

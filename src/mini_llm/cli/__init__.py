@@ -34,6 +34,8 @@ from .common import (
     _failure_of,
     _manager,
     _print_json,
+    _settings,
+    _unauthenticated_refusal,
 )
 from .serving import _cmd_config_check, _cmd_reload, _cmd_serve
 
@@ -60,11 +62,28 @@ def _start_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from ..config import exposure_warning
+    from ..config import ConfigError, exposure_warning
 
+    try:
+        asked = _settings(args, host=args.host, port=args.port)
+    except ConfigError:
+        asked = None  # reported by the manager's check below, as every command reports it
+    if (
+        asked is not None
+        and not asked.master_key
+        and exposure_warning(asked.host)
+        and not args.allow_unauthenticated
+    ):
+        _err(_unauthenticated_refusal(asked.host))
+        return EXIT_CONFIG
     # check_config: an invalid configuration is an error whether or not a gateway runs, and a
     # running one that differs is named in a warning (through the `mini_llm.sdk` logger)
-    manager = _manager(args, check_config=True, **_start_options(args))
+    manager = _manager(
+        args,
+        check_config=True,
+        allow_unauthenticated=args.allow_unauthenticated,
+        **_start_options(args),
+    )
     state, started = manager.ensure_state()
     exposed = exposure_warning(state.host)
     if exposed:
@@ -373,6 +392,12 @@ def _parser() -> argparse.ArgumentParser:
         default=20.0,
         metavar="SECONDS",
         help="seconds to wait for it to be ready (default %(default)g)",
+    )
+    start.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen on a non-loopback address without a master key (only behind a proxy "
+        "that decides who gets in)",
     )
     with_state_dir(start)
     with_json(start)

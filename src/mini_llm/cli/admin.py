@@ -243,6 +243,10 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
     if "usage" in answer:
         print("usage: " + ", ".join(f"{k} {v}" for k, v in answer["usage"].items()))
+    if "spend_since" in answer:
+        spend = answer.get("spend_usd")
+        shown = "unknown (no usage ledger)" if spend is None else f"${spend:.6f}"
+        print(f"spend: {shown} since {answer['spend_since']}")
     if "key" in answer:
         print(f"\nkey: {answer['key']}  (shown once: keep it now)")
     if "signing_secret" in answer:

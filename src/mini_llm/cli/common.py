@@ -94,6 +94,17 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Any:
     return load_settings(config_path=args.config, flags=flags)
 
 
+def _unauthenticated_refusal(host: str) -> str:
+    """Why a gateway will not listen on `host` without auth, and what to do about it."""
+    return (
+        f"refusing to listen on {host} without authentication: anyone who "
+        "reaches it could spend your provider keys. Set a master key "
+        "(MINI_LLM_MASTER_KEY=..., or [auth] master_key in mini-llm.toml) to turn auth "
+        "on, bind 127.0.0.1, or pass --allow-unauthenticated if a proxy in front decides "
+        "who gets in."
+    )
+
+
 def _manager(args: argparse.Namespace, **options: Any) -> GatewayManager:
     from ..sdk.manager import GatewayManager
 

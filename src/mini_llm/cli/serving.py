@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .common import EXIT_CONFIG, EXIT_FAILURE, _err, _manager, _print_json, _settings
+from .common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    _err,
+    _manager,
+    _print_json,
+    _settings,
+    _unauthenticated_refusal,
+)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -42,13 +50,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"mini-llm: warning: {warning}", file=sys.stderr)
     exposed = exposure_warning(settings.host) if not settings.master_key else None
     if exposed and not args.allow_unauthenticated:
-        _err(
-            f"refusing to listen on {settings.host} without authentication: anyone who "
-            "reaches it could spend your provider keys. Set a master key "
-            "(MINI_LLM_MASTER_KEY=..., or [auth] master_key in mini-llm.toml) to turn auth "
-            "on, bind 127.0.0.1, or pass --allow-unauthenticated if a proxy in front decides "
-            "who gets in."
-        )
+        _err(_unauthenticated_refusal(settings.host))
         return EXIT_CONFIG
     if exposed:
         _err(exposed)

@@ -3,7 +3,9 @@ refuses anything else: 401 without a key, 403 with a gateway key).
 
     POST   /admin/keys              create: {"id", "key", …} (and "signing_secret"), shown once
     GET    /admin/keys              every key (never a secret)
-    GET    /admin/keys/{id}         one key, with its current usage and spend
+    GET    /admin/keys/{id}         one key, with its current usage and its spend: `spend_usd`,
+                                    what the usage ledger recorded since `spend_since` (the
+                                    start of its budget period; all time for `total`)
     PATCH  /admin/keys/{id}         change fields
     DELETE /admin/keys/{id}         revoke: refused here at once, everywhere within a second
     POST   /admin/keys/{id}/rotate  a new secret; the old one is accepted for `grace_seconds`
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -29,11 +32,13 @@ from ..access.keys import (
     new_signing_secret,
     parse_fields,
 )
-from ..access.limits import Limiter
+from ..access.limits import Limiter, period_bounds
 from ..access.store import KeyCache
 from ..dialects.openai_chat import OPENAI_CHAT
 from ..errors import GatewayError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from ..store import StoreError
+from ..usage.ledger import Ledger
+from ..usage.report import usage_report
 from .responses import error_response, request_id
 
 __all__ = ["ROTATION_GRACE", "KeyAdmin"]
@@ -51,9 +56,15 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 
 class KeyAdmin:
-    def __init__(self, cache: KeyCache | None, limiter: Callable[[], Limiter | None]) -> None:
+    def __init__(
+        self,
+        cache: KeyCache | None,
+        limiter: Callable[[], Limiter | None],
+        ledger: Callable[[], Ledger | None] = lambda: None,
+    ) -> None:
         self.cache = cache
         self.limiter = limiter
+        self.ledger = ledger
 
     def add_routes(self, add: Callable[[str, str, Any], None]) -> None:
         add("POST", "/admin/keys", self._wrap(self.create))
@@ -137,7 +148,34 @@ class KeyAdmin:
         limiter = self.limiter()
         if limiter is not None:
             shown["usage"] = await limiter.usage_of(key)
+        shown.update(await self._spend(key))
         return _json(shown)
+
+    async def _spend(self, key: GatewayKey) -> dict[str, Any]:
+        """What the ledger says the key spent in its budget period (None: no ledger)."""
+        now = time.time()
+        _, start, _ = period_bounds(key.budget_period, now)
+        spend: dict[str, Any] = {
+            "spend_usd": None,
+            "spend_since": datetime.fromtimestamp(start, timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+        }
+        ledger = self.ledger()
+        if ledger is None:
+            return spend
+        try:
+            await ledger.flush()
+            report = await usage_report(ledger.store, start, now + 1, "key", 0, key.id)
+        except StoreError as e:
+            log.warning("admin: the usage store failed: %s", e)
+            return spend
+        total = report["total"]
+        spend["spend_usd"] = total["cost_usd"]
+        spend["requests"] = total["requests"]
+        if total["unpriced_requests"]:
+            spend["unpriced_requests"] = total["unpriced_requests"]
+        return spend
 
     async def update(self, request: web.Request) -> web.Response:
         assert self.cache is not None

@@ -48,7 +48,7 @@ from ..policies import (
     UsageLedger,
 )
 from ..policies.access_log import use_json_lines
-from ..policies.auth import AccessControl, ModelAccess, presented_key
+from ..policies.auth import NOTES, AccessControl, ModelAccess, presented_key
 from ..policies.cache import CacheCounters, CachePolicy
 from ..policies.limits import LimitsPolicy
 from ..policies.metrics import AttemptCounter
@@ -145,6 +145,7 @@ class Runtime:
                 on_store_error=settings.on_store_error,
                 default_max_tokens=settings.default_max_tokens,
                 model_limits=settings.model_limits,
+                prices=self.prices,
             )
             policies.append(LimitsPolicy(self.limiter, self.model_names))
         self.cache: CachePolicy | None = None
@@ -295,6 +296,7 @@ class Gateway:
             self.state,
             settings.signing_window,
             lambda: self.runtime.limiter,
+            settings.metrics_token,
         )
         self.pipeline = Pipeline(self._runtime(settings))
 
@@ -527,9 +529,10 @@ def build_app(settings: Settings) -> web.Application:
 
     async def usage(request: web.Request) -> web.Response:
         rid = request_id(request)
-        if not _loopback(request):
+        if not gateway.settings.master_key and not _loopback(request):
             error = PermissionDeniedError("Admin routes answer loopback clients only.")
             return error_response(error, OPENAI_CHAT, rid)
+        caller = (request.get(NOTES) or {}).get("key")  # a gateway key: its own usage only
         ledger = gateway.ledger
         if ledger is None:
             return error_response(NotFoundError("The usage ledger is off."), OPENAI_CHAT, rid)
@@ -546,7 +549,9 @@ def build_app(settings: Settings) -> web.Application:
             return error_response(InvalidRequestError(str(e)), OPENAI_CHAT, rid)
         try:
             await ledger.flush()  # what was answered until now is in the report
-            report = await usage_report(ledger.store, since, until, by, limit)
+            report = await usage_report(
+                ledger.store, since, until, by, limit, caller.id if caller is not None else None
+            )
         except StoreError as e:
             unavailable = ServiceUnavailableError(f"The usage store cannot be read: {e}")
             return error_response(unavailable, OPENAI_CHAT, rid)
@@ -557,7 +562,9 @@ def build_app(settings: Settings) -> web.Application:
 
     add("GET", "/metrics", metrics)
     add("GET", "/admin/usage", usage)
-    KeyAdmin(gateway.key_cache, lambda: gateway.runtime.limiter).add_routes(add)
+    KeyAdmin(gateway.key_cache, lambda: gateway.runtime.limiter, lambda: gateway.ledger).add_routes(
+        add
+    )
 
     async def unknown_route(request: web.Request) -> web.Response:
         error: GatewayError

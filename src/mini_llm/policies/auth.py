@@ -6,8 +6,10 @@ SDK sends its own: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic)
 `x-goog-api-key` or `?key=` (Gemini). The master key may do anything; a gateway key may call
 the APIs (its models, its limits) but never `/admin`. A key with a signing secret must sign
 each request (`access/signing.py`). The key found is left in the request for the policies
-(`request[NOTES]["key"]`); it is never forwarded upstream — upstream requests are
-built from the provider's own keys.
+(`request[NOTES]["key"]`; `ModelAccess` sets `info.key_id` from it, so the ledger's rows carry
+it); it is never forwarded upstream — upstream requests are built from the provider's own
+keys. The one admin route open to a gateway key is `GET /admin/usage`: its own usage only.
+`/metrics` takes the master key or the metrics token (`[metrics] token`), nothing else.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ NOTES: web.RequestKey[dict[str, Any]] = web.RequestKey("mini_llm_notes", dict)
 """The request item the middleware leaves for the pipeline (copied into `info.notes`)."""
 
 OPEN_PATHS = frozenset(("/health", "/health/", "/"))
+OWN_USAGE_PATHS = frozenset(("/admin/usage", "/admin/usage/"))
+"""The one admin route a gateway key may call: it answers that key's own usage."""
+METRICS_PATHS = frozenset(("/metrics", "/metrics/"))
+"""Taken with the master key or the metrics token, never a gateway key."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,8 +72,10 @@ class AccessControl:
         state: StateBackend,
         signing_window: float,
         limiter: Callable[[], Limiter | None],
+        metrics_token: str = "",
     ) -> None:
         self.master_key = master_key.encode()
+        self.metrics_token = metrics_token.encode()
         self.cache = cache
         self.state = state
         self.signing_window = signing_window
@@ -119,15 +127,34 @@ class AccessControl:
         if seen > 1:
             raise SignatureError("This signature was already used: sign each request anew.")
 
+    def _metrics_token(self, request: web.Request) -> bool:
+        """Whether the request carries the metrics token (as a bearer token: Prometheus's
+        `authorization` or `bearer_token`)."""
+        if not self.metrics_token:
+            return False
+        given = presented_key(request)
+        return given is not None and hmac.compare_digest(given.encode(), self.metrics_token)
+
     def middleware(self) -> Any:
         @web.middleware
         async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
             path = request.path
             if path in OPEN_PATHS:
                 return await handler(request)
+            if path in METRICS_PATHS and self._metrics_token(request):
+                return await handler(request)
             try:
                 key = await self.identify(request)
-                if key is not None and path.startswith("/admin"):
+                if key is not None and path in METRICS_PATHS:
+                    raise PermissionDeniedError(
+                        "/metrics takes the master key or the metrics token "
+                        "([metrics] token, MINI_LLM_METRICS_TOKEN), not a gateway key."
+                    )
+                if (
+                    key is not None
+                    and path.startswith("/admin")
+                    and not (path in OWN_USAGE_PATHS and request.method in ("GET", "HEAD"))
+                ):
                     raise PermissionDeniedError(
                         "Admin routes take the master key, not a gateway key."
                     )
@@ -164,6 +191,7 @@ class ModelAccess:
         if key is None:
             return None
         info.owner = key.owner or key.id
+        info.key_id = key.id
         if key.models is not None and not key.allows(info.model, self.names(info.model)):
             raise PermissionDeniedError(
                 f"This key may not use the model '{info.model}'.",

@@ -1,6 +1,6 @@
 """The limits policy: reserve before the request goes upstream, settle when it ends
-(`access/limits.py` says how), and tell the client where it stands in OpenAI's
-`x-ratelimit-*` headers, on every dialect."""
+(`access/limits.py` says how; the budget to the cost the usage ledger records), and tell the
+client where it stands in OpenAI's `x-ratelimit-*` headers, on every dialect."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from ..access.limits import Limiter, Reservation
 from .base import RequestInfo
+from .usage import cost_of
 
 __all__ = ["LimitsPolicy"]
 
@@ -35,4 +36,5 @@ class LimitsPolicy:
         res: Reservation | None = info.notes.get("reservation")
         if res is not None:
             served = info.target is not None  # it went upstream
-            self.limiter.settle(res, info.usage, served)
+            usd = cost_of(info, self.limiter.prices)  # also a cancelled stream's usage
+            self.limiter.settle(res, info.usage, served, usd)

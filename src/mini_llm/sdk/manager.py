@@ -166,6 +166,7 @@ class GatewayManager:
         stop_grace: float | None = None,
         workers: int | None = None,
         check_config: bool = False,
+        allow_unauthenticated: bool = False,
     ) -> None:
         self.env = dict(env or {})
         self.state_dir = (
@@ -180,6 +181,8 @@ class GatewayManager:
         self.stop_grace = stop_grace
         self.workers = workers
         self.check_config = check_config
+        self.allow_unauthenticated = allow_unauthenticated
+        """Let the gateway listen on a non-loopback address without a master key."""
         self.differences: list[str] = []
         """What the running gateway found by the last `ensure` runs differently from what this
         manager asks for (`check_config`), named; empty when the same or not checked."""
@@ -419,6 +422,8 @@ class GatewayManager:
             cmd += ["--port", str(port)]
         if workers and int(workers) > 1:
             cmd += ["--workers", str(workers)]
+        if self.allow_unauthenticated:
+            cmd.append("--allow-unauthenticated")
         return cmd
 
     def _child_env(self, previous: GatewayState | None = None) -> dict[str, str]:

@@ -11,7 +11,8 @@ Two kinds of state, two kinds of access:
   `StateBackend.changed`), so a request never waits for the network to pick a key.
 - **Counters and values that must be exact across instances** (rate-limit reservations,
   budgets, cached answers) go through the async methods: `incr`, `reserve` (an atomic
-  check-and-add: the one multi-step update limits need), `get`, `set`, `delete`. The memory
+  check-and-add: the one multi-step update limits need; `reserve_many` for several at once,
+  all or nothing), `get`, `set`, `delete`. The memory
   backend answers them at once; a Redis backend runs each as one atomic command or script.
 
 Times in handles are seconds on the process's monotonic clock; a shared backend converts.
@@ -19,6 +20,7 @@ Times in handles are seconds on the process's monotonic clock; a shared backend 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 __all__ = ["Counter", "Deadline", "StateBackend", "StateUnavailableError"]
@@ -90,6 +92,14 @@ class StateBackend(Protocol):
     ) -> tuple[bool, float]:
         """Atomically add `amount` to `key` only if the result stays within `limit`:
         `(admitted, value after)`. A negative amount (a settlement) is always applied."""
+        ...
+
+    async def reserve_many(
+        self, items: Sequence[tuple[str, float, float, float]]
+    ) -> tuple[bool, list[float]]:
+        """`reserve` for several `(key, amount, limit, ttl)` at once, all or nothing:
+        `(True, values after)` when every positive amount fits its limit (all applied), else
+        `(False, values as they are)` and nothing applied. One step: one round trip."""
         ...
 
     async def get(self, key: str) -> bytes | None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .base import Counter, Deadline
 
@@ -79,6 +79,29 @@ class MemoryState:
         value = max(value + amount, 0.0)
         self._keep(key, value, ttl)
         return True, value
+
+    async def reserve_many(
+        self, items: Sequence[tuple[str, float, float, float]]
+    ) -> tuple[bool, list[float]]:
+        # on every request that has limits: `_number` and `_keep` inlined
+        held = self._values
+        now = self._clock()
+        entries = [held.get(key) for key, _, _, _ in items]
+        values = [
+            e[0] if e is not None and isinstance(e[0], float) and not (e[1] and e[1] <= now)
+            else 0.0
+            for e in entries
+        ]  # fmt: skip
+        for (_, amount, limit, _), value in zip(items, values, strict=True):
+            if amount > 0 and value + amount > limit:
+                return False, values
+        for i, ((key, amount, _, ttl), entry) in enumerate(zip(items, entries, strict=True)):
+            value = values[i] = max(values[i] + amount, 0.0)
+            if entry is not None and entry[1] > now:  # a live key keeps its expiry
+                held[key] = (value, entry[1])
+            else:
+                self._store(key, value, ttl)
+        return True, values
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)

@@ -11,6 +11,8 @@
     reserve   one Lua script: the atomic check-and-add exact limits need — admitted only if
               the sum stays within the limit; a settlement (negative amount) always applies,
               never below 0. Numbers travel as strings with 17 significant digits.
+              `reserve_many`: the same over several keys in one script, all or nothing (a
+              request's rpm, tpm, concurrency and budget in one round trip).
     get/set   GET / SET with PX; delete: DEL
 
 Every key lives under `prefix` ("mini-llm:"). Outages never block a request: the client's
@@ -27,7 +29,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -81,6 +83,36 @@ return {1, value}
 """
 )
 
+_RESERVE_MANY = """
+local function keep(key, value, ttl_ms)
+  if redis.call('PTTL', key) > 0 then
+    redis.call('SET', key, value, 'KEEPTTL')
+  elseif ttl_ms > 0 then
+    redis.call('SET', key, value, 'PX', ttl_ms)
+  else
+    redis.call('SET', key, value)
+  end
+end
+local current = {}
+local ok = 1
+for i = 1, #KEYS do
+  current[i] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  local amount = tonumber(ARGV[3 * i - 2])
+  if amount > 0 and current[i] + amount > tonumber(ARGV[3 * i - 1]) then ok = 0 end
+end
+local out = {ok}
+for i = 1, #KEYS do
+  local value = current[i]
+  if ok == 1 then
+    value = value + tonumber(ARGV[3 * i - 2])
+    if value < 0 then value = 0 end
+    keep(KEYS[i], string.format('%.17g', value), tonumber(ARGV[3 * i]))
+  end
+  out[i + 1] = string.format('%.17g', value)
+end
+return out
+"""
+
 _SHARE_DEADLINE = """
 if ARGV[2] == '0' then redis.call('HDEL', KEYS[1], ARGV[1])
 else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
@@ -115,6 +147,7 @@ class RedisState:
         )
         self._incr = self._redis.register_script(_INCR)
         self._reserve = self._redis.register_script(_RESERVE)
+        self._reserve_many = self._redis.register_script(_RESERVE_MANY)
         self._share = self._redis.register_script(_SHARE_DEADLINE)
         self._channel = prefix + "deadlines"
         self._instance = os.urandom(6).hex()
@@ -215,6 +248,17 @@ class RedisState:
             self._reserve(keys=[self.prefix + key], args=[amount, limit, _ms(ttl)])
         )
         return bool(admitted), float(value)
+
+    async def reserve_many(
+        self, items: Sequence[tuple[str, float, float, float]]
+    ) -> tuple[bool, list[float]]:
+        args: list[Any] = []
+        for _, amount, limit, ttl in items:
+            args += [amount, limit, _ms(ttl)]
+        admitted, *values = await self._call(
+            self._reserve_many(keys=[self.prefix + key for key, _, _, _ in items], args=args)
+        )
+        return bool(admitted), [float(v) for v in values]
 
     async def get(self, key: str) -> bytes | None:
         value = await self._call(self._redis.get(self.prefix + key))

@@ -87,15 +87,24 @@ def _number(value: Any) -> int:
 
 
 async def usage_report(
-    store: Store, since: float, until: float, by: str = "model", limit: int = 100
+    store: Store,
+    since: float,
+    until: float,
+    by: str = "model",
+    limit: int = 100,
+    key_id: str | None = None,
 ) -> dict[str, Any]:
-    """The report as JSON-ready data (`rows`, `total`, `unpriced_models`)."""
+    """The report as JSON-ready data (`rows`, `total`, `unpriced_models`); with `key_id`,
+    of that gateway key's requests only."""
     if by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}, got {by!r}")
     await store.open()
     await store.migrate("usage", MIGRATIONS)
-    window = (int(since * 1_000_000), int(until * 1_000_000))
+    window: tuple[Any, ...] = (int(since * 1_000_000), int(until * 1_000_000))
     where = "WHERE ts_us >= ? AND ts_us < ?"
+    if key_id is not None:
+        where += " AND key_id = ?"
+        window = (*window, key_id)
     report: dict[str, Any] = {"since": _iso(since), "until": _iso(until), "by": by}
     if by == "request":
         rows = await store.fetch(
