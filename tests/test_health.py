@@ -196,3 +196,34 @@ def test_the_probes_are_in_the_openapi_document(
     operation = json.loads(body)["paths"][path]["get"]
     assert status == 200 and operation["security"] == [{}]
     assert "application/json" in operation["responses"]["200"]["content"]
+
+
+def test_a_served_gateway_drains_after_sigterm_ready_503_and_connections_closed(
+    tmp_path: Path,
+) -> None:
+    """`serve` with a drain delay: after SIGTERM it still answers, readiness says draining,
+    every answer closes its connection; then it stops listening and exits 0."""
+    import signal
+
+    from .harness import clean_env, start_serve
+
+    env = clean_env(MINI_LLM_DRAIN_DELAY="1.5", MINI_LLM_DATA_DIR=str(tmp_path))
+    served = start_serve("--port", "0", "--no-state", env=env)
+    try:
+        status, headers, _ = http("GET", served.url + "/health/ready")
+        assert status == 200 and "close" not in {k.lower(): v for k, v in headers.items()}.get(
+            "connection", ""
+        )
+        served.proc.send_signal(signal.SIGTERM)
+        body = _until_status(served.url, "/health/ready", 503)
+        assert body == {"status": "draining", "failing": []}
+        status, headers, _ = http("GET", served.url + "/health/live")
+        assert status == 200
+        assert {k.lower(): v for k, v in headers.items()}["connection"] == "close"
+        assert served.proc.wait(15) == 0
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait(5)
+        if served.proc.stdout is not None:
+            served.proc.stdout.close()

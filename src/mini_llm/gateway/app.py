@@ -443,7 +443,7 @@ def build_app(settings: Settings) -> web.Application:
                 "uptime_s": round(gateway.uptime(), 3),
                 "started_at": gateway.started_at,
                 "pid": os.getpid(),
-                "shutdown_grace_s": runtime.settings.shutdown_grace,
+                "shutdown_grace_s": runtime.settings.drain_delay + runtime.settings.shutdown_grace,
                 "config_fingerprint": runtime.fingerprint,
                 "in_flight": runtime.router.in_flight(),
                 "providers": runtime.provider_health(),

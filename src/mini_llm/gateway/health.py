@@ -10,6 +10,12 @@ ledger's) and the state backend when it is shared (`redis`). Each is pinged with
 timeout, all at once; the verdict is kept for `ttl` seconds and probes arriving meanwhile share
 it (or the one check under way), so a probe every 100 ms costs one round trip a second. Both
 routes are open without a key (like `/health`) and say nothing but a status and store names.
+
+The drain (`drain(delay)`, from SIGTERM, when `[server] drain_delay` is set): for `delay`
+seconds the gateway still accepts and serves requests, but readiness answers 503 and every
+answer says `Connection: close`, so that a load balancer's kept-alive connections end with an
+answer instead of being closed under a request it is sending; only then does the server stop
+listening and wait for what is in flight (aiohttp's shutdown, which also marks the drain).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from aiohttp import web
 from ..state import StateBackend
 from ..store import Store
 
-__all__ = ["HEALTH_PATHS", "Health", "Liveness", "Probe", "Readiness"]
+__all__ = ["HEALTH", "HEALTH_PATHS", "Health", "Liveness", "Probe", "Readiness"]
 
 log = logging.getLogger("mini_llm.gateway")
 
@@ -136,12 +142,31 @@ class Health:
     async def _begin_drain(self, app: web.Application) -> None:
         self.draining = True
 
+    async def drain(self, delay: float) -> None:
+        """Serve `delay` seconds more as a draining instance (see the module's docstring)."""
+        self.draining = True
+        log.info("draining: serving %.3g s more, closing each connection after its answer", delay)
+        await asyncio.sleep(delay)
+
+    async def _close_while_draining(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        if self.draining:  # the client opens its next connection elsewhere
+            response.force_close()  # closed after this answer
+            # said too: aiohttp has made the headers before this hook (HTTP/1.1 keeps alive)
+            response.headers["Connection"] = "close"
+
     def install(self, app: web.Application, add: Callable[[str, str, Any], None]) -> None:
         """Add the routes (through the app's `add`, trailing slashes and HEAD included) and
         mark the drain when the app shuts down (after SIGTERM, before in-flight requests end)."""
         add("GET", "/health/live", self.live)
         add("GET", "/health/ready", self.ready)
         app.on_shutdown.append(self._begin_drain)
+        app.on_response_prepare.append(self._close_while_draining)
+        app[HEALTH] = self
+
+
+HEALTH = web.AppKey("health", Health)
 
 
 def _json(body: msgspec.Struct, status: int) -> web.Response:
