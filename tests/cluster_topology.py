@@ -207,7 +207,7 @@ class Cluster:
             MINI_LLM_REDIS_URL=redis_url,
             MINI_LLM_DATABASE_URL=database_url,
             MINI_LLM_CACHE="redis",
-            MINI_LLM_LOG_LEVEL="info",
+            MINI_LLM_LOG_LEVEL="warning",
             MINI_LLM_PORT_RETRIES="0",  # an instance comes back on its own port or not at all
             MINI_LLM_SHUTDOWN_GRACE="15",
             MINI_LLM_DRAIN_DELAY=str(DRAIN_DELAY),

@@ -11,8 +11,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import aiohttp
 import pytest
 
 from .cluster_topology import DRAIN_DELAY, ROOT, Cluster, free_port
+from .harness import http
 from .services.postgres import PostgresServer, postgres_server
 from .services.redis import RedisServer
 
@@ -471,52 +474,53 @@ def test_sigterm_drain_behind_nginx_cuts_no_request(topology: Cluster) -> None:
         assert access[outcome.rid]["upstream"].split(", ")[-1] != leaving_addr
 
 
-def test_local_cluster_script_starts_and_stops_the_topology(tmp_path: Path) -> None:
+def test_local_cluster_script_starts_and_stops_the_topology() -> None:
     if not os.path.exists(NGINX):
         pytest.skip(f"!!! nginx is not installed ({NGINX}): local-cluster.sh SKIPPED")
     script = ROOT / "deploy" / "local-cluster.sh"
+    home = Path(tempfile.mkdtemp(prefix="mini-llm-local-cluster-"))
+    home.chmod(0o755)  # run as root, its PostgreSQL runs as nobody
+    state = home / "state"
     port = free_port()
-    env = {**os.environ, "MINI_LLM_CLUSTER_DIR": str(tmp_path / "state"),
-           "MINI_LLM_CLUSTER_PORT": str(port), "MINI_LLM_CLUSTER_INSTANCES": "2",
-           "MINI_LLM_CLUSTER_WORKERS": "1"}  # fmt: skip
-    try:
-        started = subprocess.run(
-            ["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=90
-        )
-        assert started.returncode == 0, started.stdout + started.stderr
-        assert f"http://127.0.0.1:{port}" in started.stdout
-        master = (tmp_path / "state" / "master-key").read_text().strip()
-        assert "MINI_LLM_MASTER_KEY" in started.stdout and master not in started.stderr
-        from .harness import http
+    env = {**os.environ, "MINI_LLM_CLUSTER_DIR": str(state), "MINI_LLM_CLUSTER_PORT": str(port),
+           "MINI_LLM_CLUSTER_INSTANCES": "2", "MINI_LLM_CLUSTER_WORKERS": "1",
+           "PYTHON": sys.executable}  # fmt: skip
+    pids: list[int] = []
 
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(script), command], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    try:
+        started = run("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        pids = [int(p.read_text()) for p in state.glob("*.pid")]
+        assert len(pids) == 5  # postgres, redis, two gateways, nginx
+        assert f"http://127.0.0.1:{port}" in started.stdout
+        master = (state / "master-key").read_text().strip()
+        assert "MINI_LLM_MASTER_KEY" in started.stdout and master not in started.stdout
         status, _, body = http("GET", f"http://127.0.0.1:{port}/health/ready")
         assert (status, json.loads(body)["status"]) == (200, "ready")
         status, _, body = http(
             "POST",
             f"http://127.0.0.1:{port}/v1/chat/completions",
-            json.dumps(
-                {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}
-            ).encode(),
+            json.dumps({"model": "mock/echo", "messages": [HELLO]}).encode(),
             {"Authorization": f"Bearer {master}", "Content-Type": "application/json"},
         )
         assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "hi"
-        status_run = subprocess.run(
-            ["bash", str(script), "status"], env=env, capture_output=True, text=True, timeout=30
-        )
-        assert status_run.returncode == 0, status_run.stdout
-        pids = [int(p.read_text()) for p in (tmp_path / "state").glob("*.pid")]
-        assert len(pids) == 5  # postgres, redis, two gateways, nginx
+        running = run("status")
+        assert running.returncode == 0, running.stdout
+        assert running.stdout.count(": running") == 5
     finally:
-        stopped = subprocess.run(
-            ["bash", str(script), "stop"], env=env, capture_output=True, text=True, timeout=60
-        )
+        stopped = run("stop")
+        for pid in pids:  # whatever the script left: stopped here, by pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(home, ignore_errors=True)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    for pid in pids:
-        assert not _alive(pid), pid
-    assert (
-        subprocess.run(["bash", str(script), "status"], env=env, capture_output=True).returncode
-        != 0
-    )
+    assert not [pid for pid in pids if _alive(pid)]
+    assert run("status").returncode != 0
 
 
 def _alive(pid: int) -> bool:
