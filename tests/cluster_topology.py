@@ -150,6 +150,12 @@ class Instance:
         if self.proc is not None:
             _stop_group(self.proc, signal.SIGTERM, 20)
 
+    def begin_stop(self) -> None:
+        """SIGTERM without waiting (instances drain together; `stop` then waits)."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
 
 class Nginx:
     def __init__(self, home: Path, ports: list[int]) -> None:
@@ -243,5 +249,7 @@ class Cluster:
     def stop(self) -> None:
         if self.nginx is not None:
             self.nginx.stop()
+        for instance in self.instances:
+            instance.begin_stop()
         for instance in self.instances:
             instance.stop()
