@@ -133,7 +133,8 @@ start() {
     echo $! >"$DIR/redis.pid"
     wait_port "$redis_port" "$!" redis
 
-    # the gateways, each in its own session (master and workers: one process group)
+    # the gateways, each in its own session (master and workers: one process group); every
+    # connection comes from nginx, one address: no per-client connection cap
     local i port ports=()
     for i in $(seq 1 "$INSTANCES"); do
         port=$(free_port)
@@ -145,6 +146,7 @@ start() {
         MINI_LLM_DATA_DIR="$DIR/data" \
         MINI_LLM_PORT_RETRIES=0 \
         MINI_LLM_DRAIN_DELAY=$DRAIN_DELAY \
+        MINI_LLM_MAX_CONNECTIONS_PER_CLIENT=0 \
         MINI_LLM_LOG_LEVEL=${MINI_LLM_LOG_LEVEL:-warning} \
             setsid "$PYTHON" -m mini_llm serve --no-state --host 127.0.0.1 --port "$port" \
             --workers "$WORKERS" >"$DIR/gateway$i.log" 2>&1 </dev/null &

@@ -217,6 +217,8 @@ class Cluster:
             MINI_LLM_PORT_RETRIES="0",  # an instance comes back on its own port or not at all
             MINI_LLM_SHUTDOWN_GRACE="15",
             MINI_LLM_DRAIN_DELAY=str(DRAIN_DELAY),
+            # every connection comes from nginx, one address: no per-client cap
+            MINI_LLM_MAX_CONNECTIONS_PER_CLIENT="0",
             MINI_LLM_DATA_DIR=str(home / "data"),
         )
         self.instances = [

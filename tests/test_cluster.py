@@ -415,7 +415,7 @@ def test_kill_9_of_an_instance_under_load_fails_only_its_requests_in_flight(
     failed = [o for o in outcomes if o.status != 200]
     access = {line.get("rid"): line for line in _access(topology)}
     assert len(outcomes) > 24
-    assert len(failed) <= 12  # at most the requests in flight
+    assert 1 <= len(failed) <= 12  # some were in flight on it; at most all of them
     for outcome in failed:
         assert outcome.began < killed < outcome.ended + 0.05  # in flight at the kill
         assert access[outcome.rid]["upstream"] == victim_addr, access[outcome.rid]

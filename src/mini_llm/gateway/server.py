@@ -179,7 +179,7 @@ async def _stop_listening(site: web.SockSite, runner: GatewayRunner, sock: socke
     loop = asyncio.get_running_loop()
     try:
         await site.stop()
-        for _ in range(3):
+        for last in (False, False, True):  # closed right after the last look: no gap
             while True:
                 try:
                     conn, _ = held.accept()
@@ -187,7 +187,8 @@ async def _stop_listening(site: web.SockSite, runner: GatewayRunner, sock: socke
                     break
                 conn.setblocking(False)
                 await loop.connect_accepted_socket(runner.server, conn)  # type: ignore[arg-type]
-            await asyncio.sleep(0.05)
+            if not last:
+                await asyncio.sleep(0.05)
     finally:
         held.close()
     await asyncio.sleep(0.2)
