@@ -97,14 +97,9 @@ class Health:
         """The names of the stores that did not answer (kept `ttl` seconds)."""
         if time.monotonic() - self._checked < self.ttl:
             return self._verdict
-        if self._pending is None:
+        if self._pending is None or self._pending.done():  # else: share the check under way
             self._pending = asyncio.ensure_future(self._check())
-        pending = self._pending
-        try:
-            return await asyncio.shield(pending)
-        finally:
-            if pending.done() and self._pending is pending:
-                self._pending = None
+        return await asyncio.shield(self._pending)  # a probe that gives up does not cancel it
 
     async def _check(self) -> list[str]:
         results = await asyncio.gather(
