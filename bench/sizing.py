@@ -8,7 +8,9 @@
    rate per fully used core — requests divided by the CPU seconds the gateway's processes used
    (utime + stime from /proc), which holds on a shared machine. Three configurations: `bare`
    (ledger and metrics off), `defaults` (the usage ledger on SQLite, metrics on), `auth+limits`
-   (a master key, a gateway key with rpm and tpm limits reserved in a real Redis, the ledger).
+   (a master key, a gateway key with rpm and tpm limits reserved in a real Redis, the ledger);
+   and the bench's floor (a minimal aiohttp proxy) in the same conditions, since on a shared
+   machine the load's CPU may not keep the gateway's busy and CPU per request rises with it.
 2. **Memory per 1,000 open streams**: the same gateway unpinned, the built-in `mock/slow`
    model (one word every 100 ms, so each stream stays open for its whole length), N streams
    opened at once by one aiohttp client; the gateway's RSS is read before and while they are
@@ -95,9 +97,17 @@ def _post(url: str, body: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def throughput(
-    name: str, env: dict[str, str], seconds: float, work: Path, key: str | None = None
+    name: str,
+    env: dict[str, str],
+    seconds: float,
+    work: Path,
+    key: str | None = None,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
-    gateway = serve(env, GATEWAY_CPU)
+    if command is None:
+        gateway = serve(env, GATEWAY_CPU)
+    else:
+        gateway = start_server(name, command, GATEWAY_CPU, env)
     try:
         headers: dict[str, str] = {}
         if key is not None:  # a gateway key with limits, made through the admin API
@@ -213,12 +223,33 @@ def stream_memory(count: int, work: Path) -> dict[str, Any]:
     return result
 
 
+def calibration_seconds() -> float:
+    """A fixed pure-Python loop (10 M additions), to compare this machine's speed at the time
+    with another run's: the figures above scale with it on a shared or throttled host."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - began)
+    return round(best, 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--out", default=str(BENCH / "results" / "sizing.json"))
+    parser.add_argument(
+        "--gateway-cpu",
+        choices=("0", "1"),
+        default="1",
+        help="the CPU the gateway has alone (the load takes the other): the quieter one",
+    )
     args = parser.parse_args()
+    global GATEWAY_CPU, LOAD_CPU
+    GATEWAY_CPU, LOAD_CPU = args.gateway_cpu, "1" if args.gateway_cpu == "0" else "0"
     if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
         sys.exit("sizing needs taskset and 2 CPUs (the gateway alone on one)")
     wrk_binary()
@@ -228,9 +259,11 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
             "python": platform.python_version(),
-            "method": "gateway `serve --workers 1` pinned alone on CPU 1; mock upstream and "
-            "wrk -c64 on CPU 0; non-stream OpenAI chat, pass-through; rps_per_core = requests "
-            "per CPU-second of the gateway's processes",
+            "calibration_loop_s": calibration_seconds(),
+            "method": f"gateway `serve --workers 1` pinned on CPU {GATEWAY_CPU}; mock upstream "
+            f"and wrk -c64 on CPU {LOAD_CPU}; non-stream OpenAI chat, pass-through; rps_per_core "
+            "= requests per CPU-second of the gateway's processes; other_load_on_its_cpu_pct: "
+            "CPU time other processes took on the gateway's CPU (the machine is shared)",
         }
     }
     mock = start_server("mock", [PY, str(BENCH / "mock_upstream.py")], LOAD_CPU, clean_env())
@@ -238,7 +271,12 @@ def main() -> None:
     try:
         log("requests/s per worker core:")
         off = {"MINI_LLM_USAGE": "false", "MINI_LLM_METRICS": "false"}
+        floor = [PY, str(BENCH / "floor_proxy.py"), "--upstream", f"http://127.0.0.1:{mock.port}"]
         per_core = {
+            # the minimal aiohttp proxy in the same conditions: what the machine allows now
+            "floor (minimal aiohttp proxy)": throughput(
+                "floor", clean_env(), args.seconds, work, command=[*floor, "--port", "0"]
+            ),
             "bare": throughput("bare", gateway_env(mock.port, work, **off), args.seconds, work),
             "defaults": throughput("defaults", gateway_env(mock.port, work), args.seconds, work),
         }
