@@ -2,7 +2,7 @@
 # The tested cluster, started by hand on 127.0.0.1 (for demos and benchmarks):
 # PostgreSQL, Redis, N `mini-llm serve --workers W` and nginx in front (deploy/nginx/nginx.conf).
 #
-#   deploy/local-cluster.sh start|stop|status
+#   deploy/local-cluster.sh start|stop|status   (status exits 0 when every process runs)
 #
 # State (data, logs, pid files, the master key) lives in $MINI_LLM_CLUSTER_DIR, else
 # ${XDG_STATE_HOME:-~/.local/state}/mini-llm-cluster. Settings, all optional:

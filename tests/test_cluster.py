@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from .cluster_topology import DRAIN_DELAY, ROOT, Cluster, free_port
@@ -196,8 +197,6 @@ class Load:
 
 
 async def ledger_counts(url: str, rids: list[str]) -> dict[str, int]:
-    import asyncpg
-
     db = await asyncpg.connect(url, timeout=5)
     try:
         rows = await db.fetch(
@@ -215,7 +214,7 @@ async def until_ledger_has(url: str, rids: list[str], within: float) -> dict[str
     outage, every two)."""
     deadline = time.monotonic() + within
     while True:
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
+        with contextlib.suppress(OSError, asyncio.TimeoutError, asyncpg.PostgresError):
             counts = await ledger_counts(url, rids)
             if len(counts) == len(rids) or time.monotonic() > deadline:
                 return counts
