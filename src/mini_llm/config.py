@@ -115,6 +115,7 @@ class Settings:
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     strategy: str = "round-robin"
     shutdown_grace: float = 30.0
+    drain_delay: float = 0.0
     body_timeout: float = 30.0
     header_timeout: float = 10.0
     responses_ttl: float = 30 * 86400.0
@@ -308,6 +309,7 @@ class Settings:
             "retries": asdict(self.retries),
             "strategy": self.strategy,
             "shutdown_grace": self.shutdown_grace,
+            "drain_delay": self.drain_delay,
             "body_timeout": self.body_timeout,
             "aliases": {**self.aliases, **{k: list(v) for k, v in self.chains.items()}},
             "fallbacks": {k: list(v) for k, v in self.fallbacks.items()},
@@ -473,6 +475,7 @@ def load_settings(
         retries=RetryPolicy(*(values[f"retries.{k}"] for k in asdict(RetryPolicy()))),
         strategy=values["strategy"],
         shutdown_grace=values["shutdown_grace"],
+        drain_delay=values["drain_delay"],
         body_timeout=values["body_timeout"],
         header_timeout=values["header_timeout"],
         responses_ttl=values["responses_ttl"],

@@ -312,6 +312,11 @@ def _rows() -> tuple[Setting, ...]:
                 30.0, None, False, "seconds a client has to send its request body"),
         Setting("shutdown_grace", "server", "shutdown_grace", "MINI_LLM_SHUTDOWN_GRACE",
                 Seconds(), 30.0, None, False, "seconds in-flight requests get after SIGTERM"),
+        Setting("drain_delay", "server", "drain_delay", "MINI_LLM_DRAIN_DELAY",
+                Seconds(zero_ok=True), 0.0, None, False,
+                "seconds after SIGTERM that the gateway still accepts and serves requests, "
+                "each answer closing its connection and /health/ready answering 503, before "
+                "it stops listening (behind a load balancer: longer than its keep-alive)"),
         Setting("header_timeout", "server", "header_timeout", "MINI_LLM_HEADER_TIMEOUT",
                 Seconds(), 10.0, None, False, "seconds a client has to send a request's head"),
         Setting("max_connections", "server", "max_connections", "MINI_LLM_MAX_CONNECTIONS",

@@ -56,7 +56,7 @@ from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
 from ..state.responses import MemoryResponseStore
-from ..store import StoreError, open_store
+from ..store import Store, StoreError, open_store
 from ..upstream import HttpTransport
 from ..usage.ledger import Ledger
 from ..usage.prices import PriceTable
@@ -67,6 +67,7 @@ from .body import BodyReader
 from .cors import Cors
 from .dispatch import Dispatcher
 from .gemini_routes import GeminiRoutes
+from .health import Health, probes_for
 from .model_list import build_model_list, models_by_id, offered_models
 from .openapi import DOCS_PAGE, openapi_document
 from .pipeline import Pipeline
@@ -340,6 +341,17 @@ class Gateway:
     def ledger(self) -> Ledger | None:
         return self.observers.ledger
 
+    @property
+    def sql_store(self) -> Store | None:
+        """The SQL store readiness pings: the keys' one, else the ledger's (or none)."""
+        if self.keys is not None:
+            return self.keys.store
+        return self.ledger.store if self.ledger is not None else None
+
+    @property
+    def shares_state(self) -> bool:
+        return bool(self.settings.redis_url)
+
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.http.start()
         await self.state.start()
@@ -433,7 +445,7 @@ def build_app(settings: Settings) -> web.Application:
                 "uptime_s": round(gateway.uptime(), 3),
                 "started_at": gateway.started_at,
                 "pid": os.getpid(),
-                "shutdown_grace_s": runtime.settings.shutdown_grace,
+                "shutdown_grace_s": runtime.settings.drain_delay + runtime.settings.shutdown_grace,
                 "config_fingerprint": runtime.fingerprint,
                 "in_flight": runtime.router.in_flight(),
                 "providers": runtime.provider_health(),
@@ -467,6 +479,7 @@ def build_app(settings: Settings) -> web.Application:
         return web.json_response({"reset": restored}, headers={"x-request-id": rid})
 
     add("GET", "/health", health)
+    Health(probes_for(gateway)).install(app, add)  # /health/live, /health/ready
     add("GET", "/", health)  # HEAD / and GET /: clients probe the base URL (Claude Code)
     add("GET", "/v1/models", models)
     add("GET", "/models", models)

@@ -23,6 +23,7 @@ from ..schema import gemini as g
 from ..schema.anthropic import MessagesRequest
 from ..schema.embeddings import EmbeddingsList, EmbeddingsRequest
 from ..schema.openai import ChatRequest
+from .health import Liveness, Readiness
 
 __all__ = ["DOCS_PAGE", "openapi_document"]
 
@@ -86,6 +87,11 @@ def _gemini(method: str, summary: str, request: type, answer: type, **extra: Any
 _ROUTES: tuple[_Route, ...] = (
     _Route("GET", ("/health", "/"), "health", "Gateway health", "gateway", a.OpenAIErrorBody,
            answer=a.Health, security=[{}]),
+    _Route("GET", ("/health/live",), "liveness", "200 while the process serves", "gateway",
+           a.OpenAIErrorBody, answer=Liveness, security=[{}]),
+    _Route("GET", ("/health/ready",), "readiness",
+           "200 when the stores answer; 503 naming those that do not, or while draining",
+           "gateway", Readiness, answer=Readiness, security=[{}]),
     _Route("GET", ("/v1/models", "/models"), "listModels",
            "Every model name a client can send, with its capabilities", "openai",
            a.OpenAIErrorBody, answer=a.ModelList),

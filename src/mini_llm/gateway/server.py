@@ -21,6 +21,7 @@ from aiohttp import web
 from ..config import ConfigError, Settings, plan_reload, reload_settings
 from .app import GATEWAY, Gateway, build_app
 from .connections import GatewayRunner
+from .health import HEALTH
 
 __all__ = ["BindError", "bind_socket", "bind_worker_sockets", "run", "serve", "url_for"]
 
@@ -154,11 +155,43 @@ async def serve(
         if ready is not None:
             ready(settings.host, port)
         await stop.wait()
+        if settings.drain_delay:  # still serving, readiness 503, connections closed after use
+            await app[HEALTH].drain(settings.drain_delay)
+            await _stop_listening(site, runner, sock)
         log.info("stopping")
     finally:
         if watch is not None:
             watch.cancel()
         await runner.cleanup()
+
+
+async def _stop_listening(site: web.SockSite, runner: GatewayRunner, sock: socket.socket) -> None:
+    """Stop accepting without resetting the connections the kernel has already completed.
+
+    Closing a listening socket resets the connections queued on it, which a load balancer has
+    already sent a request on (nginx does not send a POST again). So a duplicate keeps the
+    socket open while the server stops; what is queued meanwhile is accepted and served; then
+    it is closed, and the last connections get a moment to have their requests read (a
+    connection with no request under way is closed by the shutdown that follows).
+    """
+    held = sock.dup()
+    held.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        await site.stop()
+        for last in (False, False, True):  # closed right after the last look: no gap
+            while True:
+                try:
+                    conn, _ = held.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                conn.setblocking(False)
+                await loop.connect_accepted_socket(runner.server, conn)  # type: ignore[arg-type]
+            if not last:
+                await asyncio.sleep(0.05)
+    finally:
+        held.close()
+    await asyncio.sleep(0.2)
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -249,7 +282,7 @@ def _run_one(
         asyncio.run(serve(settings, ready=ready, sock=sock))
 
 
-_WORKER_STOP_MARGIN = 5.0  # seconds beyond the workers' own drain (settings.shutdown_grace)
+_WORKER_STOP_MARGIN = 5.0  # seconds beyond the workers' own drain (drain_delay + shutdown_grace)
 
 
 def _run_workers(
@@ -308,7 +341,8 @@ def _run_workers(
         log.info("%d workers (pids %s)", workers, ", ".join(map(str, pids)))
         if ready is not None:
             ready(settings.host, port)
-        failed = _supervise(pids, stopping, settings.shutdown_grace + _WORKER_STOP_MARGIN)
+        grace = settings.drain_delay + settings.shutdown_grace + _WORKER_STOP_MARGIN
+        failed = _supervise(pids, stopping, grace)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

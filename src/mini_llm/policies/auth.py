@@ -1,8 +1,8 @@
 """Auth: who is asking (a middleware, before anything is read or parsed) and whether the key
 may use the model asked for (a policy, once the model is known).
 
-With a master key configured every route but `/health` and `/` needs a key, sent the way each
-SDK sends its own: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic),
+With a master key configured every route but `/health` (and `/health/live`, `/health/ready`)
+and `/` needs a key, sent the way each SDK sends its own: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic),
 `x-goog-api-key` or `?key=` (Gemini). The master key may do anything; a gateway key may call
 the APIs (its models, its limits) but never `/admin`. A key with a signing secret must sign
 each request (`access/signing.py`). The key found is left in the request for the policies
@@ -39,7 +39,9 @@ log = logging.getLogger("mini_llm.access")
 NOTES: web.RequestKey[dict[str, Any]] = web.RequestKey("mini_llm_notes", dict)
 """The request item the middleware leaves for the pipeline (copied into `info.notes`)."""
 
-OPEN_PATHS = frozenset(("/health", "/health/", "/"))
+OPEN_PATHS = frozenset(
+    ("/health", "/health/", "/", "/health/live", "/health/live/", "/health/ready", "/health/ready/")
+)
 OWN_USAGE_PATHS = frozenset(("/admin/usage", "/admin/usage/"))
 """The one admin route a gateway key may call: it answers that key's own usage."""
 METRICS_PATHS = frozenset(("/metrics", "/metrics/"))
