@@ -145,9 +145,9 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_gateway, app[GATEWAY])
-        if _early_reloads:  # asked while this process was starting
-            _early_reloads.clear()
-            reload_gateway(app[GATEWAY])
+        # a SIGHUP that came while this process was starting has waited, blocked (see `run`):
+        # delivered now, once, to the handler just installed
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         if settings.watch_config and settings.config_path:
             # stamped now, before `ready`: a change made once we are listening is seen
             stamp = _stamp(settings.config_path)
@@ -242,26 +242,23 @@ def reload_gateway(gateway: Gateway) -> bool:
     return True
 
 
-_early_reloads: list[int] = []
-"""SIGHUPs that came before `serve()` could handle them: it reloads once it can."""
-
-
-def _remember_reload(signum: int, frame: object) -> None:
-    _early_reloads.append(signum)
-
-
 def run(
     settings: Settings, ready: Callable[[str, int], None] | None = None, workers: int = 1
 ) -> None:
-    """Run `serve` on uvloop when it is installed; `workers` > 1 forks that many processes."""
-    previous = signal.signal(signal.SIGHUP, _remember_reload)  # workers inherit it
+    """Run `serve` on uvloop when it is installed; `workers` > 1 forks that many processes.
+
+    SIGHUP is blocked until a process can handle it (workers inherit the mask): one sent while
+    it starts waits and is delivered once. (A Python handler that remembered it would see it a
+    second time through the event loop's wake-up file once the loop runs: two reloads.)
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         if workers > 1:
             _run_workers(settings, ready, workers)
             return
         _run_one(settings, ready)
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _run_one(
@@ -334,9 +331,7 @@ def _run_workers(
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
-    if _early_reloads:
-        _early_reloads.clear()
-        _signal_all(pids, signal.SIGHUP)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one that waited: passed on
     try:
         log.info("%d workers (pids %s)", workers, ", ".join(map(str, pids)))
         if ready is not None:
