@@ -318,6 +318,12 @@ def test_start_refuses_a_non_loopback_address_without_auth_unless_allowed(
         assert "listening on 0.0.0.0" in started.stderr  # warned, once it was allowed
         status, _, _ = http("GET", f"http://127.0.0.1:{port}/health")
         assert status == 200
+        # a restart starts it again as it was started: exposed, as allowed then
+        restarted = run_cli("restart", "--json", env=env)
+        assert restarted.returncode == 0, restarted.stderr
+        again = json.loads(restarted.stdout)
+        assert again["url"].endswith(f":{port}") and again["pid"] != info["pid"]
+        assert http("GET", f"http://127.0.0.1:{port}/health")[0] == 200
         assert run_cli("stop", env=env).returncode == 0
     finally:
         assert kill_gateways(state_dir) == []

@@ -93,6 +93,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     workers = settings.workers if args.workers is not None else None
     given = {"host": args.host, "port": args.port, "workers": workers}
     flags = {k: v for k, v in given.items() if v is not None and not (k == "workers" and v == 1)}
+    if exposed and args.allow_unauthenticated:
+        flags["allow_unauthenticated"] = True  # a restart exposes it the same way, knowingly
     # the names of the variables the keys came from, never a key
     key_env = sorted(
         {p.key_env for p in settings.providers.values() if p.keys and os.environ.get(p.key_env)}

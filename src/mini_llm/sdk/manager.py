@@ -422,7 +422,7 @@ class GatewayManager:
             cmd += ["--port", str(port)]
         if workers and int(workers) > 1:
             cmd += ["--workers", str(workers)]
-        if self.allow_unauthenticated:
+        if self.allow_unauthenticated or flags.get("allow_unauthenticated"):
             cmd.append("--allow-unauthenticated")
         return cmd
 

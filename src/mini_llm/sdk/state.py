@@ -51,7 +51,7 @@ class GatewayState:
     config_path: str | None = None
     """The absolute path of its `mini-llm.toml` (`--config` or `MINI_LLM_CONFIG`), if any."""
     flags: dict[str, Any] = field(default_factory=dict)
-    """The `serve` flags it was given: `host`, `port`, `workers`."""
+    """The `serve` flags it was given: `host`, `port`, `workers`, `allow_unauthenticated`."""
     key_env: tuple[str, ...] = ()
     """The names of the provider key variables it read keys from (`OPENAI_API_KEY`...)."""
     config_fingerprint: str | None = None
