@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from ..dialects.openai_responses.request import ResponsesEnvelope
+from ..schema import admin as k
 from ..schema import answers as a
 from ..schema import gemini as g
 from ..schema.anthropic import MessagesRequest
@@ -58,6 +59,8 @@ class _Route:
     params: tuple[tuple[str, str, str], ...] = ()
     """(name, where, example): path or query parameters."""
     media: str = "application/json"
+    body_required: bool = True
+    status: str = "200"
 
 
 _MODEL_ID = (("id", "path", "mock/echo"),)
@@ -141,7 +144,9 @@ _ROUTES: tuple[_Route, ...] = (
            "Bring a provider's keys back at once (loopback clients only)", "gateway",
            a.OpenAIErrorBody, answer=a.ProvidersReset, security=[{}],
            params=(("provider", "query", "mock"),)),
-    _Route("GET", ("/metrics",), "metrics", "Prometheus metrics of every worker", "gateway",
+    _Route("GET", ("/metrics",), "metrics",
+           "Prometheus metrics of every worker (auth on: the master key or the metrics token)",
+           "gateway",
            a.OpenAIErrorBody, security=[{}, {"bearer": []}], media="text/plain"),
     _Route("GET", ("/admin/usage",), "usageReport",
            "Requests, errors, tokens, cost and latency from the usage ledger", "admin",
@@ -149,21 +154,23 @@ _ROUTES: tuple[_Route, ...] = (
            params=(("since", "query", "24h"), ("until", "query", "1h"),
                    ("by", "query", "model"), ("limit", "query", "10"))),
     _Route("POST", ("/admin/keys",), "createKey", "Create a gateway key (master key only)",
-           "admin", a.OpenAIErrorBody, security=[{"bearer": []}]),
+           "admin", a.OpenAIErrorBody, k.KeyFields, k.CreatedKey, security=[{"bearer": []}],
+           status="201"),
     _Route("GET", ("/admin/keys",), "listKeys", "Every gateway key, never a secret", "admin",
-           a.OpenAIErrorBody, security=[{"bearer": []}]),
+           a.OpenAIErrorBody, answer=k.KeyList, security=[{"bearer": []}]),
     _Route("GET", ("/admin/keys/{id}",), "getKey", "One gateway key, its usage and spend",
-           "admin", a.OpenAIErrorBody, security=[{"bearer": []}],
+           "admin", a.OpenAIErrorBody, answer=k.KeyDetail, security=[{"bearer": []}],
            params=(("id", "path", "key_unknown"),)),
     _Route("PATCH", ("/admin/keys/{id}",), "updateKey", "Change a gateway key's fields",
-           "admin", a.OpenAIErrorBody, security=[{"bearer": []}],
+           "admin", a.OpenAIErrorBody, k.KeyFields, k.KeyView, security=[{"bearer": []}],
            params=(("id", "path", "key_unknown"),)),
     _Route("DELETE", ("/admin/keys/{id}",), "revokeKey", "Revoke a gateway key at once",
-           "admin", a.OpenAIErrorBody, security=[{"bearer": []}],
+           "admin", a.OpenAIErrorBody, answer=k.RevokedKey, security=[{"bearer": []}],
            params=(("id", "path", "key_unknown"),)),
     _Route("POST", ("/admin/keys/{id}/rotate",), "rotateKey",
            "A new secret; the old one valid for a grace period", "admin", a.OpenAIErrorBody,
-           security=[{"bearer": []}], params=(("id", "path", "key_unknown"),)),
+           k.RotateKey, k.CreatedKey, security=[{"bearer": []}],
+           params=(("id", "path", "key_unknown"),), body_required=False),
     _Route("GET", ("/openapi.json",), "openapi", "This document", "gateway",
            a.OpenAIErrorBody, answer=None, security=[{}]),
     _Route("GET", ("/docs",), "docs", "This document, as a page", "gateway",
@@ -289,7 +296,7 @@ def _operation(route: _Route, path: str, refs: dict[type, dict[str, Any]]) -> di
         "tags": [route.tag],
         "security": route.security,
         "responses": {
-            "200": ok,
+            route.status: ok,
             "default": {
                 "description": f"An error, in the {route.tag} shape",
                 "content": {"application/json": {"schema": refs[route.errors]}},
@@ -300,7 +307,7 @@ def _operation(route: _Route, path: str, refs: dict[type, dict[str, Any]]) -> di
         operation["parameters"] = [_parameter(*p) for p in route.params]
     if route.request is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": route.body_required,
             "content": {"application/json": {"schema": refs[route.request]}},
         }
     return operation

@@ -196,7 +196,11 @@ class OpenAIError(msgspec.Struct):
 
 
 class OpenAIErrorBody(msgspec.Struct):
-    """OpenAI's error shape: the Chat Completions, Responses, embeddings and model routes."""
+    """OpenAI's error shape: the Chat Completions, Responses, embeddings, model and admin
+    routes. The gateway's own codes: `invalid_api_key` and `invalid_signature` (401),
+    `model_not_allowed` and `model_not_priced` (403: a budgeted key and a model without a
+    price), `model_not_found` (404), `rate_limit_exceeded` and `insufficient_quota` (429),
+    `previous_response_not_found` (400); upstream errors keep the upstream's code."""
 
     error: OpenAIError
 
