@@ -26,6 +26,7 @@ from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
 from ..policies.auth import NOTES
 from ..policies.base import RequestInfo
+from ..policies.stream_usage import count_text, make_tap
 from ..policies.usage import cost_of
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
@@ -244,7 +245,7 @@ def _events(
     if answer.native:
         stream = answer.stream
         if usage_for is not None:
-            stream = _usage_tap(answer, stream, usage_for, builder)
+            stream = _usage_tap(call, answer, stream, usage_for, builder)
         return dialect.passthrough(call, stream)
     chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
     if usage_for is not None:
@@ -293,7 +294,7 @@ async def _chunk_usage(
     async with aclosing(chunks):  # type: ignore[type-var]
         try:
             async for batch in chunks:
-                _read_chunks(batch, info)
+                count_text(batch, info)
                 if builder is not None:
                     builder.feed(batch)
                 yield batch
@@ -304,57 +305,28 @@ async def _chunk_usage(
         info.completion = builder.result()
 
 
-def _read_chunks(batch: list[dict[str, Any]], info: RequestInfo) -> None:
-    """Usage when it comes, and the answer's characters so far (a cancelled stream's
-    estimate)."""
-    for chunk in batch:
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            info.usage = Usage.from_canonical(usage)
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                for field in ("content", "reasoning_content"):
-                    text = delta.get(field)
-                    if isinstance(text, str):
-                        info.delivered += len(text)
-
-
 async def _usage_tap(
+    call: Call,
     answer: Answer,
     stream: AsyncIterator[bytes],
     info: RequestInfo,
     builder: CompletionBuilder | None = None,
 ) -> AsyncIterator[bytes]:
-    """A native stream as it is, read on the way by the format's own decoder for its usage
-    (and, given a `builder`, its whole canonical answer)."""
+    """A native stream as it is, its usage read on the way (and, given a `builder`, its whole
+    canonical answer): see `policies/stream_usage.py`."""
     assert answer.endpoint is not None
-    decoder = answer.endpoint.decoder()
-    broken = False
+    tap = make_tap(call.format, answer.endpoint, info, builder)
+    complete = False
     try:
         async for data in stream:
-            if not broken:
-                try:
-                    batch = decoder.feed(data)
-                    _read_chunks(batch, info)
-                    if builder is not None:
-                        builder.feed(batch)
-                except GatewayError:
-                    broken = True  # the relay reports the stream's own errors
+            tap.feed(data)
             yield data
-        if builder is not None and not broken:  # the stream ended as it should
-            try:
-                batch = decoder.finish()
-                while batch:
-                    builder.feed(batch)
-                    batch = decoder.finish()
-            except GatewayError:
-                return
-            info.completion = builder.result()
+        complete = True
     except (GeneratorExit, asyncio.CancelledError):
         info.stream_cancelled = True  # closed before its end: the client went away
         raise
     finally:
+        tap.close(complete)
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
