@@ -117,6 +117,8 @@ class Pipeline:
                 headers[OVERHEAD] = _ms(time.monotonic() - started)
                 if info is not None:
                     info.status = 200
+                    if info.keep_answer:
+                        info.answer_body = data[: info.keep_answer]
                 return web.Response(body=data, headers=headers)
             if not served.as_is:
                 await dialect.prepare(call)  # what the canonical form needs from state
@@ -139,6 +141,8 @@ class Pipeline:
                     info.attempts = int(tried)
                     info.target = served.primary if served is not None and info.attempts else None
                 response.headers.update(info.response_headers)
+                if info.keep_answer and isinstance(response.body, bytes):
+                    info.answer_body = response.body[: info.keep_answer]
             return _overhead(response, info, started, dispatched)
         except asyncio.CancelledError:
             if info is not None:
@@ -198,6 +202,8 @@ async def _respond(
         data = scrub(dialect.whole(call, answer))
         if info is not None:
             info.status = 200
+            if info.keep_answer:
+                info.answer_body = data[: info.keep_answer]
             if wants_usage:
                 completion = _whole_completion(answer)
                 usage = completion.get("usage") if completion is not None else None
@@ -242,6 +248,8 @@ def _events(
     """The stream the client gets; `usage_for` (when a policy wants usage) receives it, and
     its `completion` too when a `builder` is given and the stream ends complete."""
     assert answer.stream is not None
+    if usage_for is not None and usage_for.keep_answer:
+        usage_for.answer_text = []  # the text delivered, kept for a policy (bounded)
     if answer.native:
         stream = answer.stream
         if usage_for is not None:

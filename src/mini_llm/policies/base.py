@@ -38,6 +38,8 @@ class RequestInfo:
     """One request as policies see it; filled as it goes."""
 
     __slots__ = (
+        "answer_body",
+        "answer_text",
         "attempts",
         "cache_hit",
         "call",
@@ -50,6 +52,7 @@ class RequestInfo:
         "error_code",
         "first_byte",
         "headers",
+        "keep_answer",
         "key_id",
         "notes",
         "overhead",
@@ -103,6 +106,13 @@ class RequestInfo:
         self.delivered = 0
         """Characters of answer text sent so far on a stream (for a cancelled stream's
         estimate); counted only when a policy wants usage."""
+        self.keep_answer = 0
+        """Up to how many bytes of the answer to keep for a policy (the access log's bodies);
+        0: none, and nothing is kept."""
+        self.answer_body: bytes | None = None
+        """A whole answer's bytes as the client got them (when `keep_answer`)."""
+        self.answer_text: list[str] | None = None
+        """A stream's answer text as delivered, up to `keep_answer` characters (when set)."""
         self.call: Call | None = None
         self.target: Target | None = None
         self.attempts = 0

@@ -39,7 +39,9 @@ _USAGE = b'"usage"'
 
 def count_text(batch: list[dict[str, Any]], info: RequestInfo) -> None:
     """Usage when it comes, and the answer's characters so far (a cancelled stream's
-    estimate), from canonical chunks."""
+    estimate), from canonical chunks; the text itself too, up to `info.keep_answer`
+    characters, when `info.answer_text` is a list."""
+    kept = info.answer_text
     for chunk in batch:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
@@ -50,6 +52,8 @@ def count_text(batch: list[dict[str, Any]], info: RequestInfo) -> None:
                 for field in ("content", "reasoning_content"):
                     text = delta.get(field)
                     if isinstance(text, str):
+                        if kept is not None and info.delivered < info.keep_answer:
+                            kept.append(text)
                         info.delivered += len(text)
 
 
@@ -198,6 +202,6 @@ def make_tap(
 ) -> FullTap | LazyTap:
     """The cheapest tap that gives the policies what they asked for."""
     read = USAGE_READERS.get(fmt)
-    if builder is None and read is not None:
+    if builder is None and read is not None and info.answer_text is None:
         return LazyTap(endpoint, info, read)
     return FullTap(endpoint, info, builder)
