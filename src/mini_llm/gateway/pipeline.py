@@ -24,8 +24,9 @@ from ..call import Answer, Call
 from ..canonical import CompletionBuilder, Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
+from ..formats import CHAT, OPENAI
 from ..policies.auth import NOTES
-from ..policies.base import RequestInfo
+from ..policies.base import Given, RequestInfo
 from ..policies.stream_usage import count_text, make_tap
 from ..policies.usage import cost_of
 from .responses import error_response, internal_error, request_id
@@ -92,9 +93,7 @@ class Pipeline:
                 info.call = call
                 given = await chain.before(info)
                 if given is not None:
-                    answer = Answer(None, False, completion=given)
-                    if call.stream:
-                        answer.stream = _nothing()
+                    answer = _given(call, given, info, chain.wants_usage)
                     return await _respond(
                         runtime, request, dialect, call, answer, info, rid, started
                     )
@@ -158,6 +157,26 @@ class Pipeline:
                 chain.after(info)
 
 
+def _given(
+    call: Call, given: dict[str, Any] | Given, info: RequestInfo, wants_usage: bool
+) -> Answer:
+    """The answer a policy gave (a cache hit): stored bytes go to a client of the canonical
+    format as they are, without a decode and an encode."""
+    if isinstance(given, dict):
+        answer = Answer(None, False, completion=given)
+    elif call.format is OPENAI and call.operation is CHAT and not call.stream:
+        answer = Answer(None, True, given.data)
+        if wants_usage:
+            usage = given.usage()
+            info.usage = Usage.from_canonical(usage) if usage is not None else None
+        return answer
+    else:
+        answer = Answer(None, False, completion=given.completion)
+    if call.stream:
+        answer.stream = _nothing()
+    return answer
+
+
 def _overhead(
     response: web.Response, info: RequestInfo | None, started: float, dispatched: float
 ) -> web.Response:
@@ -204,7 +223,7 @@ async def _respond(
             info.status = 200
             if info.keep_answer:
                 info.answer_body = data[: info.keep_answer]
-            if wants_usage:
+            if wants_usage and (answer.target is not None or info.usage is None):
                 completion = _whole_completion(answer)
                 usage = completion.get("usage") if completion is not None else None
                 info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None

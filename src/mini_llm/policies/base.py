@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..call import Call
     from ..routing.router import Target
 
-__all__ = ["Policy", "PolicyChain", "RequestInfo"]
+__all__ = ["Given", "Policy", "PolicyChain", "RequestInfo"]
 
 
 class RequestInfo:
@@ -130,11 +130,27 @@ class RequestInfo:
         return time.monotonic() - self.started
 
 
+class Given(Protocol):
+    """An answer a policy gives at once as canonical JSON bytes (a cache hit): a client of
+    the canonical format gets the bytes as they are, any other the decoded answer."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def completion(self) -> dict[str, Any]: ...
+
+    def usage(self) -> dict[str, Any] | None:
+        """The answer's canonical usage."""
+        ...
+
+
 class Policy(Protocol):
     wants_usage: bool
 
-    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
-        """None to go on; a canonical answer to answer at once; raise to refuse."""
+    async def before(self, info: RequestInfo) -> dict[str, Any] | Given | None:
+        """None to go on; a canonical answer (a dict, or `Given` bytes) to answer at once;
+        raise to refuse."""
         ...
 
     def after(self, info: RequestInfo) -> None:
@@ -153,7 +169,7 @@ class PolicyChain:
     def __bool__(self) -> bool:
         return bool(self.policies)
 
-    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
+    async def before(self, info: RequestInfo) -> dict[str, Any] | Given | None:
         for policy in self.policies:
             answer = await policy.before(info)
             if answer is not None:

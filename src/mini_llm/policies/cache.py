@@ -52,7 +52,6 @@ TTL_HEADER = "x-mini-llm-cache-ttl"
 _NOTE = "cache"
 _POLL = 0.05  # seconds between looks at a shared store while another instance answers
 _ROUTES_KEPT = 4096
-_copy = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.encode
 
 
@@ -99,7 +98,7 @@ class CachePolicy:
 
     # before ------------------------------------------------------------------------------
 
-    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
+    async def before(self, info: RequestInfo) -> CachedAnswer | None:
         call = info.call
         if call is None or not (call.operation is CHAT or call.operation is RESPONSES):
             return None
@@ -146,7 +145,7 @@ class CachePolicy:
                 completion = await asyncio.wait_for(asyncio.shield(flying), self.options.wait)
             except asyncio.TimeoutError:
                 return None
-            return CachedAnswer(_copy(_encode(completion)), self._clock()) if completion else None
+            return CachedAnswer(_encode(completion), self._clock()) if completion else None
         if self.store.shared:
             note.locked = await self.store.lock(note.key, self.options.wait)
             if not note.locked:
@@ -162,13 +161,13 @@ class CachePolicy:
                 return found
         return None
 
-    def _hit(self, info: RequestInfo, found: CachedAnswer) -> dict[str, Any]:
+    def _hit(self, info: RequestInfo, found: CachedAnswer) -> CachedAnswer:
         self._up()
         self.counters.hits += 1
         info.cache_hit = True
         info.response_headers[CACHE_HEADER] = "hit"
         info.response_headers[AGE_HEADER] = str(max(int(self._clock() - found.stored_at), 0))
-        return found.completion
+        return found
 
     def _skip(self, info: RequestInfo) -> None:
         self.counters.skips += 1
