@@ -53,23 +53,6 @@ class CachedAnswer:
             self._completion = _decode(self.data)
         return self._completion
 
-    def usage(self) -> dict[str, Any] | None:
-        """The answer's canonical usage, read without decoding the rest."""
-        if self._completion is not None:
-            usage = self._completion.get("usage")
-            return usage if isinstance(usage, dict) else None
-        try:
-            return _usage_only(self.data).usage
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-
-
-class _UsageOnly(msgspec.Struct):
-    usage: dict[str, Any] | None = None
-
-
-_usage_only = msgspec.json.Decoder(_UsageOnly).decode
-
 
 class CacheStore(Protocol):
     shared: bool

@@ -27,7 +27,7 @@ from ..errors import GatewayError, InvalidRequestError
 from ..formats import CHAT, OPENAI
 from ..policies.auth import NOTES
 from ..policies.base import Given, RequestInfo
-from ..policies.stream_usage import count_text, make_tap
+from ..policies.stream_usage import WHOLE_USAGE_READERS, count_text, make_tap
 from ..policies.usage import cost_of
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
@@ -93,7 +93,7 @@ class Pipeline:
                 info.call = call
                 given = await chain.before(info)
                 if given is not None:
-                    answer = _given(call, given, info, chain.wants_usage)
+                    answer = _given(call, given)
                     return await _respond(
                         runtime, request, dialect, call, answer, info, rid, started
                     )
@@ -157,19 +157,13 @@ class Pipeline:
                 chain.after(info)
 
 
-def _given(
-    call: Call, given: dict[str, Any] | Given, info: RequestInfo, wants_usage: bool
-) -> Answer:
+def _given(call: Call, given: dict[str, Any] | Given) -> Answer:
     """The answer a policy gave (a cache hit): stored bytes go to a client of the canonical
     format as they are, without a decode and an encode."""
     if isinstance(given, dict):
         answer = Answer(None, False, completion=given)
     elif call.format is OPENAI and call.operation is CHAT and not call.stream:
-        answer = Answer(None, True, given.data)
-        if wants_usage:
-            usage = given.usage()
-            info.usage = Usage.from_canonical(usage) if usage is not None else None
-        return answer
+        return Answer(None, True, given.data)
     else:
         answer = Answer(None, False, completion=given.completion)
     if call.stream:
@@ -223,12 +217,18 @@ async def _respond(
             info.status = 200
             if info.keep_answer:
                 info.answer_body = data[: info.keep_answer]
-            if wants_usage and (answer.target is not None or info.usage is None):
+            read = WHOLE_USAGE_READERS.get(call.format) if answer.native else None
+            if wants_usage and builder is None and read is not None and answer.data:
+                # a pass-through answer in the canonical format: its usage, nothing else decoded
+                usage = read(answer.data)
+                info.usage = Usage.from_canonical(usage) if usage is not None else None
+            elif wants_usage and (answer.target is not None or info.usage is None):
                 completion = _whole_completion(answer)
                 usage = completion.get("usage") if completion is not None else None
                 info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
                 if builder is not None:
                     info.completion = completion
+            if wants_usage:
                 cost = cost_of(info, runtime.prices)
                 if cost is not None:
                     headers[COST] = f"{cost:.10f}".rstrip("0").rstrip(".")

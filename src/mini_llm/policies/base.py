@@ -140,10 +140,6 @@ class Given(Protocol):
     @property
     def completion(self) -> dict[str, Any]: ...
 
-    def usage(self) -> dict[str, Any] | None:
-        """The answer's canonical usage."""
-        ...
-
 
 class Policy(Protocol):
     wants_usage: bool

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from ..providers.base import Endpoint
     from .base import RequestInfo
 
-__all__ = ["KEEP_BYTES", "USAGE_READERS", "FullTap", "LazyTap", "count_text", "make_tap"]
+__all__ = [
+    "KEEP_BYTES",
+    "USAGE_READERS",
+    "WHOLE_USAGE_READERS",
+    "FullTap",
+    "LazyTap",
+    "count_text",
+    "make_tap",
+]
 
 KEEP_BYTES = 256 * 1024
 _decode = msgspec.json.decode
@@ -101,6 +109,29 @@ USAGE_READERS: dict[Format, Callable[[bytes], dict[str, Any] | bool | None]] = {
 }
 """Formats whose streams carry usage as canonical (OpenAI) usage objects, each with a reader
 that finds it in whole events without parsing the rest."""
+
+
+class _UsageOnly(msgspec.Struct):
+    usage: Any = None
+
+
+_usage_only = msgspec.json.Decoder(_UsageOnly).decode
+
+
+def canonical_whole_usage(data: bytes) -> dict[str, Any] | None:
+    """The usage of a whole answer in the canonical format, without decoding the rest."""
+    try:
+        usage = _usage_only(data).usage
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+WHOLE_USAGE_READERS: dict[Format, Callable[[bytes], dict[str, Any] | None]] = {
+    OPENAI: canonical_whole_usage,
+}
+"""Formats whose whole answers carry canonical usage under `usage`: a pass-through answer's
+usage is read from them without decoding the answer."""
 
 
 class FullTap:
