@@ -217,12 +217,14 @@ async def _respond(
             info.status = 200
             if info.keep_answer:
                 info.answer_body = data[: info.keep_answer]
+            # a given answer's (a hit's) usage only when a policy reads it: it costs nothing
+            read_usage = wants_usage and (answer.target is not None or chain.reads_usage)
             read = WHOLE_USAGE_READERS.get(call.format) if answer.native else None
-            if wants_usage and builder is None and read is not None and answer.data:
+            if read_usage and builder is None and read is not None and answer.data:
                 # a pass-through answer in the canonical format: its usage, nothing else decoded
                 usage = read(answer.data)
                 info.usage = Usage.from_canonical(usage) if usage is not None else None
-            elif wants_usage and (answer.target is not None or info.usage is None):
+            elif read_usage:
                 completion = _whole_completion(answer)
                 usage = completion.get("usage") if completion is not None else None
                 info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None

@@ -155,12 +155,14 @@ class Policy(Protocol):
 
 
 class PolicyChain:
-    __slots__ = ("policies", "wants_completion", "wants_usage")
+    __slots__ = ("policies", "reads_usage", "wants_completion", "wants_usage")
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
         self.wants_completion = any(getattr(p, "wants_completion", False) for p in self.policies)
-        self.wants_usage = self.wants_completion or any(p.wants_usage for p in self.policies)
+        self.reads_usage = any(p.wants_usage for p in self.policies)
+        """A policy reads `info.usage` (not only the whole answer)."""
+        self.wants_usage = self.wants_completion or self.reads_usage
 
     def __bool__(self) -> bool:
         return bool(self.policies)
