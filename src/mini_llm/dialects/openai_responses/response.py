@@ -295,9 +295,16 @@ class ResponsesEventWriter:
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
-        response = shell(self._frame, "in_progress")
-        self._emit("response.created", {"response": response}, out)
-        self._emit("response.in_progress", {"response": response}, out)
+        # both events carry the same response: encoded once, as `_emit` would lay it out
+        response = b',"response":' + _encode(shell(self._frame, "in_progress")) + b"}\n\n"
+        for kind in ("response.created", "response.in_progress"):
+            head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (
+                kind.encode(),
+                kind.encode(),
+                self._sequence,
+            )
+            self._sequence += 1
+            out.append(head + response)
 
     def _add(self, item: dict[str, Any], out: list[bytes]) -> int:
         self._close(out)
