@@ -87,6 +87,10 @@ class MemoryCache:
         return len(self._entries)
 
     async def get(self, key: str) -> CachedAnswer | None:
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> CachedAnswer | None:
+        """`get` without a coroutine: nothing here awaits."""
         entry = self._entries.get(key)
         if entry is None:
             return None

@@ -95,6 +95,8 @@ class CachePolicy:
         self._flying: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
+        # a store that answers without awaiting (memory): looked up without a coroutine
+        self._get_now: Callable[[str], CachedAnswer | None] | None = getattr(store, "get_now", None)
 
     # before ------------------------------------------------------------------------------
 
@@ -117,7 +119,10 @@ class CachePolicy:
         note = _Note(cache_key(canonical, models, namespace), ttl)
         try:
             if lookup:
-                found = await self._look(note)
+                get_now = self._get_now
+                found = get_now(note.key) if get_now is not None else await self.store.get(note.key)
+                if found is None:
+                    found = await self._wait(note)
                 if found is not None:
                     return self._hit(info, found)
             if note.key not in self._flying:
@@ -133,12 +138,9 @@ class CachePolicy:
         self.counters.misses += 1
         return None
 
-    async def _look(self, note: _Note) -> CachedAnswer | None:
-        """The stored answer; else the answer of an identical request under way (here, or
-        at another instance of a shared store), for at most `wait` seconds."""
-        found = await self.store.get(note.key)
-        if found is not None:
-            return found
+    async def _wait(self, note: _Note) -> CachedAnswer | None:
+        """Not stored: the answer of an identical request under way (here, or at another
+        instance of a shared store), for at most `wait` seconds."""
         flying = self._flying.get(note.key)
         if flying is not None:
             try:
