@@ -266,6 +266,7 @@ class ResponsesEventWriter:
         "_pieces",
         "_sequence",
         "_started",
+        "_texting",
         "_thinking",
         "_usage",
         "thinking",
@@ -287,6 +288,7 @@ class ResponsesEventWriter:
         # the bytes of an `output_text.delta` event around its sequence number and delta,
         # made once per text part: (the open message's index, the part's index, after, tail)
         self._delta_head: tuple[int, int, bytes, bytes] | None = None
+        self._texting = False  # the open item is a message whose last part is output_text
 
     def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
         payload = {"type": kind, "sequence_number": self._sequence, **payload}
@@ -332,6 +334,7 @@ class ResponsesEventWriter:
             return
         self._settle_text()
         self._open = None
+        self._texting = False
         item = self._output[index]
         where = {"item_id": item["id"], "output_index": index}
         kind = item["type"]
@@ -375,6 +378,11 @@ class ResponsesEventWriter:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta")
+            if self._texting and type(delta) is dict and len(delta) == 1:
+                content = delta.get("content")
+                if content and type(content) is str:  # more of the open text: the usual case
+                    self._more_text(content, out)
+                    delta = None
             if delta and isinstance(delta, dict):
                 if (
                     "reasoning_content" in delta
@@ -442,11 +450,21 @@ class ResponsesEventWriter:
             at = {"item_id": item["id"], "output_index": index, "content_index": len(parts) - 1}
             self._emit("response.content_part.added", {**at, "part": dict(part)}, out)
         self._pieces.append(text)
+        self._texting = kind == "output_text"
         if kind == "output_text":
             out.append(self._text_delta(item["id"], index, len(parts) - 1, text))
         else:
             at = {"item_id": item["id"], "output_index": index, "content_index": len(parts) - 1}
             self._emit("response.refusal.delta", {**at, "delta": text}, out)
+
+    def _more_text(self, text: str, out: list[bytes]) -> None:
+        """More text for the open `output_text` part (`_texting`: its template is made)."""
+        head = self._delta_head
+        assert head is not None
+        self._pieces.append(text)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        out.append(b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])))
 
     def _text_delta(self, item_id: str, index: int, part: int, text: str) -> bytes:
         """An `output_text.delta` event: the constant parts encoded once per text part, as
