@@ -17,7 +17,7 @@ from mini_llm.canonical import Usage
 from mini_llm.logs import Redactor
 from mini_llm.policies import access_log
 from mini_llm.policies.access_log import AccessLog, use_json_lines
-from mini_llm.policies.base import RequestInfo
+from mini_llm.policies.base import PolicyChain, RequestInfo
 from mini_llm.usage.prices import PriceTable
 
 from .conftest import GatewayFactory
@@ -89,6 +89,12 @@ def test_answer_bodies_are_logged_truncated_and_redacted(
     # each body cut at body_max_bytes
     body, answer = third.split(" body=")[1].split(" answer=")
     assert len(body) == 300 and len(answer) == 300
+    # an error answer is the answer too
+    missing = {"model": "nowhere/at-all", "messages": [{"role": "user", "content": "x"}]}
+    status, _, _ = http("POST", gateway.url + "/v1/chat/completions", json.dumps(missing).encode())
+    assert status == 404
+    error = text_lines(4)[3]
+    assert "status=404" in error and "does not exist" in error.split(" answer=")[1]
 
 
 def test_no_bodies_unless_asked(
@@ -132,7 +138,7 @@ def test_json_lines_go_bare_to_the_stream_one_write_per_loop_turn() -> None:
         async def requests() -> None:
             for n in range(3):
                 info = _info()
-                await policy.before(info)
+                info.keep_answer = PolicyChain([policy]).keep_answer
                 assert info.keep_answer == 4096
                 info.answer_body = f'{{"n": {n}, "key": "{KEY}"}}'.encode()
                 policy.after(info)

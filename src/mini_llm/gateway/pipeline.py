@@ -82,6 +82,7 @@ class Pipeline:
         dispatched = 0.0
         served: Route | None = None
         if info is not None:
+            info.keep_answer = chain.keep_answer
             notes = request.get(NOTES)  # what the auth middleware found
             if notes:
                 info.notes.update(notes)

@@ -157,10 +157,10 @@ class AccessLog:
         self.body_max_bytes = body_max_bytes
         self.redact = redact
         self._lines: _Lines | None = None
+        self.keep_answer = body_max_bytes if log_bodies else 0
+        """How much of each answer the pipeline keeps for the line (none without bodies)."""
 
     async def before(self, info: RequestInfo) -> dict[str, Any] | None:
-        if self.log_bodies:  # the answer is kept for the line, up to the bound
-            info.keep_answer = self.body_max_bytes
         return None
 
     def after(self, info: RequestInfo) -> None:

@@ -107,8 +107,8 @@ class RequestInfo:
         """Characters of answer text sent so far on a stream (for a cancelled stream's
         estimate); counted only when a policy wants usage."""
         self.keep_answer = 0
-        """Up to how many bytes of the answer to keep for a policy (the access log's bodies);
-        0: none, and nothing is kept."""
+        """Up to how many bytes of the answer to keep for a policy (the access log's bodies,
+        from `PolicyChain.keep_answer`); 0: none, and nothing is kept."""
         self.answer_body: bytes | None = None
         """A whole answer's bytes as the client got them (when `keep_answer`)."""
         self.answer_text: list[str] | None = None
@@ -155,10 +155,14 @@ class Policy(Protocol):
 
 
 class PolicyChain:
-    __slots__ = ("policies", "reads_usage", "wants_completion", "wants_usage")
+    __slots__ = ("keep_answer", "policies", "reads_usage", "wants_completion", "wants_usage")
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
+        self.keep_answer: int = max(
+            (getattr(p, "keep_answer", 0) for p in self.policies), default=0
+        )
+        """Up to how many bytes of each answer a policy wants kept (`info.keep_answer`)."""
         self.wants_completion = any(getattr(p, "wants_completion", False) for p in self.policies)
         self.reads_usage = any(p.wants_usage for p in self.policies)
         """A policy reads `info.usage` (not only the whole answer)."""
