@@ -193,3 +193,48 @@ def test_native_stream_read_back() -> None:
         "Hello"
     )
     assert out[-1]["usage"]["total_tokens"] == 12
+
+
+def test_text_deltas_between_parts_and_items_keep_their_text() -> None:
+    """Text deltas (written from a template made once per part) interleaved with a refusal,
+    a tool call and more text: every event is the openai package's, every text whole."""
+    pieces = ['He said "hi"\n', "wörld ", "\\ end"] * 50
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in pieces
+    ]
+    chunks += [
+        {"choices": [{"index": 0, "delta": {"refusal": "no"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "again"}}]},
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "function": {"name": "f", "arguments": "{}"},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+        {"choices": [{"index": 0, "delta": {"content": "after"}, "finish_reason": "stop"}]},
+    ]
+    events = _written(chunks, _frame("resp_t", {"model": "m"}))
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [d["delta"] for d in deltas] == [*pieces, "again", "after"]
+    assert {(d["output_index"], d["content_index"]) for d in deltas} == {(0, 0), (0, 2), (2, 0)}
+    done = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    assert done == ["".join(pieces), "again", "after"]
+    final = Response.model_validate(events[-1]["response"])
+    assert final.output_text == "".join(pieces) + "again" + "after"
+    message = events[-1]["response"]["output"][0]
+    assert [p.get("text", p.get("refusal")) for p in message["content"]] == [
+        "".join(pieces),
+        "no",
+        "again",
+    ]

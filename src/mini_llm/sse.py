@@ -61,8 +61,32 @@ class SSEParser:
         else:
             lines = buf.split(b"\n")
         self._buf = lines.pop()
+        # `_line`, inlined with the state in locals: a read holds many lines (this is the
+        # hot loop of every translated stream)
+        data, event, ident, retry = self._data, self._event, self._id, self._retry
         for raw in lines:
-            self._line(raw, events)
+            if not raw:
+                if data:
+                    events.append(SSEEvent("\n".join(data), event, ident, retry))
+                    data = []
+                event = None
+                retry = None
+                continue
+            if raw[:1] == b":":
+                continue
+            field, sep, value = raw.decode("utf-8", "replace").partition(":")
+            if sep and value[:1] == " ":
+                value = value[1:]
+            if field == "data":
+                data.append(value)
+            elif field == "event":
+                event = value
+            elif field == "id":
+                if "\0" not in value:
+                    ident = value
+            elif field == "retry" and value.isdigit():
+                retry = int(value)
+        self._data, self._event, self._id, self._retry = data, event, ident, retry
         return events
 
     def flush(self) -> list[SSEEvent]:

@@ -78,7 +78,5 @@ def _plain(message: Any) -> Any:
 def cache_key(canonical: dict[str, Any], models: Iterable[str], namespace: str = "") -> str:
     """The hex sha256 of the request's material in `namespace` (the owner, or "" when
     answers are shared)."""
-    digest = hashlib.sha256(namespace.encode())
-    digest.update(b"\0")
-    digest.update(_encode(request_material(canonical, models)))
-    return digest.hexdigest()
+    material = _encode(request_material(canonical, models))
+    return hashlib.sha256(b"".join((namespace.encode(), b"\0", material))).hexdigest()

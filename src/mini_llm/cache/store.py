@@ -14,7 +14,6 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -33,11 +32,26 @@ tuple, the floats, the objects' headers: measured with tracemalloc, bench/run.py
 against `max_bytes` so that many small answers stay bounded too."""
 
 
-@dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    completion: dict[str, Any]
-    stored_at: float
-    """Wall-clock seconds (time.time) when it was stored."""
+    """A stored answer: its canonical JSON as stored, decoded only when asked (a hit served
+    to a client of the canonical format is these bytes as they are)."""
+
+    __slots__ = ("_completion", "data", "stored_at")
+
+    def __init__(
+        self, data: bytes, stored_at: float, completion: dict[str, Any] | None = None
+    ) -> None:
+        self.data = data
+        self.stored_at = stored_at
+        """Wall-clock seconds (time.time) when it was stored."""
+        self._completion = completion
+
+    @property
+    def completion(self) -> dict[str, Any]:
+        """The canonical answer, this object's own (decoded once)."""
+        if self._completion is None:
+            self._completion = _decode(self.data)
+        return self._completion
 
 
 class CacheStore(Protocol):
@@ -73,6 +87,10 @@ class MemoryCache:
         return len(self._entries)
 
     async def get(self, key: str) -> CachedAnswer | None:
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> CachedAnswer | None:
+        """`get` without a coroutine: nothing here awaits."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -81,7 +99,7 @@ class MemoryCache:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return CachedAnswer(_decode(data), stored_at)
+        return CachedAnswer(data, stored_at)
 
     async def put(self, key: str, completion: dict[str, Any], ttl: float) -> None:
         data = _encode(completion)
@@ -134,10 +152,11 @@ class SharedCache:
             return None
         (stored_at,) = _STAMP.unpack_from(value)
         try:
-            completion = _decode(zlib.decompress(value[_STAMP.size :]))
+            data = zlib.decompress(value[_STAMP.size :])
+            completion = _decode(data)
         except (zlib.error, msgspec.DecodeError):
             return None  # not ours, or damaged: a miss
-        return CachedAnswer(completion, stored_at)
+        return CachedAnswer(data, stored_at, completion)
 
     async def put(self, key: str, completion: dict[str, Any], ttl: float) -> None:
         value = _STAMP.pack(self._clock()) + zlib.compress(_encode(completion), self._level)

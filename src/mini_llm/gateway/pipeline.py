@@ -24,8 +24,10 @@ from ..call import Answer, Call
 from ..canonical import CompletionBuilder, Usage, answer_chunks
 from ..dialects.base import Dialect
 from ..errors import GatewayError, InvalidRequestError
+from ..formats import CHAT, OPENAI
 from ..policies.auth import NOTES
-from ..policies.base import RequestInfo
+from ..policies.base import Given, RequestInfo
+from ..policies.stream_usage import WHOLE_USAGE_READERS, count_text, make_tap
 from ..policies.usage import cost_of
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
@@ -80,6 +82,7 @@ class Pipeline:
         dispatched = 0.0
         served: Route | None = None
         if info is not None:
+            info.keep_answer = chain.keep_answer
             notes = request.get(NOTES)  # what the auth middleware found
             if notes:
                 info.notes.update(notes)
@@ -91,9 +94,7 @@ class Pipeline:
                 info.call = call
                 given = await chain.before(info)
                 if given is not None:
-                    answer = Answer(None, False, completion=given)
-                    if call.stream:
-                        answer.stream = _nothing()
+                    answer = _given(call, given)
                     return await _respond(
                         runtime, request, dialect, call, answer, info, rid, started
                     )
@@ -116,6 +117,8 @@ class Pipeline:
                 headers[OVERHEAD] = _ms(time.monotonic() - started)
                 if info is not None:
                     info.status = 200
+                    if info.keep_answer:
+                        info.answer_body = data[: info.keep_answer]
                 return web.Response(body=data, headers=headers)
             if not served.as_is:
                 await dialect.prepare(call)  # what the canonical form needs from state
@@ -138,6 +141,8 @@ class Pipeline:
                     info.attempts = int(tried)
                     info.target = served.primary if served is not None and info.attempts else None
                 response.headers.update(info.response_headers)
+                if info.keep_answer and isinstance(response.body, bytes):
+                    info.answer_body = response.body[: info.keep_answer]
             return _overhead(response, info, started, dispatched)
         except asyncio.CancelledError:
             if info is not None:
@@ -151,6 +156,20 @@ class Pipeline:
         finally:
             if info is not None:
                 chain.after(info)
+
+
+def _given(call: Call, given: dict[str, Any] | Given) -> Answer:
+    """The answer a policy gave (a cache hit): stored bytes go to a client of the canonical
+    format as they are, without a decode and an encode."""
+    if isinstance(given, dict):
+        answer = Answer(None, False, completion=given)
+    elif call.format is OPENAI and call.operation is CHAT and not call.stream:
+        return Answer(None, True, given.data)
+    else:
+        answer = Answer(None, False, completion=given.completion)
+    if call.stream:
+        answer.stream = _nothing()
+    return answer
 
 
 def _overhead(
@@ -197,12 +216,22 @@ async def _respond(
         data = scrub(dialect.whole(call, answer))
         if info is not None:
             info.status = 200
-            if wants_usage:
+            if info.keep_answer:
+                info.answer_body = data[: info.keep_answer]
+            # a given answer's (a hit's) usage only when a policy reads it: it costs nothing
+            read_usage = wants_usage and (answer.target is not None or chain.reads_usage)
+            read = WHOLE_USAGE_READERS.get(call.format) if answer.native else None
+            if read_usage and builder is None and read is not None and answer.data:
+                # a pass-through answer in the canonical format: its usage, nothing else decoded
+                usage = read(answer.data)
+                info.usage = Usage.from_canonical(usage) if usage is not None else None
+            elif read_usage:
                 completion = _whole_completion(answer)
                 usage = completion.get("usage") if completion is not None else None
                 info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
                 if builder is not None:
                     info.completion = completion
+            if wants_usage:
                 cost = cost_of(info, runtime.prices)
                 if cost is not None:
                     headers[COST] = f"{cost:.10f}".rstrip("0").rstrip(".")
@@ -241,10 +270,12 @@ def _events(
     """The stream the client gets; `usage_for` (when a policy wants usage) receives it, and
     its `completion` too when a `builder` is given and the stream ends complete."""
     assert answer.stream is not None
+    if usage_for is not None and usage_for.keep_answer:
+        usage_for.answer_text = []  # the text delivered, kept for a policy (bounded)
     if answer.native:
         stream = answer.stream
         if usage_for is not None:
-            stream = _usage_tap(answer, stream, usage_for, builder)
+            stream = _usage_tap(call, answer, stream, usage_for, builder)
         return dialect.passthrough(call, stream)
     chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
     if usage_for is not None:
@@ -293,7 +324,7 @@ async def _chunk_usage(
     async with aclosing(chunks):  # type: ignore[type-var]
         try:
             async for batch in chunks:
-                _read_chunks(batch, info)
+                count_text(batch, info)
                 if builder is not None:
                     builder.feed(batch)
                 yield batch
@@ -304,57 +335,28 @@ async def _chunk_usage(
         info.completion = builder.result()
 
 
-def _read_chunks(batch: list[dict[str, Any]], info: RequestInfo) -> None:
-    """Usage when it comes, and the answer's characters so far (a cancelled stream's
-    estimate)."""
-    for chunk in batch:
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            info.usage = Usage.from_canonical(usage)
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                for field in ("content", "reasoning_content"):
-                    text = delta.get(field)
-                    if isinstance(text, str):
-                        info.delivered += len(text)
-
-
 async def _usage_tap(
+    call: Call,
     answer: Answer,
     stream: AsyncIterator[bytes],
     info: RequestInfo,
     builder: CompletionBuilder | None = None,
 ) -> AsyncIterator[bytes]:
-    """A native stream as it is, read on the way by the format's own decoder for its usage
-    (and, given a `builder`, its whole canonical answer)."""
+    """A native stream as it is, its usage read on the way (and, given a `builder`, its whole
+    canonical answer): see `policies/stream_usage.py`."""
     assert answer.endpoint is not None
-    decoder = answer.endpoint.decoder()
-    broken = False
+    tap = make_tap(call.format, answer.endpoint, info, builder)
+    complete = False
     try:
         async for data in stream:
-            if not broken:
-                try:
-                    batch = decoder.feed(data)
-                    _read_chunks(batch, info)
-                    if builder is not None:
-                        builder.feed(batch)
-                except GatewayError:
-                    broken = True  # the relay reports the stream's own errors
+            tap.feed(data)
             yield data
-        if builder is not None and not broken:  # the stream ended as it should
-            try:
-                batch = decoder.finish()
-                while batch:
-                    builder.feed(batch)
-                    batch = decoder.finish()
-            except GatewayError:
-                return
-            info.completion = builder.result()
+        complete = True
     except (GeneratorExit, asyncio.CancelledError):
         info.stream_cancelled = True  # closed before its end: the client went away
         raise
     finally:
+        tap.close(complete)
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -3,17 +3,23 @@
 Text keeps the request log's shape (`request <id> <endpoint> model=… served=… status=…
 <ms>ms attempts=…`) followed by the usage; JSON is one object per line (logger
 `mini_llm.requests`, written bare: no timestamp prefix around it). With `log_bodies`, the
-request's body is added, truncated to `body_max_bytes` and passed through the redactor (keys
-and key-shaped strings masked); bodies are never logged otherwise.
+request's body and the answer's (a stream's: the text delivered) are added, each truncated to
+`body_max_bytes` and passed through the redactor (keys and key-shaped strings masked); bodies
+are never logged, nor kept, otherwise.
+
+JSON lines are one msgspec encode of a Struct each and skip the `logging` machinery: when the
+logger writes through the bare handler `use_json_lines` installs, the lines of one event loop
+turn go to its stream in one write (a busy gateway ends many requests per turn).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
@@ -25,6 +31,7 @@ __all__ = ["AccessLog", "use_json_lines"]
 
 log = logging.getLogger("mini_llm.requests")
 _encode = msgspec.json.encode
+_UNSET = msgspec.UNSET
 
 
 def use_json_lines(on: bool) -> None:
@@ -48,6 +55,90 @@ def _printable(model: str) -> str:
     return repr(model[:256])  # client text: never a raw control character in a log
 
 
+class Line(msgspec.Struct):
+    """One JSON line of the access log (the ledger's fields, bodies only with `log_bodies`)."""
+
+    time: float
+    request_id: str
+    key_id: str | None
+    endpoint: str
+    dialect: str
+    model: str
+    provider: str | None
+    served_model: str | None
+    status: int
+    error_code: str | None
+    attempts: int
+    latency_ms: float
+    ttft_ms: float | None
+    overhead_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    cache_hit: bool
+    exact: bool
+    cancelled: bool
+    request_body: str | msgspec.UnsetType = _UNSET
+    response_body: str | msgspec.UnsetType = _UNSET
+
+
+class _Lines:
+    """JSON lines to a stream, those of one event loop turn in one write (at once when no loop
+    runs)."""
+
+    __slots__ = ("_pending", "_scheduled", "stream")
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, line: bytes) -> None:
+        self._pending.append(line)
+        if self._scheduled:
+            if len(self._pending) >= 256:
+                self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        lines.append(b"")
+        try:
+            self.stream.write(b"\n".join(lines).decode("utf-8", "replace"))
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed: nothing else to tell it to
+            pass
+
+
+def _bare_stream() -> IO[str] | None:
+    """The stream of the bare handler `use_json_lines` installed, when the logger writes
+    through it alone."""
+    if log.filters:
+        return None
+    handlers = log.handlers
+    if len(handlers) != 1 or log.propagate:
+        return None
+    handler = handlers[0]
+    if not getattr(handler, "mini_llm_access", False) or handler.filters:
+        return None
+    stream: IO[str] | None = getattr(handler, "stream", None)
+    return stream
+
+
 class AccessLog:
     wants_usage = True
 
@@ -65,6 +156,9 @@ class AccessLog:
         self.log_bodies = log_bodies
         self.body_max_bytes = body_max_bytes
         self.redact = redact
+        self._lines: _Lines | None = None
+        self.keep_answer = body_max_bytes if log_bodies else 0
+        """How much of each answer the pipeline keeps for the line (none without bodies)."""
 
     async def before(self, info: RequestInfo) -> dict[str, Any] | None:
         return None
@@ -73,54 +167,89 @@ class AccessLog:
         if not log.isEnabledFor(logging.INFO):
             return
         settle(info, self.prices)
-        if self.json_lines:
-            log.info("%s", self.json_line(info))
-        else:
+        if not self.json_lines:
             log.info("%s", self.text_line(info))
+            return
+        stream = _bare_stream()
+        if stream is None:
+            log.info("%s", self.json_line(info))
+            return
+        lines = self._lines
+        if lines is None or lines.stream is not stream:
+            lines = self._lines = _Lines(stream)
+        lines.write(_encode(self.line(info)))
+
+    def _text(self, data: bytes) -> str:
+        return self.redact(data[: self.body_max_bytes].decode("utf-8", "replace"))
 
     def _body(self, info: RequestInfo) -> str | None:
         if not self.log_bodies or info.call is None:
             return None
-        data = _encode(info.call.body)[: self.body_max_bytes]
-        return self.redact(data.decode("utf-8", "replace"))
+        return self._text(_encode(info.call.body))
 
-    def fields(self, info: RequestInfo) -> dict[str, Any]:
+    def _answer(self, info: RequestInfo) -> str | None:
+        """The answer as the client got it: the body, or a stream's text delivered."""
+        if not self.log_bodies:
+            return None
+        if info.answer_body is not None:
+            return self._text(info.answer_body)
+        if info.answer_text:
+            return self._text("".join(info.answer_text).encode())
+        return None
+
+    def line(self, info: RequestInfo) -> Line:
         target = info.target
         usage = info.usage
         first = info.first_byte
-        out: dict[str, Any] = {
-            "time": round(time.time(), 6),
-            "request_id": info.request_id,
-            "key_id": info.key_id,
-            "endpoint": info.endpoint,
-            "dialect": info.dialect,
-            "model": _printable(info.model),
-            "provider": target.provider.name if target is not None else None,
-            "served_model": target.model if target is not None else None,
-            "status": info.status,
-            "error_code": info.error_code,
-            "attempts": info.attempts,
-            "latency_ms": round(info.latency * 1000, 3),
-            "ttft_ms": round((first - info.started) * 1000, 3) if first is not None else None,
-            "overhead_ms": round(info.overhead * 1000, 3) if info.overhead is not None else None,
-            "input_tokens": usage.input_tokens if usage else 0,
-            "output_tokens": usage.output_tokens if usage else 0,
-            "cached_input_tokens": usage.cached_input_tokens if usage else 0,
-            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
-            "cache_write_1h_tokens": usage.cache_write_1h_tokens if usage else 0,
-            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
-            "cost_usd": info.cost,
-            "cache_hit": bool(info.cache_hit),
-            "exact": usage.exact if usage is not None else info.status != 200,
-            "cancelled": info.stream_cancelled,
-        }
-        body = self._body(info)
-        if body is not None:
-            out["request_body"] = body
-        return out
+        overhead = info.overhead
+        started = info.started
+        line = Line(
+            round(time.time(), 6),
+            info.request_id,
+            info.key_id,
+            info.endpoint,
+            info.dialect,
+            _printable(info.model),
+            target.provider.name if target is not None else None,
+            target.model if target is not None else None,
+            info.status,
+            info.error_code,
+            info.attempts,
+            round((time.monotonic() - started) * 1000, 3),
+            round((first - started) * 1000, 3) if first is not None else None,
+            round(overhead * 1000, 3) if overhead is not None else None,
+            *(
+                (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cached_input_tokens,
+                    usage.cache_write_tokens,
+                    usage.cache_write_1h_tokens,
+                    usage.reasoning_tokens,
+                )
+                if usage is not None
+                else (0, 0, 0, 0, 0, 0)
+            ),
+            info.cost,
+            bool(info.cache_hit),
+            usage.exact if usage is not None else info.status != 200,
+            info.stream_cancelled,
+        )
+        if self.log_bodies:
+            body = self._body(info)
+            if body is not None:
+                line.request_body = body
+            answer = self._answer(info)
+            if answer is not None:
+                line.response_body = answer
+        return line
+
+    def fields(self, info: RequestInfo) -> dict[str, Any]:
+        fields = msgspec.structs.asdict(self.line(info))
+        return {k: v for k, v in fields.items() if v is not _UNSET}
 
     def json_line(self, info: RequestInfo) -> str:
-        return _encode(self.fields(info)).decode()
+        return _encode(self.line(info)).decode()
 
     def text_line(self, info: RequestInfo) -> str:
         target = info.target
@@ -151,4 +280,7 @@ class AccessLog:
         body = self._body(info)
         if body is not None:
             parts.append(f"body={body}")
+        answer = self._answer(info)
+        if answer is not None:
+            parts.append(f"answer={answer}")
         return " ".join(parts)

@@ -31,13 +31,15 @@ if TYPE_CHECKING:
     from ..call import Call
     from ..routing.router import Target
 
-__all__ = ["Policy", "PolicyChain", "RequestInfo"]
+__all__ = ["Given", "Policy", "PolicyChain", "RequestInfo"]
 
 
 class RequestInfo:
     """One request as policies see it; filled as it goes."""
 
     __slots__ = (
+        "answer_body",
+        "answer_text",
         "attempts",
         "cache_hit",
         "call",
@@ -50,6 +52,7 @@ class RequestInfo:
         "error_code",
         "first_byte",
         "headers",
+        "keep_answer",
         "key_id",
         "notes",
         "overhead",
@@ -103,6 +106,13 @@ class RequestInfo:
         self.delivered = 0
         """Characters of answer text sent so far on a stream (for a cancelled stream's
         estimate); counted only when a policy wants usage."""
+        self.keep_answer = 0
+        """Up to how many bytes of the answer to keep for a policy (the access log's bodies,
+        from `PolicyChain.keep_answer`); 0: none, and nothing is kept."""
+        self.answer_body: bytes | None = None
+        """A whole answer's bytes as the client got them (when `keep_answer`)."""
+        self.answer_text: list[str] | None = None
+        """A stream's answer text as delivered, up to `keep_answer` characters (when set)."""
         self.call: Call | None = None
         self.target: Target | None = None
         self.attempts = 0
@@ -120,11 +130,23 @@ class RequestInfo:
         return time.monotonic() - self.started
 
 
+class Given(Protocol):
+    """An answer a policy gives at once as canonical JSON bytes (a cache hit): a client of
+    the canonical format gets the bytes as they are, any other the decoded answer."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def completion(self) -> dict[str, Any]: ...
+
+
 class Policy(Protocol):
     wants_usage: bool
 
-    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
-        """None to go on; a canonical answer to answer at once; raise to refuse."""
+    async def before(self, info: RequestInfo) -> dict[str, Any] | Given | None:
+        """None to go on; a canonical answer (a dict, or `Given` bytes) to answer at once;
+        raise to refuse."""
         ...
 
     def after(self, info: RequestInfo) -> None:
@@ -133,17 +155,23 @@ class Policy(Protocol):
 
 
 class PolicyChain:
-    __slots__ = ("policies", "wants_completion", "wants_usage")
+    __slots__ = ("keep_answer", "policies", "reads_usage", "wants_completion", "wants_usage")
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
+        self.keep_answer: int = max(
+            (getattr(p, "keep_answer", 0) for p in self.policies), default=0
+        )
+        """Up to how many bytes of each answer a policy wants kept (`info.keep_answer`)."""
         self.wants_completion = any(getattr(p, "wants_completion", False) for p in self.policies)
-        self.wants_usage = self.wants_completion or any(p.wants_usage for p in self.policies)
+        self.reads_usage = any(p.wants_usage for p in self.policies)
+        """A policy reads `info.usage` (not only the whole answer)."""
+        self.wants_usage = self.wants_completion or self.reads_usage
 
     def __bool__(self) -> bool:
         return bool(self.policies)
 
-    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
+    async def before(self, info: RequestInfo) -> dict[str, Any] | Given | None:
         for policy in self.policies:
             answer = await policy.before(info)
             if answer is not None:

@@ -52,7 +52,6 @@ TTL_HEADER = "x-mini-llm-cache-ttl"
 _NOTE = "cache"
 _POLL = 0.05  # seconds between looks at a shared store while another instance answers
 _ROUTES_KEPT = 4096
-_copy = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.encode
 
 
@@ -96,10 +95,12 @@ class CachePolicy:
         self._flying: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
+        # a store that answers without awaiting (memory): looked up without a coroutine
+        self._get_now: Callable[[str], CachedAnswer | None] | None = getattr(store, "get_now", None)
 
     # before ------------------------------------------------------------------------------
 
-    async def before(self, info: RequestInfo) -> dict[str, Any] | None:
+    async def before(self, info: RequestInfo) -> CachedAnswer | None:
         call = info.call
         if call is None or not (call.operation is CHAT or call.operation is RESPONSES):
             return None
@@ -118,7 +119,10 @@ class CachePolicy:
         note = _Note(cache_key(canonical, models, namespace), ttl)
         try:
             if lookup:
-                found = await self._look(note)
+                get_now = self._get_now
+                found = get_now(note.key) if get_now is not None else await self.store.get(note.key)
+                if found is None:
+                    found = await self._wait(note)
                 if found is not None:
                     return self._hit(info, found)
             if note.key not in self._flying:
@@ -134,19 +138,16 @@ class CachePolicy:
         self.counters.misses += 1
         return None
 
-    async def _look(self, note: _Note) -> CachedAnswer | None:
-        """The stored answer; else the answer of an identical request under way (here, or
-        at another instance of a shared store), for at most `wait` seconds."""
-        found = await self.store.get(note.key)
-        if found is not None:
-            return found
+    async def _wait(self, note: _Note) -> CachedAnswer | None:
+        """Not stored: the answer of an identical request under way (here, or at another
+        instance of a shared store), for at most `wait` seconds."""
         flying = self._flying.get(note.key)
         if flying is not None:
             try:
                 completion = await asyncio.wait_for(asyncio.shield(flying), self.options.wait)
             except asyncio.TimeoutError:
                 return None
-            return CachedAnswer(_copy(_encode(completion)), self._clock()) if completion else None
+            return CachedAnswer(_encode(completion), self._clock()) if completion else None
         if self.store.shared:
             note.locked = await self.store.lock(note.key, self.options.wait)
             if not note.locked:
@@ -162,13 +163,13 @@ class CachePolicy:
                 return found
         return None
 
-    def _hit(self, info: RequestInfo, found: CachedAnswer) -> dict[str, Any]:
+    def _hit(self, info: RequestInfo, found: CachedAnswer) -> CachedAnswer:
         self._up()
         self.counters.hits += 1
         info.cache_hit = True
         info.response_headers[CACHE_HEADER] = "hit"
         info.response_headers[AGE_HEADER] = str(max(int(self._clock() - found.stored_at), 0))
-        return found.completion
+        return found
 
     def _skip(self, info: RequestInfo) -> None:
         self.counters.skips += 1

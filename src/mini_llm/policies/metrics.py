@@ -83,11 +83,17 @@ class Metrics:
         self.metrics_dir = metrics_dir
         self._task: asyncio.Task[None] | None = None
 
-    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+    def buckets(self, name: str, labels: tuple[str, ...]) -> list[float]:
+        """The counts of one histogram series (its buckets, +Inf, then the sum), made on first
+        use; held by who observes into it."""
         series = self.histograms[name]
         counts = series.get(labels)
         if counts is None:
-            counts = series[labels] = [0.0] * (len(BUCKETS) + 2)  # buckets, +Inf, sum
+            counts = series[labels] = [0.0] * (len(BUCKETS) + 2)
+        return counts
+
+    def observe(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        counts = self.buckets(name, labels)
         counts[bisect_left(BUCKETS, value)] += 1
         counts[-1] += value
 
@@ -242,6 +248,32 @@ class _Collector:
         )
 
 
+class _Series:
+    """The series one (endpoint, served model) counts into, resolved on its first request: its
+    label tuples made once, its histograms' bucket lists held."""
+
+    __slots__ = ("cost", "duration", "requests", "tokens", "ttft", "where")
+
+    def __init__(self, metrics: Metrics, endpoint: str, provider: str, model: str) -> None:
+        self.where = (endpoint, provider, model)
+        self.requests: dict[int, tuple[str, ...]] = {}  # status -> its series
+        self.tokens = tuple((provider, model, kind) for kind in TOKEN_TYPES)
+        self.cost = (provider, model)
+        self.duration = metrics.buckets("mini_llm_request_duration_seconds", self.where)
+        self.ttft: list[float] | None = None  # made by the first stream: not every path has one
+
+    def request(self, status: int) -> tuple[str, ...]:
+        key = self.requests.get(status)
+        if key is None:
+            key = self.requests[status] = (*self.where, str(status))
+        return key
+
+
+def _observe(counts: list[float], value: float) -> None:
+    counts[bisect_left(BUCKETS, value)] += 1
+    counts[-1] += value
+
+
 class MetricsPolicy:
     """Counts every request (first in the chain, so the in-flight gauge sees every one)."""
 
@@ -252,6 +284,20 @@ class MetricsPolicy:
         self.prices = prices
         self._known = known
         self._labels: dict[str, str] = {}
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    def series(self, endpoint: str, target: Target | None) -> _Series:
+        label = target.label if target is not None else ""
+        found = self._series.get((endpoint, label))
+        if found is None:
+            if target is not None:
+                provider, model = target.provider.name, self.model_label(target)
+            else:
+                provider = model = "none"
+            found = _Series(self.metrics, endpoint, provider, model)
+            if len(self._series) < 4096:
+                self._series[(endpoint, label)] = found
+        return found
 
     def model_label(self, target: Target) -> str:
         label = target.label
@@ -272,25 +318,23 @@ class MetricsPolicy:
         metrics = self.metrics
         metrics.in_flight -= 1
         settle(info, self.prices)
-        target = info.target
-        if target is not None:
-            provider, model = target.provider.name, self.model_label(target)
-        else:
-            provider = model = "none"
+        series = self.series(info.endpoint, info.target)
         counters = metrics.counters
         requests = counters["mini_llm_requests"]
-        key = (info.endpoint, provider, model, str(info.status))
+        key = series.request(info.status)
         requests[key] = requests.get(key, 0) + 1
-        where = (info.endpoint, provider, model)
-        metrics.observe("mini_llm_request_duration_seconds", where, info.latency)
+        _observe(series.duration, info.latency)
         if info.first_byte is not None:
-            ttft = info.first_byte - info.started
-            metrics.observe("mini_llm_time_to_first_token_seconds", where, ttft)
+            ttft = series.ttft
+            if ttft is None:
+                family = "mini_llm_time_to_first_token_seconds"
+                ttft = series.ttft = metrics.buckets(family, series.where)
+            _observe(ttft, info.first_byte - info.started)
         usage = info.usage
         if usage is not None:
             tokens = counters["mini_llm_tokens"]
-            for kind, count in zip(
-                TOKEN_TYPES,
+            for labels, count in zip(
+                series.tokens,
                 (
                     usage.input_tokens,
                     usage.output_tokens,
@@ -301,12 +345,10 @@ class MetricsPolicy:
                 strict=True,
             ):
                 if count:
-                    series = (provider, model, kind)
-                    tokens[series] = tokens.get(series, 0) + count
+                    tokens[labels] = tokens.get(labels, 0) + count
         if info.cost:
             costs = counters["mini_llm_cost_usd"]
-            pair = (provider, model)
-            costs[pair] = costs.get(pair, 0.0) + info.cost
+            costs[series.cost] = costs.get(series.cost, 0.0) + info.cost
         if info.status == 429:
             limited = counters["mini_llm_rate_limited"]
             reason = ("upstream" if info.attempts else "gateway",)

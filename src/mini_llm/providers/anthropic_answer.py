@@ -292,12 +292,12 @@ class AnthropicStreamTranslator:
         return []
 
     def _delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        index = _block_index(data)
         delta = data.get("delta") or {}
         kind = delta.get("type")
+        if kind == "text_delta":  # the most frequent event of all: nothing else to look up
+            return [chunk(self._id, self._model, {"content": delta.get("text", "")}, None)]
+        index = _block_index(data)
         block, tool = self._blocks.get(index, ("", -1))
-        if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
         if kind == "input_json_delta":
             partial = delta.get("partial_json", "")
             if not partial:

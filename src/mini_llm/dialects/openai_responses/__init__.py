@@ -186,8 +186,9 @@ class OpenAIResponsesDialect:
             yield b"".join(writer.fail(e.code, e.message))
             return
         yield b"".join(writer.finish())
-        response = writer.response()
-        self._keep(call, response, assistant_message(response["output"], writer.thinking))
+        if call.stored:
+            response = writer.response()
+            self._keep(call, response, assistant_message(response["output"], writer.thinking))
 
     async def passthrough(self, call: Call, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The upstream's events as they are; a stream that ends without its last event

@@ -247,17 +247,26 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
     return format_event(kind, _encode(payload))
 
 
+_DELTA_START = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":'
+)
+
+
 class ResponsesEventWriter:
     """Canonical chunks -> Responses stream events, already formatted (one per stream)."""
 
     __slots__ = (
         "_calls",
+        "_delta_head",
         "_finish",
         "_frame",
         "_open",
         "_output",
+        "_pieces",
         "_sequence",
         "_started",
+        "_texting",
         "_thinking",
         "_usage",
         "thinking",
@@ -275,6 +284,11 @@ class ResponsesEventWriter:
         """Every thinking block of the answer (signatures included), for the store."""
         self._finish: str | None = None
         self._usage: Any = None
+        self._pieces: list[str] = []  # the open text part's deltas, joined when it is read
+        # the bytes of an `output_text.delta` event around its sequence number and delta,
+        # made once per text part: (the open message's index, the part's index, after, tail)
+        self._delta_head: tuple[int, int, bytes, bytes] | None = None
+        self._texting = False  # the open item is a message whose last part is output_text
 
     def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
         payload = {"type": kind, "sequence_number": self._sequence, **payload}
@@ -283,9 +297,16 @@ class ResponsesEventWriter:
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
-        response = shell(self._frame, "in_progress")
-        self._emit("response.created", {"response": response}, out)
-        self._emit("response.in_progress", {"response": response}, out)
+        # both events carry the same response: encoded once, as `_emit` would lay it out
+        response = b',"response":' + _encode(shell(self._frame, "in_progress")) + b"}\n\n"
+        for kind in ("response.created", "response.in_progress"):
+            head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (
+                kind.encode(),
+                kind.encode(),
+                self._sequence,
+            )
+            self._sequence += 1
+            out.append(head + response)
 
     def _add(self, item: dict[str, Any], out: list[bytes]) -> int:
         self._close(out)
@@ -295,11 +316,25 @@ class ResponsesEventWriter:
         self._emit("response.output_item.added", {"output_index": index, "item": item}, out)
         return index
 
+    def _settle_text(self) -> None:
+        """The open text part's deltas joined into its `text` (or `refusal`)."""
+        pieces = self._pieces
+        if not pieces:
+            return
+        index = self._open
+        if index is not None and self._output[index]["type"] == "message":
+            part = self._output[index]["content"][-1]
+            field = "text" if part["type"] == "output_text" else "refusal"
+            part[field] += "".join(pieces)
+        self._pieces = []
+
     def _close(self, out: list[bytes]) -> None:
         index = self._open
         if index is None:
             return
+        self._settle_text()
         self._open = None
+        self._texting = False
         item = self._output[index]
         where = {"item_id": item["id"], "output_index": index}
         kind = item["type"]
@@ -336,22 +371,37 @@ class ResponsesEventWriter:
         out: list[bytes] = []
         if not self._started:
             self._start(out)
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = usage
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            self._reasoning(delta, out)
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                self._text("output_text", delta["content"], out)
-            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
-                self._text("refusal", delta["refusal"], out)
-            for call in delta.get("tool_calls") or ():
-                if isinstance(call, dict):
-                    self._call(call, out)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+            delta = choice.get("delta")
+            if self._texting and type(delta) is dict and len(delta) == 1:
+                content = delta.get("content")
+                if content and type(content) is str:  # more of the open text: the usual case
+                    self._more_text(content, out)
+                    delta = None
+            if delta and isinstance(delta, dict):
+                if (
+                    "reasoning_content" in delta
+                    or "reasoning" in delta
+                    or "thinking_blocks" in delta
+                ):
+                    self._reasoning(delta, out)
+                content = delta.get("content")
+                if content and isinstance(content, str):
+                    self._text("output_text", content, out)
+                refusal = delta.get("refusal")
+                if refusal and isinstance(refusal, str):
+                    self._text("refusal", refusal, out)
+                for call in delta.get("tool_calls") or ():
+                    if isinstance(call, dict):
+                        self._call(call, out)
+            finish = choice.get("finish_reason")
+            if finish:
+                self._finish = finish
         return out
 
     def _reasoning_item(self, out: list[bytes]) -> dict[str, Any]:
@@ -391,19 +441,45 @@ class ResponsesEventWriter:
             item = _message_item(ident, [], "in_progress")
             self._add(item, out)
         parts = item["content"]
-        where = {"item_id": item["id"], "output_index": self._open}
+        index = self._open
+        assert index is not None
         if not parts or parts[-1]["type"] != kind:
+            self._settle_text()
             part = _text_part("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
             parts.append(part)
-            at = {**where, "content_index": len(parts) - 1}
+            at = {"item_id": item["id"], "output_index": index, "content_index": len(parts) - 1}
             self._emit("response.content_part.added", {**at, "part": dict(part)}, out)
-        at = {**where, "content_index": len(parts) - 1}
+        self._pieces.append(text)
+        self._texting = kind == "output_text"
         if kind == "output_text":
-            parts[-1]["text"] += text
-            self._emit("response.output_text.delta", {**at, "delta": text, "logprobs": []}, out)
+            out.append(self._text_delta(item["id"], index, len(parts) - 1, text))
         else:
-            parts[-1]["refusal"] += text
+            at = {"item_id": item["id"], "output_index": index, "content_index": len(parts) - 1}
             self._emit("response.refusal.delta", {**at, "delta": text}, out)
+
+    def _more_text(self, text: str, out: list[bytes]) -> None:
+        """More text for the open `output_text` part (`_texting`: its template is made)."""
+        head = self._delta_head
+        assert head is not None
+        self._pieces.append(text)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        out.append(b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])))
+
+    def _text_delta(self, item_id: str, index: int, part: int, text: str) -> bytes:
+        """An `output_text.delta` event: the constant parts encoded once per text part, as
+        `_emit` would (the same keys in the same order)."""
+        head = self._delta_head
+        if head is None or head[0] != index or head[1] != part:
+            after = b',"item_id":%s,"output_index":%d,"content_index":%d,"delta":' % (
+                _encode(item_id),
+                index,
+                part,
+            )
+            head = self._delta_head = (index, part, after, b',"logprobs":[]}\n\n')
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3]))
 
     def _call(self, call: dict[str, Any], out: list[bytes]) -> None:
         position = call.get("index")
@@ -428,6 +504,7 @@ class ResponsesEventWriter:
 
     def response(self) -> dict[str, Any]:
         """The whole response so far (after `finish`: as the last event gave it)."""
+        self._settle_text()
         response = shell(self._frame, "in_progress")
         response["output"] = self._output
         return _finished(response, self._finish, self._usage)
