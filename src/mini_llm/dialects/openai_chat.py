@@ -106,6 +106,10 @@ async def strip_usage(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 if event.strip():
                     out.append(event + b"\n\n")
                 continue
+            bare = _without_null_usage(event)
+            if bare is not None:  # the common case (OpenAI's every chunk): no decode
+                out.append(bare + b"\n\n")
+                continue
             head, sep, payload = event.partition(b"data:")
             try:
                 chunk = _decode(payload)
@@ -121,6 +125,23 @@ async def strip_usage(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             out.append(head + sep + b" " + _encode(chunk) + b"\n\n")
         if out:
             yield b"".join(out)
+
+
+_NULL_USAGE = (b',"usage":null', b', "usage": null', b'"usage":null,', b'"usage": null, ')
+
+
+def _without_null_usage(event: bytes) -> bytes | None:
+    """The event without its top-level `"usage": null` member, cut from the bytes; None when
+    that cannot be done safely (usage mentioned otherwise, or more than once). A quote inside a
+    JSON string is escaped, so an unescaped `"usage"` is a key; a chat chunk has no nested
+    object with that key."""
+    if event.count(b'"usage"') != 1:
+        return None
+    for member in _NULL_USAGE:
+        at = event.find(member)
+        if at >= 0:
+            return event[:at] + event[at + len(member) :]
+    return None
 
 
 OPENAI_CHAT = OpenAIChatDialect()
