@@ -2,13 +2,13 @@
 may use the model asked for (a policy, once the model is known).
 
 With a master key configured every route but `/health` (and `/health/live`, `/health/ready`)
-and `/` needs a key, sent the way each SDK sends its own: `Authorization: Bearer …` (OpenAI), `x-api-key` (Anthropic),
-`x-goog-api-key` or `?key=` (Gemini). The master key may do anything; a gateway key may call
-the APIs (its models, its limits) but never `/admin`. A key with a signing secret must sign
-each request (`access/signing.py`). The key found is left in the request for the policies
-(`request[NOTES]["key"]`; `ModelAccess` sets `info.key_id` from it, so the ledger's rows carry
-it); it is never forwarded upstream — upstream requests are built from the provider's own
-keys. The one admin route open to a gateway key is `GET /admin/usage`: its own usage only.
+and `/` needs a key, sent the way each SDK sends its own: `Authorization: Bearer …` (OpenAI),
+`x-api-key` (Anthropic), `x-goog-api-key` or `?key=` (Gemini). The master key may do anything;
+a gateway key may call the APIs (its models, its limits) but never `/admin`. A key with a
+signing secret must sign each request (`access/signing.py`). The key found is left in the
+request for the policies (`request[NOTES]["key"]`; `ModelAccess` sets `info.key_id` from it,
+so the ledger's rows carry it); it is never forwarded upstream — upstream requests are built
+from the provider's own keys. The one admin route open to a gateway key is `GET /admin/usage`: its own usage only.
 `/metrics` takes the master key or the metrics token (`[metrics] token`), nothing else.
 """
 
