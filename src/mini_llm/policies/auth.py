@@ -8,8 +8,9 @@ a gateway key may call the APIs (its models, its limits) but never `/admin`. A k
 signing secret must sign each request (`access/signing.py`). The key found is left in the
 request for the policies (`request[NOTES]["key"]`; `ModelAccess` sets `info.key_id` from it,
 so the ledger's rows carry it); it is never forwarded upstream — upstream requests are built
-from the provider's own keys. The one admin route open to a gateway key is `GET /admin/usage`: its own usage only.
-`/metrics` takes the master key or the metrics token (`[metrics] token`), nothing else.
+from the provider's own keys. The one admin route open to a gateway key is `GET /admin/usage`:
+its own usage only. `/metrics` takes the master key or the metrics token (`[metrics] token`),
+nothing else.
 """
 
 from __future__ import annotations
