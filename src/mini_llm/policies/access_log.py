@@ -25,7 +25,7 @@ import msgspec
 
 from ..usage.prices import PriceTable
 from .base import RequestInfo
-from .usage import settle
+from .usage import settle, token_counts
 
 __all__ = ["AccessLog", "use_json_lines"]
 
@@ -218,18 +218,7 @@ class AccessLog:
             round((time.monotonic() - started) * 1000, 3),
             round((first - started) * 1000, 3) if first is not None else None,
             round(overhead * 1000, 3) if overhead is not None else None,
-            *(
-                (
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cached_input_tokens,
-                    usage.cache_write_tokens,
-                    usage.cache_write_1h_tokens,
-                    usage.reasoning_tokens,
-                )
-                if usage is not None
-                else (0, 0, 0, 0, 0, 0)
-            ),
+            *token_counts(usage),
             info.cost,
             bool(info.cache_hit),
             usage.exact if usage is not None else info.status != 200,

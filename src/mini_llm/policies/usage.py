@@ -37,6 +37,24 @@ def estimate_input(body: dict[str, Any]) -> int:
     return max(1, (chars + 3) // 4) if chars else 0
 
 
+_NO_TOKENS = (0, 0, 0, 0, 0, 0)
+
+
+def token_counts(usage: Usage | None) -> tuple[int, int, int, int, int, int]:
+    """A record's token columns, in the ledger's order: input, output, cached input, cache
+    write, of it the 1-hour write, reasoning."""
+    if usage is None:
+        return _NO_TOKENS
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.cache_write_1h_tokens,
+        usage.reasoning_tokens,
+    )
+
+
 def settle(info: RequestInfo, prices: PriceTable) -> None:
     """Usage estimated where a stream ended without it; the cost worked out. Once."""
     if info.costed:
@@ -94,18 +112,7 @@ class UsageLedger:
                 (time.monotonic() - info.started) * 1000,
                 (first - info.started) * 1000 if first is not None else None,
                 info.overhead * 1000 if info.overhead is not None else None,
-                *(
-                    (
-                        usage.input_tokens,
-                        usage.output_tokens,
-                        usage.cached_input_tokens,
-                        usage.cache_write_tokens,
-                        usage.cache_write_1h_tokens,
-                        usage.reasoning_tokens,
-                    )
-                    if usage is not None
-                    else (0, 0, 0, 0, 0, 0)
-                ),
+                *token_counts(usage),
                 info.cost,
                 1 if info.cache_hit else 0,
                 1 if (usage.exact if usage is not None else info.status != 200) else 0,

@@ -46,7 +46,7 @@ log = logging.getLogger("mini_llm.state")
 
 T = TypeVar("T")
 
-_SET_KEEPING_TTL = """
+_KEEP = """
 local function keep(key, value, ttl_ms)
   if redis.call('PTTL', key) > 0 then
     redis.call('SET', key, value, 'KEEPTTL')
@@ -56,8 +56,15 @@ local function keep(key, value, ttl_ms)
     redis.call('SET', key, value)
   end
 end
+"""
+"""Sets a counter, keeping a live key's expiry (else the given one)."""
+
+_SET_KEEPING_TTL = (
+    _KEEP
+    + """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 """
+)
 
 _INCR = (
     _SET_KEEPING_TTL
@@ -83,16 +90,9 @@ return {1, value}
 """
 )
 
-_RESERVE_MANY = """
-local function keep(key, value, ttl_ms)
-  if redis.call('PTTL', key) > 0 then
-    redis.call('SET', key, value, 'KEEPTTL')
-  elseif ttl_ms > 0 then
-    redis.call('SET', key, value, 'PX', ttl_ms)
-  else
-    redis.call('SET', key, value)
-  end
-end
+_RESERVE_MANY = (
+    _KEEP
+    + """
 local current = {}
 local ok = 1
 for i = 1, #KEYS do
@@ -112,6 +112,7 @@ for i = 1, #KEYS do
 end
 return out
 """
+)
 
 _SHARE_DEADLINE = """
 if ARGV[2] == '0' then redis.call('HDEL', KEYS[1], ARGV[1])
