@@ -241,6 +241,8 @@ class SQLResponseStore:
 
     async def sweep(self) -> None:
         """Write what waits, delete expired rows and each owner's rows beyond `limit`."""
+        if self._writing:
+            await asyncio.wait(list(self._writing.values()), timeout=30)
         for record in list(self._pending.values()):
             if record.ident not in self._writing and not await self._write(record):
                 return
