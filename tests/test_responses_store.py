@@ -66,7 +66,7 @@ def test_a_record_is_read_here_at_once_and_elsewhere_once_written(database: str)
 
     async def work() -> None:
         here, there = _stores(database, clock)
-        writes: list[asyncio.Task[bool]] = []
+        writes: list[asyncio.Future[bool]] = []
         token = WRITES.set(writes)
         try:
             here.put(_record("resp_1", "key_a", clock.now + 60))
@@ -114,7 +114,7 @@ def test_expired_records_are_invisible_and_swept(database: str) -> None:
 
     async def work() -> None:
         store, _ = _stores(database, clock)
-        writes: list[asyncio.Task[bool]] = []
+        writes: list[asyncio.Future[bool]] = []
         token = WRITES.set(writes)
         store.put(_record("resp_old", "key_a", clock.now + 10))
         store.put(_record("resp_new", "key_a", clock.now + 100))
@@ -140,7 +140,7 @@ def test_the_sweep_keeps_each_owners_newest_records(database: str) -> None:
         for i in range(5):
             clock.now += 1  # created one after the other
             for owner in ("key_a", "key_b"):
-                writes: list[asyncio.Task[bool]] = []
+                writes: list[asyncio.Future[bool]] = []
                 token = WRITES.set(writes)
                 store.put(_record(f"resp_{owner}_{i}", owner, clock.now + 600))
                 WRITES.reset(token)
@@ -172,7 +172,7 @@ def test_an_unreachable_store_fails_reads_clearly_and_keeps_answers_here(tmp_pat
 
     async def work() -> None:
         store = SQLResponseStore(open_store(sqlite_url(str(blocked))), 3600, clock=clock)
-        writes: list[asyncio.Task[bool]] = []
+        writes: list[asyncio.Future[bool]] = []
         token = WRITES.set(writes)
         store.put(_record("resp_kept", "key_a", clock.now + 60))
         WRITES.reset(token)

@@ -85,7 +85,7 @@ def response_store(settings: Settings) -> ResponseStore:
     return MemoryResponseStore(settings.responses_ttl)
 
 
-async def _written(writes: list[asyncio.Task[bool]]) -> None:
+async def _written(writes: list[asyncio.Future[bool]]) -> None:
     if writes:
         await asyncio.wait(writes, timeout=WRITE_WAIT)
         writes.clear()
@@ -152,7 +152,7 @@ class StoredResponses:
         what it stored awaited before a whole answer leaves."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            writes: list[asyncio.Task[bool]] = []
+            writes: list[asyncio.Future[bool]] = []
             caller = _CALLER.set(owner_of(request))
             collect = WRITES.set(writes)
             try:

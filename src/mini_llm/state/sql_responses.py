@@ -5,12 +5,14 @@
 the response, its input items and its conversation as zlib-compressed JSON.
 
 `put` is synchronous (the dialect calls it as the answer is rendered): the record goes into a
-map of this instance's records not yet written, where `get` finds it at once, and a task writes
-it. Whoever must know the row is written (the gateway, before the client has the end of its
-answer, so that another instance can read it) collects those tasks through `WRITES` and awaits
-them. A write that fails (the store unreachable) keeps the record in the map, at most
-`max_pending` of them, and is tried again by the sweep; reads that reach the store while it is
-unreachable raise `ServiceUnavailableError` (503 in the client's shape).
+map of this instance's records not yet written, where `get` finds it at once, and onto the
+queue of one writer task, which writes what has queued up in one statement batch (one
+transaction: the records of concurrent requests share a commit). Whoever must know the row is
+written (the gateway, before the client has the end of its answer, so that another instance
+can read it) collects the writes' futures through `WRITES` and awaits them. A write that
+fails (the store unreachable) keeps the record in the map, at most `max_pending` of them, and
+is tried again by the sweep; reads that reach the store while it is unreachable raise
+`ServiceUnavailableError` (503 in the client's shape).
 
 The sweep (every `sweep` seconds, on each instance) writes what is left, deletes expired rows
 (`get` never returns one, swept or not) and, for an owner with more than `limit` rows, the
@@ -41,7 +43,7 @@ log = logging.getLogger("mini_llm.responses")
 DEFAULT_PER_OWNER = 100_000
 """Rows one owner keeps at most (the oldest beyond go at the next sweep)."""
 
-WRITES: ContextVar[list[asyncio.Task[bool]] | None] = ContextVar(
+WRITES: ContextVar[list[asyncio.Future[bool]] | None] = ContextVar(
     "mini_llm_response_writes", default=None
 )
 """Set to a list by whoever wants to await the writes `put` starts in its context."""
@@ -108,6 +110,7 @@ class SQLResponseStore:
         *,
         sweep: float = 60.0,
         max_pending: int = 10_000,
+        batch: int = 500,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -115,11 +118,15 @@ class SQLResponseStore:
         self.limit = limit
         self.sweep_every = sweep
         self.max_pending = max_pending
+        self.batch = batch
         self.dropped = 0
         """Records never written: more than `max_pending` waited for an unreachable store."""
         self._clock = clock
         self._pending: dict[str, StoredResponse] = {}
-        self._writing: dict[str, asyncio.Task[bool]] = {}
+        self._writing: dict[str, asyncio.Future[bool]] = {}
+        """The latest write of each record queued or under way: True once written."""
+        self._queue: list[tuple[StoredResponse, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._ready = False
         self._lock: asyncio.Lock | None = None
         self._down = False
@@ -152,27 +159,46 @@ class SQLResponseStore:
             del pending[next(iter(pending))]
             self.dropped += 1
         pending[record.ident] = record
-        task = asyncio.get_running_loop().create_task(self._write(record))
-        self._writing[record.ident] = task
-        task.add_done_callback(lambda t: self._written(record.ident, t))
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[bool] = loop.create_future()
+        self._queue.append((record, written))
+        self._writing[record.ident] = written
+        written.add_done_callback(lambda done: self._written(record.ident, done))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_queue(), name="mini-llm responses writer")
         writes = WRITES.get()
         if writes is not None:
-            writes.append(task)
+            writes.append(written)
 
-    def _written(self, ident: str, task: asyncio.Task[bool]) -> None:
-        if self._writing.get(ident) is task:
+    def _written(self, ident: str, written: asyncio.Future[bool]) -> None:
+        if self._writing.get(ident) is written:
             del self._writing[ident]
 
-    async def _write(self, record: StoredResponse) -> bool:
-        row = (record.ident, record.owner, self._clock(), record.expires_at, _pack(record))
+    async def _write_queue(self) -> None:
+        """Everything queued, a batch at a time (what queues meanwhile goes in the next)."""
+        while self._queue:
+            batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
+            ok = False
+            try:
+                ok = await self._write([record for record, _ in batch])
+            finally:  # a cancelled writer (the loop closing) leaves no write awaited forever
+                for _, written in batch:
+                    if not written.done():
+                        written.set_result(ok)
+
+    async def _write(self, records: list[StoredResponse]) -> bool:
+        now = self._clock()
+        rows = [(r.ident, r.owner, now, r.expires_at, _pack(r)) for r in records]
         try:
             await self._open()
-            await self.store.execute(_UPSERT, row)
+            await self.store.executemany(_UPSERT, rows)
         except StoreError as e:
             self._outage(e)
             return False
-        if self._pending.get(record.ident) is record:
-            del self._pending[record.ident]
+        pending = self._pending
+        for record in records:
+            if pending.get(record.ident) is record:
+                del pending[record.ident]
         self._back()
         return True
 
@@ -243,8 +269,9 @@ class SQLResponseStore:
         """Write what waits, delete expired rows and each owner's rows beyond `limit`."""
         if self._writing:
             await asyncio.wait(list(self._writing.values()), timeout=30)
-        for record in list(self._pending.values()):
-            if record.ident not in self._writing and not await self._write(record):
+        waiting = [r for r in self._pending.values() if r.ident not in self._writing]
+        for start in range(0, len(waiting), self.batch):
+            if not await self._write(waiting[start : start + self.batch]):
                 return
         store = self.store
         await self._open()
