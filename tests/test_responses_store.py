@@ -6,10 +6,15 @@ reads while answers keep being stored here."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socket
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from mini_llm.errors import ServiceUnavailableError
@@ -18,6 +23,7 @@ from mini_llm.state.sql_responses import WRITES, SQLResponseStore
 from mini_llm.store import open_store, sqlite_url
 
 from .access_helpers import new_database, postgres_url, shared_service
+from .harness import LoopThread, gateway_settings, start_gateway
 
 __all__ = ["postgres_url"]
 
@@ -231,3 +237,57 @@ def test_records_kept_in_an_outage_are_written_by_the_sweep_once_it_is_over(
         await store.close()
 
     _run(work)
+
+
+@pytest.fixture
+def slow_writes(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Every SQLite batch takes 0.3 s longer: an answer that did not wait for its write would
+    reach the client before the row exists."""
+    from mini_llm.store.sqlite import SQLiteStore
+
+    delay = 0.3
+    write = SQLiteStore.executemany
+
+    async def slow(self: SQLiteStore, sql: str, rows: Any) -> None:
+        await asyncio.sleep(delay)
+        await write(self, sql, rows)
+
+    monkeypatch.setattr(SQLiteStore, "executemany", slow)
+    return delay
+
+
+def test_the_answer_ends_only_once_its_response_is_written(
+    loop_thread: LoopThread, tmp_path: Path, slow_writes: float
+) -> None:
+    env = {"MINI_LLM_DATA_DIR": str(tmp_path), "MINI_LLM_USAGE": "false"}
+    gateway = start_gateway(loop_thread, gateway_settings(env))
+    try:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="none", max_retries=0)
+
+        def row(ident: str) -> list[Any]:
+            with sqlite3.connect(tmp_path / "mini-llm.db") as db:
+                return db.execute(
+                    "SELECT owner FROM stored_responses WHERE id = ?", (ident,)
+                ).fetchall()
+
+        made = client.responses.create(model="mock/echo", input="whole")
+        assert row(made.id) == [("",)]
+        # the stream read raw, as it arrives (a client library may parse it late)
+        body = json.dumps({"model": "mock/echo", "input": "streamed", "stream": True}).encode()
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
+            conn.sendall(
+                b"POST /v1/responses HTTP/1.1\r\nHost: gateway\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            received = b""
+            while b"event: response.completed" not in received:
+                data = conn.recv(65536)
+                assert data, received
+                received += data
+        ident = re.search(rb'"id":"(resp_[0-9a-f]+)"', received)
+        assert ident is not None
+        assert row(ident.group(1).decode()) == [("",)]
+    finally:
+        gateway.stop()
