@@ -101,26 +101,34 @@ class OwnedResponsesDialect(OpenAIResponsesDialect):
             call.owner = _CALLER.get()
         return call
 
-    async def events(
+    def events(
         self, call: Call, answer: Answer, chunks: AsyncIterator[list[dict[str, Any]]]
     ) -> AsyncIterator[bytes]:
-        held: list[bytes] = []
         events = super().events(call, answer, chunks)
-        try:
-            async for data in events:
-                if held or any(last in data for last in _LAST_EVENTS):
-                    held.append(data)
-                else:
-                    yield data
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
-        if held:
-            writes = WRITES.get()
-            if writes:
-                await _written(writes)
-            yield b"".join(held)
+        if isinstance(call, ResponsesCall) and call.stored:
+            return _last_event_written(events)
+        return events  # nothing to write: the events as they are, no layer between
+
+
+async def _last_event_written(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The events, the last one (`response.completed` or `.incomplete`, and what follows it)
+    held back until the writes of this request are done."""
+    held: list[bytes] = []
+    try:
+        async for data in events:
+            if held or any(last in data for last in _LAST_EVENTS):
+                held.append(data)
+            else:
+                yield data
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+    if held:
+        writes = WRITES.get()
+        if writes:
+            await _written(writes)
+        yield b"".join(held)
 
 
 def _native(provider: Provider) -> bool:
