@@ -1,10 +1,13 @@
 """The response store's database down (a real PostgreSQL stopped and started again): reading a
 stored response is a 503 in OpenAI's shape, never a stack trace; requests that need no stored
-response are still served, and what they store is kept on the instance until it is written."""
+response are still served, and what they store is kept on the instance until the sweep writes
+it, once the database is back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,3 +88,18 @@ def test_a_store_outage_is_a_clear_503_and_answers_go_on(
         postgres_server.start()
     status, back = _call(gateway, "GET", f"/v1/responses/{stored['id']}")
     assert status == 200 and back["id"] == stored["id"]
+    # what was kept in memory is written by the sweep once the database is back (every 5 s)
+    deadline = time.monotonic() + 20
+    while not asyncio.run(_rows(postgres_server.url, kept["id"])):
+        assert time.monotonic() < deadline, "the response kept in the outage was never written"
+        time.sleep(0.5)
+
+
+async def _rows(url: str, ident: str) -> list[Any]:
+    import asyncpg
+
+    db = await asyncpg.connect(url)
+    try:
+        return list(await db.fetch("SELECT id FROM stored_responses WHERE id = $1", ident))
+    finally:
+        await db.close()

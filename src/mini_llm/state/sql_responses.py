@@ -10,9 +10,11 @@ queue of one writer task, which writes what has queued up in one statement batch
 transaction: the records of concurrent requests share a commit). Whoever must know the row is
 written (the gateway, before the client has the end of its answer, so that another instance
 can read it) collects the writes' futures through `WRITES` and awaits them. A write that
-fails (the store unreachable) keeps the record in the map, at most `max_pending` of them, and
-is tried again by the sweep; reads that reach the store while it is unreachable raise
-`ServiceUnavailableError` (503 in the client's shape).
+fails (the store unreachable) keeps the record in the map, at most `max_pending` of them; until
+the store answers again (a read, or a sweep: every `RETRY` seconds then), later records are
+only kept (an answer never waits for a store known to be down), and then all are written.
+Reads that reach the store while it is unreachable raise `ServiceUnavailableError` (503 in the
+client's shape).
 
 The sweep (every `sweep` seconds, on each instance) writes what is left, deletes expired rows
 (`get` never returns one, swept or not) and, for an owner with more than `limit` rows, the
@@ -42,6 +44,9 @@ log = logging.getLogger("mini_llm.responses")
 
 DEFAULT_PER_OWNER = 100_000
 """Rows one owner keeps at most (the oldest beyond go at the next sweep)."""
+
+RETRY = 5.0
+"""Seconds between sweeps while the store is unreachable."""
 
 WRITES: ContextVar[list[asyncio.Future[bool]] | None] = ContextVar(
     "mini_llm_response_writes", default=None
@@ -159,6 +164,14 @@ class SQLResponseStore:
             del pending[next(iter(pending))]
             self.dropped += 1
         pending[record.ident] = record
+        if self._down:  # no write, and nobody waits: written once the store is back
+            return
+        written = self._enqueue(record)
+        writes = WRITES.get()
+        if writes is not None:
+            writes.append(written)
+
+    def _enqueue(self, record: StoredResponse) -> asyncio.Future[bool]:
         loop = asyncio.get_running_loop()
         written: asyncio.Future[bool] = loop.create_future()
         self._queue.append((record, written))
@@ -166,9 +179,7 @@ class SQLResponseStore:
         written.add_done_callback(lambda done: self._written(record.ident, done))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_queue(), name="mini-llm responses writer")
-        writes = WRITES.get()
-        if writes is not None:
-            writes.append(written)
+        return written
 
     def _written(self, ident: str, written: asyncio.Future[bool]) -> None:
         if self._writing.get(ident) is written:
@@ -216,6 +227,9 @@ class SQLResponseStore:
         if self._down:
             self._down = False
             log.warning("response store reachable again (%d responses dropped)", self.dropped)
+            for record in list(self._pending.values()):  # what waited, written now
+                if record.ident not in self._writing:
+                    self._enqueue(record)
 
     def _mine(self, owner: str, ident: str) -> StoredResponse | None:
         record = self._pending.get(ident)
@@ -276,6 +290,7 @@ class SQLResponseStore:
         store = self.store
         await self._open()
         await store.execute("DELETE FROM stored_responses WHERE expires_at <= ?", (self._clock(),))
+        self._back()
         crowded = await store.fetch(
             "SELECT owner FROM stored_responses GROUP BY owner HAVING COUNT(*) > ?",
             (self.limit,),
@@ -289,12 +304,20 @@ class SQLResponseStore:
             )
 
     async def _sweeping(self) -> None:
+        """A sweep every `sweep_every` seconds; every `RETRY` seconds while the store is down
+        (the first that succeeds ends the outage: records are written one by one again)."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.sweep_every)
+            await asyncio.sleep(min(self.sweep_every, RETRY))
+            due = time.monotonic() - last >= self.sweep_every
+            if not (due or self._down):
+                continue
             try:
                 await self.sweep()
             except StoreError as e:
                 self._outage(e)
+            if due:
+                last = time.monotonic()
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the sweep, finish the writes under way, try once more what waits, close."""
