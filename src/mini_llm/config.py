@@ -119,6 +119,8 @@ class Settings:
     body_timeout: float = 30.0
     header_timeout: float = 10.0
     responses_ttl: float = 30 * 86400.0
+    responses_store: str = "sql"
+    responses_per_owner: int = 100_000
     max_connections: int = 8192
     max_connections_per_client: int = 1024
     pool_size: int = 0
@@ -479,6 +481,8 @@ def load_settings(
         body_timeout=values["body_timeout"],
         header_timeout=values["header_timeout"],
         responses_ttl=values["responses_ttl"],
+        responses_store=values["responses_store"],
+        responses_per_owner=values["responses_per_owner"],
         max_connections=values["max_connections"],
         max_connections_per_client=values["max_connections_per_client"],
         pool_size=values["pool_size"],

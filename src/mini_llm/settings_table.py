@@ -359,6 +359,12 @@ def _rows() -> tuple[Setting, ...]:
         Setting("responses_ttl", "responses", "ttl", "MINI_LLM_RESPONSES_TTL", Seconds(),
                 30 * 86400.0, None, False,
                 "seconds the gateway keeps a Responses API answer it stored"),
+        Setting("responses_store", "responses", "store", "MINI_LLM_RESPONSES_STORE",
+                Choice(("sql", "memory")), "sql", None, False,
+                "where stored Responses API answers live: sql (the SQL store) or memory"),
+        Setting("responses_per_owner", "responses", "max_per_owner",
+                "MINI_LLM_RESPONSES_MAX_PER_OWNER", Whole(1, 10**9), 100_000, None, False,
+                "stored responses one key keeps at most in the SQL store (oldest go first)"),
     ]  # fmt: skip
     routing = [
         Setting("strategy", "routing", "strategy", "MINI_LLM_STRATEGY", Choice(STRATEGIES),

@@ -28,7 +28,6 @@ from ..dialects.anthropic import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from ..dialects.gemini import GeminiDialect
 from ..dialects.openai_chat import OPENAI_CHAT
 from ..dialects.openai_embeddings import OPENAI_EMBEDDINGS
-from ..dialects.openai_responses import OpenAIResponsesDialect
 from ..errors import (
     GatewayError,
     InvalidRequestError,
@@ -55,7 +54,6 @@ from ..policies.metrics import AttemptCounter
 from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
-from ..state.responses import MemoryResponseStore
 from ..store import Store, StoreError, open_store
 from ..upstream import HttpTransport
 from ..usage.ledger import Ledger
@@ -72,7 +70,7 @@ from .model_list import build_model_list, models_by_id, offered_models
 from .openapi import DOCS_PAGE, openapi_document
 from .pipeline import Pipeline
 from .responses import error_response, request_id
-from .stored_responses import StoredResponses
+from .stored_responses import OwnedResponsesDialect, StoredResponses, response_store
 
 __all__ = ["GATEWAY", "Gateway", "Runtime", "build_app"]
 
@@ -494,12 +492,13 @@ def build_app(settings: Settings) -> web.Application:
         "/v1/messages/count_tokens",
         pipeline.handler(ANTHROPIC_COUNT_TOKENS, "/v1/messages/count_tokens"),
     )
-    # Responses: stored for translated providers, in memory
-    store = MemoryResponseStore(settings.responses_ttl)
-    responses = OpenAIResponsesDialect(store)
+    # Responses: stored for translated providers, in the SQL store (or memory)
+    store = response_store(settings)
+    responses = OwnedResponsesDialect(store)
     stored = StoredResponses(store, lambda: gateway.runtime)
-    add("POST", "/v1/responses", pipeline.handler(responses, "/v1/responses"))
-    add("POST", "/responses", pipeline.handler(responses, "/responses"))
+    app.cleanup_ctx.append(stored.lifespan)
+    add("POST", "/v1/responses", stored.handler(pipeline, responses, "/v1/responses"))
+    add("POST", "/responses", stored.handler(pipeline, responses, "/responses"))
     add("GET", "/v1/responses/{id}", stored.get)
     add("DELETE", "/v1/responses/{id}", stored.delete)
     add("GET", "/v1/responses/{id}/input_items", stored.input_items)

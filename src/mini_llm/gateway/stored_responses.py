@@ -1,14 +1,24 @@
-"""`GET` and `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`.
+"""`POST /v1/responses` around the pipeline, `GET` and `DELETE /v1/responses/{id}`,
+`GET /v1/responses/{id}/input_items`.
 
 A response the gateway stored (one a translated provider answered) is served from the store,
 to its owner only. Any other id goes to the first configured provider that serves the
 Responses API itself (OpenAI keeps its own responses), as it is; with none, it is a 404.
+
+The owner is the caller's gateway key id; the master key, and every caller when auth is off,
+is the owner `""`: the master key sees its own stored responses, not those of gateway keys.
+A stored response is written before the client has the end of its answer (the body of a
+whole answer, the `response.completed` event of a stream), so that a follow-up sent to
+another instance finds it; a store that does not answer within `WRITE_WAIT` seconds does not
+hold the answer back any longer (the response is then kept on this instance until written).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -16,24 +26,109 @@ import msgspec
 from aiohttp import web
 
 from ..dialects.openai_chat import OPENAI_CHAT
-from ..dialects.openai_responses import OWNER
+from ..dialects.openai_responses import OWNER, OpenAIResponsesDialect, ResponsesCall
 from ..errors import GatewayError, InvalidRequestError, NotFoundError
 from ..formats import OPENAI_RESPONSES, RESPONSES
+from ..policies.auth import NOTES
 from ..providers.base import UpstreamRequest, native_format
 from ..routing.provider import Provider
-from ..state.responses import ResponseStore, StoredResponse
+from ..state.responses import MemoryResponseStore, ResponseStore, StoredResponse
+from ..state.sql_responses import WRITES, SQLResponseStore
+from ..store import StoreError, open_store
 from ..upstream import upstream_failure
 from .responses import error_response, request_id
 
 if TYPE_CHECKING:
+    from ..call import Answer, Call
+    from ..config import Settings
     from .app import Runtime
+    from .pipeline import Pipeline
 
-__all__ = ["StoredResponses"]
+__all__ = ["WRITE_WAIT", "OwnedResponsesDialect", "StoredResponses", "owner_of", "response_store"]
 
 log = logging.getLogger("mini_llm.gateway")
 
 _encode = msgspec.json.encode
 _JSON = "application/json"
+
+WRITE_WAIT = 2.0
+"""Seconds an answer waits at most for its response to be written."""
+
+_CALLER: ContextVar[str] = ContextVar("mini_llm_responses_owner", default=OWNER)
+
+# The SSE line that ends a stored stream (an event's JSON never holds a raw newline).
+_LAST_EVENTS = (b"event: response.completed\n", b"event: response.incomplete\n")
+
+
+def owner_of(request: web.Request) -> str:
+    """Whose stored responses the request sees: its gateway key's id; `""` for the master key
+    and when auth is off."""
+    notes = request.get(NOTES)
+    key = notes.get("key") if notes else None
+    return str(key.id) if key is not None else OWNER
+
+
+def response_store(settings: Settings) -> ResponseStore:
+    """The store `[responses] store` names: the SQL store (the SQLite file in the data
+    directory, or `MINI_LLM_DATABASE_URL`), else memory (also when no data directory is
+    known, said once in the log)."""
+    url = settings.store_url() if settings.responses_store == "sql" else None
+    if settings.responses_store == "sql" and url is None:
+        log.warning("stored responses in memory: no data directory (set MINI_LLM_DATA_DIR)")
+    if url is not None:
+        try:
+            return SQLResponseStore(
+                open_store(url), settings.responses_ttl, settings.responses_per_owner
+            )
+        except StoreError as e:
+            log.error("stored responses in memory: %s", e)
+    return MemoryResponseStore(settings.responses_ttl)
+
+
+async def _written(writes: list[asyncio.Future[bool]]) -> None:
+    if writes:
+        await asyncio.wait(writes, timeout=WRITE_WAIT)
+        writes.clear()
+
+
+class OwnedResponsesDialect(OpenAIResponsesDialect):
+    """The Responses dialect with the caller as owner, whose stream's last event waits for
+    the response to be written."""
+
+    def parse(self, body: dict[str, Any], headers: Any) -> Call:
+        call = super().parse(body, headers)
+        if isinstance(call, ResponsesCall):
+            call.owner = _CALLER.get()
+        return call
+
+    def events(
+        self, call: Call, answer: Answer, chunks: AsyncIterator[list[dict[str, Any]]]
+    ) -> AsyncIterator[bytes]:
+        events = super().events(call, answer, chunks)
+        if isinstance(call, ResponsesCall) and call.stored:
+            return _last_event_written(events)
+        return events  # nothing to write: the events as they are, no layer between
+
+
+async def _last_event_written(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The events, the last one (`response.completed` or `.incomplete`, and what follows it)
+    held back until the writes of this request are done."""
+    held: list[bytes] = []
+    try:
+        async for data in events:
+            if held or any(last in data for last in _LAST_EVENTS):
+                held.append(data)
+            else:
+                yield data
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+    if held:
+        writes = WRITES.get()
+        if writes:
+            await _written(writes)
+        yield b"".join(held)
 
 
 def _native(provider: Provider) -> bool:
@@ -52,22 +147,58 @@ class StoredResponses:
         self.store = store
         self._runtime = runtime
 
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        if isinstance(self.store, SQLResponseStore):
+            self.store.start()
+        yield
+        await self.store.close()
+
+    def handler(
+        self, pipeline: Pipeline, dialect: OwnedResponsesDialect, endpoint: str
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """`POST /v1/responses`: the pipeline, with the caller as owner, and the writes of
+        what it stored awaited before a whole answer leaves."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            writes: list[asyncio.Future[bool]] = []
+            caller = _CALLER.set(owner_of(request))
+            collect = WRITES.set(writes)
+            try:
+                response = await pipeline.handle(request, dialect, endpoint)
+                await _written(writes)
+                return response
+            finally:
+                WRITES.reset(collect)
+                _CALLER.reset(caller)
+
+        return handle
+
     async def get(self, request: web.Request) -> web.StreamResponse:
         ident = request.match_info["id"]
-        record = await self.store.get(OWNER, ident)
+        try:
+            record = await self.store.get(owner_of(request), ident)
+        except GatewayError as e:
+            return error_response(e, OPENAI_CHAT, request_id(request))
         if record is not None:
             return _json(record.response, request)
         return await self._forward(request, f"/responses/{quote(ident, safe='')}", ident)
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         ident = request.match_info["id"]
-        if await self.store.delete(OWNER, ident):
+        try:
+            deleted = await self.store.delete(owner_of(request), ident)
+        except GatewayError as e:
+            return error_response(e, OPENAI_CHAT, request_id(request))
+        if deleted:
             return _json({"id": ident, "object": "response", "deleted": True}, request)
         return await self._forward(request, f"/responses/{quote(ident, safe='')}", ident)
 
     async def input_items(self, request: web.Request) -> web.StreamResponse:
         ident = request.match_info["id"]
-        record = await self.store.get(OWNER, ident)
+        try:
+            record = await self.store.get(owner_of(request), ident)
+        except GatewayError as e:
+            return error_response(e, OPENAI_CHAT, request_id(request))
         if record is None:
             path = f"/responses/{quote(ident, safe='')}/input_items"
             return await self._forward(request, path, ident)

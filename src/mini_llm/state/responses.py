@@ -2,11 +2,11 @@
 `GET/DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and
 `previous_response_id`, for providers that do not keep them themselves.
 
-The seam is `ResponseStore`: `put` (visible to `get` at once: a durable backend such as SQLite
-or PostgreSQL writes behind, or awaits in `get` what it has not written yet), `get`, `delete`,
-`close`. Every record belongs to an owner (the caller's key, once gateway keys exist; `""`
-until then): an owner sees only its own. `MemoryResponseStore` is the embedded default,
-bounded in records and in time.
+The seam is `ResponseStore`: `put` (visible to `get` at once: the SQL store, `sql_responses.py`,
+keeps what it has not written yet in memory and writes behind), `get`, `delete`, `close`. Every
+record belongs to an owner (the caller's gateway key id; `""` for the master key and when auth
+is off): an owner sees only its own. `MemoryResponseStore` (`[responses] store = "memory"`) is
+bounded in records and in time, and lives and dies with its process.
 """
 
 from __future__ import annotations
