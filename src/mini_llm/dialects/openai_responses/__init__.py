@@ -31,7 +31,8 @@ __all__ = ["OWNER", "OpenAIResponsesDialect", "ResponsesCall", "input_items"]
 _encode = msgspec.json.encode
 
 OWNER = ""
-"""Whose stored responses a request sees: one owner until gateway keys exist."""
+"""The owner a request parsed here has: the master key's (and everyone's with auth off);
+`gateway/stored_responses.py` sets the caller's gateway key id instead."""
 
 # The last event of a Responses stream; a pass-through stream without one was cut short.
 _ENDINGS = (b"response.completed", b"response.incomplete", b"response.failed", b"event: error")
