@@ -262,7 +262,8 @@ def test_embeddings_on_every_provider_that_embeds(gemini_gateway: RunningApp) ->
         assert one.embeddings is not None
         assert one.embeddings[0].values == pytest.approx(mock_vector("embed me", 32), abs=1e-6)
         config = types.EmbedContentConfig(output_dimensionality=8)
-        many = models.embed_content(model=model, contents=["a", "b"], config=config)
+        texts: list[types.PartUnionDict] = ["a", "b"]  # typed whether or not Pillow is there
+        many = models.embed_content(model=model, contents=texts, config=config)
         assert many.embeddings is not None
         assert [len(e.values or ()) for e in many.embeddings] == [8, 8]
         assert many.embeddings[1].values == pytest.approx(mock_vector("b", 8), abs=1e-6)
