@@ -27,9 +27,11 @@ from ..canonical import EMPTY_SCHEMA, invalid, parse_data_url, parse_tool, parse
 from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, RESPONSES, Format
 from .anthropic_answer import (
     JSON_TOOL,
+    JSON_TOOL_DESCRIPTION,
     AnthropicStreamTranslator,
     anthropic_error_info,
     from_anthropic_id,
+    json_answer_schema,
     parse_anthropic_message,
     to_anthropic_id,
 )
@@ -242,22 +244,10 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
 
 
 def _json_tool(response_format: Any) -> dict[str, Any] | None:
-    if not isinstance(response_format, dict):
+    schema = json_answer_schema(response_format)
+    if schema is None:
         return None
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        schema = schema if isinstance(schema, dict) else {"type": "object"}
-    elif kind == "json_object":
-        schema = {"type": "object"}
-    else:
-        return None
-    return {
-        "name": JSON_TOOL,
-        "description": "Give the final answer as this tool's input, which is the JSON requested.",
-        "input_schema": schema,
-    }
+    return {"name": JSON_TOOL, "description": JSON_TOOL_DESCRIPTION, "input_schema": schema}
 
 
 def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:

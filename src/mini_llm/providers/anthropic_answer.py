@@ -30,16 +30,36 @@ from .base import ErrorInfo, event_object
 __all__ = [
     "FINISH_REASONS",
     "JSON_TOOL",
+    "JSON_TOOL_DESCRIPTION",
     "AnthropicStreamTranslator",
     "anthropic_error_info",
     "canonical_usage",
     "from_anthropic_id",
+    "json_answer_schema",
     "parse_anthropic_message",
     "to_anthropic_id",
 ]
 
 JSON_TOOL = "mini_llm_json_answer"
 """The tool a JSON `response_format` is forced through; its input is the answer's text."""
+
+JSON_TOOL_DESCRIPTION = "Give the final answer as this tool's input, which is the JSON requested."
+
+
+def json_answer_schema(response_format: Any) -> dict[str, Any] | None:
+    """The schema a `response_format` asks the answer to follow (the forced tool's input, on
+    formats without a JSON mode: Anthropic, Converse); None when it asks for none."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    if kind == "json_object":
+        return {"type": "object"}
+    return None
+
 
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",

@@ -37,7 +37,7 @@ import msgspec
 from ..canonical import EMPTY_SCHEMA, invalid, parse_data_url, parse_tool, parse_tool_call
 from ..formats import BEDROCK_CONVERSE, CHAT, RESPONSES, Format
 from .anthropic import default_max_tokens, to_anthropic_id
-from .anthropic_answer import JSON_TOOL
+from .anthropic_answer import JSON_TOOL, JSON_TOOL_DESCRIPTION, json_answer_schema
 from .base import UpstreamModel, UpstreamRequest, Wire, WireFormat
 from .bedrock_answer import (
     EVENT_STREAM,
@@ -227,21 +227,15 @@ def _tool_choice(choice: Any) -> dict[str, Any] | None:
 
 
 def _json_tool(response_format: Any) -> dict[str, Any] | None:
-    if not isinstance(response_format, dict):
+    schema = json_answer_schema(response_format)
+    if schema is None:
         return None
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        schema = schema if isinstance(schema, dict) else {"type": "object"}
-    elif kind == "json_object":
-        schema = {"type": "object"}
-    else:
-        return None
-    description = "Give the final answer as this tool's input, which is the JSON requested."
-    return {
-        "toolSpec": {"name": JSON_TOOL, "description": description, "inputSchema": {"json": schema}}
+    spec = {
+        "name": JSON_TOOL,
+        "description": JSON_TOOL_DESCRIPTION,
+        "inputSchema": {"json": schema},
     }
+    return {"toolSpec": spec}
 
 
 def to_converse_request(body: dict[str, Any], model: str) -> dict[str, Any]:
