@@ -174,3 +174,19 @@ def test_json_lines_through_logging_when_the_logger_is_not_bare(
         policy.after(_info())
     (record,) = [r for r in caplog.records if r.name == "mini_llm.requests"]
     assert json.loads(record.getMessage())["status"] == 200
+
+
+def test_gateway_keys_and_a_secret_across_the_cut_are_masked() -> None:
+    from mini_llm.logs import Redactor
+
+    master = "master-key-for-the-log-test-0123456789"
+    gateway_key = "mk-" + "A1b2C3d4" * 5
+    signing = "ms-" + "Z9y8X7w6" * 5
+    policy = AccessLog(
+        PriceTable({}), log_bodies=True, redact=Redactor([master]), body_max_bytes=40
+    )
+    for secret in (master, gateway_key, signing):
+        body = ("x" * 30 + secret + " and more").encode()  # the cut at 40 halves the secret
+        logged = policy._text(body)
+        assert secret[:12] not in logged and secret[-12:] not in logged, logged
+        assert len(logged.encode()) <= 40

@@ -291,3 +291,55 @@ def test_the_answer_ends_only_once_its_response_is_written(
         assert row(ident.group(1).decode()) == [("",)]
     finally:
         gateway.stop()
+
+
+def test_an_id_that_cannot_be_a_responses_is_not_found_and_breaks_nothing(database: str) -> None:
+    """A NUL (GET /v1/responses/x%00y) made PostgreSQL refuse the statement, which marked the
+    store down for everyone: such an id is now simply not found."""
+    clock = Clock()
+
+    async def work() -> None:
+        here, there = _stores(database, clock)
+        for ident in ("a\x00b", "", "x" * 300, "résumé"):
+            assert await here.get("key_a", ident) is None
+            assert await here.delete("key_a", ident) is False
+        here.put(_record("resp_3", "key_a", clock.now + 60))
+        await here.close()  # written: the store was never taken for down
+        assert await there.get("key_a", "resp_3") is not None
+        await there.close()
+
+    _run(work)
+
+
+def test_reads_while_the_store_cannot_be_opened_fail_at_once_not_in_turn() -> None:
+    """Ten reads at once against a store whose connect takes 0.4 s and fails: one waits for
+    the connect, the others fail with it instead of each trying in turn (4 s)."""
+    from mini_llm.store import StoreError
+
+    class Unreachable:
+        engine = "postgresql"
+
+        async def open(self) -> None:
+            await asyncio.sleep(0.4)
+            raise StoreError("connect failed")
+
+        async def close(self) -> None:
+            return None
+
+    async def work() -> float:
+        store = SQLResponseStore(Unreachable(), 3600)  # type: ignore[arg-type]
+        began = asyncio.get_running_loop().time()
+        results = await asyncio.gather(
+            *(store.get("key_a", f"resp_{n}") for n in range(10)), return_exceptions=True
+        )
+        elapsed = asyncio.get_running_loop().time() - began
+        assert all(isinstance(r, ServiceUnavailableError) for r in results), results
+        # once down, a read fails without trying (one probe at a time)
+        quick = asyncio.get_running_loop().time()
+        with pytest.raises(ServiceUnavailableError):
+            await asyncio.gather(store.get("key_a", "resp_x"), store.get("key_a", "resp_y"))
+        assert asyncio.get_running_loop().time() - quick < 0.6
+        await store.close()
+        return elapsed
+
+    assert _run(work) < 1.5

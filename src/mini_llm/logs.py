@@ -12,6 +12,7 @@ __all__ = ["Redactor", "setup_logging"]
 # Shapes of credentials that may appear in upstream bodies or headers we did not configure.
 _GENERIC = re.compile(
     r"(sk-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9]{8,}|xai-[A-Za-z0-9]{8,}|AIza[0-9A-Za-z_\-]{20,}"
+    r"|mk-[A-Za-z0-9_\-]{16,}|ms-[A-Za-z0-9_\-]{16,}"  # this gateway's own keys and secrets
     r"|(?i:bearer)\s+[A-Za-z0-9._\-]{8,})"
 )
 

@@ -139,6 +139,10 @@ def _bare_stream() -> IO[str] | None:
     return stream
 
 
+_SECRET_MARGIN = 512
+"""Bytes read past the cut so that a key standing across it is still recognised."""
+
+
 class AccessLog:
     wants_usage = True
 
@@ -180,7 +184,11 @@ class AccessLog:
         lines.write(_encode(self.line(info)))
 
     def _text(self, data: bytes) -> str:
-        return self.redact(data[: self.body_max_bytes].decode("utf-8", "replace"))
+        """Redacted, then cut to `body_max_bytes`: a secret that the cut would halve is
+        masked whole first (the margin covers the longest key)."""
+        limit = self.body_max_bytes
+        text = self.redact(data[: limit + _SECRET_MARGIN].decode("utf-8", "replace"))
+        return text.encode()[:limit].decode("utf-8", "ignore")
 
     def _body(self, info: RequestInfo) -> str | None:
         if not self.log_bodies or info.call is None:

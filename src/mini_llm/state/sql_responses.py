@@ -93,6 +93,11 @@ def _pack(record: StoredResponse) -> bytes:
     return zlib.compress(data, 1)
 
 
+def _plausible(ident: str) -> bool:
+    """An id that could be a stored response's (they are short, printable ASCII)."""
+    return 0 < len(ident) <= 256 and ident.isascii() and ident.isprintable()
+
+
 def _unpack(ident: str, owner: str, expires_at: float, body: bytes) -> StoredResponse:
     data = _decode_body(zlib.decompress(body))
     return StoredResponse(ident, owner, data.response, data.input_items, data.messages, expires_at)
@@ -135,19 +140,24 @@ class SQLResponseStore:
         self._ready = False
         self._lock: asyncio.Lock | None = None
         self._down = False
+        self._probing = False
         self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         """Records not yet written."""
         return len(self._pending)
 
-    async def _open(self) -> None:
+    async def _open(self, probing: bool = True) -> None:
+        """Open the store once. A read that waited here while another's attempt failed
+        (`probing` False) fails at once rather than waiting out a connect timeout of its own."""
         if self._ready:
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if not self._ready:
+                if self._down and not probing:
+                    raise StoreError("the response store is unreachable")
                 await self.store.open()
                 await self.store.migrate("responses", migrations(self.store.engine))
                 self._ready = True
@@ -231,6 +241,17 @@ class SQLResponseStore:
                 if record.ident not in self._writing:
                     self._enqueue(record)
 
+    def _probe(self) -> bool:
+        """While the store is down one request at a time tries it (True: this one; its answer
+        ends the outage), the others fail at once instead of each waiting for a connect
+        timeout behind it."""
+        if not self._down:
+            return False
+        if self._probing:
+            raise _unreachable()
+        self._probing = True
+        return True
+
     def _mine(self, owner: str, ident: str) -> StoredResponse | None:
         record = self._pending.get(ident)
         if record is None or record.owner != owner or record.expires_at <= self._clock():
@@ -238,11 +259,14 @@ class SQLResponseStore:
         return record
 
     async def get(self, owner: str, ident: str) -> StoredResponse | None:
+        if not _plausible(ident):
+            return None  # never ours; and a NUL would make PostgreSQL refuse the statement
         record = self._mine(owner, ident)
         if record is not None:
             return record
+        probing = self._probe()
         try:
-            await self._open()
+            await self._open(probing)
             rows = await self.store.fetch(
                 "SELECT expires_at, body FROM stored_responses "
                 "WHERE id = ? AND owner = ? AND expires_at > ?",
@@ -251,6 +275,9 @@ class SQLResponseStore:
         except StoreError as e:
             self._outage(e)
             raise _unreachable() from e
+        finally:
+            if probing:
+                self._probing = False
         self._back()
         if not rows:
             return None
@@ -258,6 +285,8 @@ class SQLResponseStore:
         return _unpack(ident, owner, float(expires_at), bytes(body))
 
     async def delete(self, owner: str, ident: str) -> bool:
+        if not _plausible(ident):
+            return False
         writing = self._writing.get(ident)
         if writing is not None:  # else the write could land after the delete
             await asyncio.shield(writing)
@@ -265,7 +294,13 @@ class SQLResponseStore:
         if here:
             del self._pending[ident]
         try:
-            await self._open()
+            probing = self._probe()
+        except ServiceUnavailableError:
+            if here:
+                return True
+            raise
+        try:
+            await self._open(probing)
             rows = await self.store.fetch(
                 "DELETE FROM stored_responses WHERE id = ? AND owner = ? AND expires_at > ? "
                 "RETURNING id",
@@ -276,6 +311,9 @@ class SQLResponseStore:
             if here:
                 return True
             raise _unreachable() from e
+        finally:
+            if probing:
+                self._probing = False
         self._back()
         return here or bool(rows)
 
@@ -285,7 +323,14 @@ class SQLResponseStore:
             await asyncio.wait(list(self._writing.values()), timeout=30)
         waiting = [r for r in self._pending.values() if r.ident not in self._writing]
         for start in range(0, len(waiting), self.batch):
-            if not await self._write(waiting[start : start + self.batch]):
+            # only what still waits: once the store is back, the writer takes the rest, and a
+            # record deleted meanwhile must not be written again
+            batch = [
+                r
+                for r in waiting[start : start + self.batch]
+                if self._pending.get(r.ident) is r and r.ident not in self._writing
+            ]
+            if batch and not await self._write(batch):
                 return
         store = self.store
         await self._open()
@@ -328,7 +373,7 @@ class SQLResponseStore:
                 await sweeper
         if self._writing:
             await asyncio.wait(list(self._writing.values()), timeout=timeout)
-        if self._pending and not self._down:
+        if self._pending:  # also after an outage: the store may be back
             with contextlib.suppress(asyncio.TimeoutError, StoreError):
                 await asyncio.wait_for(self.sweep(), timeout)
         if self._pending:
