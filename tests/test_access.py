@@ -253,6 +253,8 @@ def test_a_gateway_key_sees_only_its_own_usage_and_a_key_shows_its_spend(
     status, records = admin(gateway, "GET", "/admin/usage?by=request", key=bob["key"])
     assert status == 200 and {r["key_id"] for r in records["rows"]} == {bob["id"]}
     assert len(records["rows"]) == 3
+    status, bounded = admin(gateway, "GET", "/admin/usage?by=request&limit=0", key=bob["key"])
+    assert status == 200 and len(bounded["rows"]) == 3  # "all" for a key: at most 1,000
     assert admin(gateway, "GET", "/admin/usage", key="mk-nobody")[0] == 401
     status, shown = admin(gateway, "GET", f"/admin/keys/{bob['id']}")
     assert status == 200 and shown["requests"] == 3 and "spend_since" in shown

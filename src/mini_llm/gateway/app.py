@@ -415,6 +415,10 @@ def _loopback(request: web.Request) -> bool:
         return False
 
 
+KEY_RECORDS_MAX = 1000
+"""The most ledger records `GET /admin/usage?by=request` lists for a gateway key."""
+
+
 def build_app(settings: Settings) -> web.Application:
     gateway = Gateway(settings)
     middlewares = [gateway.access.middleware()] if settings.master_key else []
@@ -557,6 +561,8 @@ def build_app(settings: Settings) -> web.Application:
             if by not in GROUPS:
                 raise ValueError(f"by must be one of {', '.join(GROUPS)}")
             limit = int(query.get("limit") or (100 if by == "request" else 0))
+            if caller is not None and by == "request" and not 0 < limit <= KEY_RECORDS_MAX:
+                limit = KEY_RECORDS_MAX  # a gateway key's listing is bounded (0: all of them)
         except ValueError as e:
             return error_response(InvalidRequestError(str(e)), OPENAI_CHAT, rid)
         try:
