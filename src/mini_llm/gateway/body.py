@@ -59,8 +59,12 @@ class BodyReader:
         encoding = request.headers.get("Content-Encoding")
         wbits = -1 if encoding is None else _wbits(encoding)
         try:
-            if request.content.is_eof():
-                raw = await request.read()  # all there already (the usual case): no timer
+            content = request.content
+            if content.is_eof():  # all there already (the usual case): no timer
+                # a body of a known length (checked above) is taken as it is, without aiohttp's
+                # read loop; empty when something read it before (a signature check): then
+                # `read` has it, as it has a chunked body, which it bounds
+                raw = (length is not None and content.read_nowait()) or await request.read()
             else:
                 raw = await self._read_slow(request)
         except web.HTTPRequestEntityTooLarge:  # aiohttp stops at client_max_size (= limit)
