@@ -1,0 +1,308 @@
+"""A scripted HTTP/1.1 upstream on 127.0.0.1 for transport tests: exact bytes, splits, delays
+and closes, written by each test; connections and requests counted on the server's side.
+
+A test gives `RawServer` a handler, called once per accepted connection with a
+`RawConnection`; the handler reads requests (`read_request`) and answers with whatever bytes it
+likes (`send`, in pieces, with pauses), or closes. `serve_each(answer)` makes the common
+handler: every request on a connection answered in turn by `answer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import socket
+import ssl
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+__all__ = [
+    "RawConnection",
+    "RawRequest",
+    "RawServer",
+    "chunked",
+    "deflate",
+    "gzipped",
+    "response",
+    "serve_each",
+]
+
+MAX_HEAD = 64 * 1024
+
+
+@dataclass
+class RawRequest:
+    """A request as it arrived: the request line's parts, the header block's raw bytes, the
+    headers in order (names as sent) and the body (de-chunked when it came chunked)."""
+
+    method: str
+    target: str
+    version: str
+    head: bytes
+    headers: list[tuple[str, str]]
+    body: bytes
+    chunked: bool = False
+    connection: int = 0
+    """The number of the connection it came on (1 for the first accepted)."""
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lowered:
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        lowered = name.lower()
+        return [value for key, value in self.headers if key.lower() == lowered]
+
+
+class BadRequest(Exception):
+    """The client sent something that is not HTTP/1.1 (the test fails on it)."""
+
+
+@dataclass
+class RawConnection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    server: RawServer
+    number: int
+    requests: list[RawRequest] = field(default_factory=list)
+
+    async def read_request(self, timeout: float = 10.0) -> RawRequest | None:
+        """The next request, or None when the client closed the connection between two."""
+        try:
+            head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                raise BadRequest(f"the client closed mid-head: {e.partial!r}") from None
+            return None
+        except (ConnectionError, asyncio.LimitOverrunError):
+            return None
+        lines = head[:-4].split(b"\r\n")
+        method, target, version = lines[0].decode("latin-1").split(" ")
+        headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep or name != name.strip():
+                raise BadRequest(f"malformed header line {line!r}")
+            headers.append((name, value.strip(" \t")))
+        request = RawRequest(method, target, version, head, headers, b"", connection=self.number)
+        if (request.header("transfer-encoding") or "").lower() == "chunked":
+            request.chunked = True
+            request.body = await self._read_chunked(timeout)
+        else:
+            length = int(request.header("content-length") or 0)
+            if length:
+                request.body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
+        self.requests.append(request)
+        self.server.requests.append(request)
+        return request
+
+    async def _read_chunked(self, timeout: float) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while (await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)) != b"\r\n":
+                    pass
+                return bytes(body)
+            body += await asyncio.wait_for(self.reader.readexactly(size + 2), timeout)
+            del body[-2:]
+
+    async def send(self, data: bytes, pieces: int | Sequence[int] = 0, pause: float = 0.0) -> None:
+        """Write `data`: whole, or cut every `pieces` bytes (an int) or at the given offsets,
+        each piece flushed and followed by `pause` seconds so that it arrives on its own."""
+        if not pieces:
+            self.writer.write(data)
+            await self.writer.drain()
+            return
+        if isinstance(pieces, int):
+            cuts = list(range(pieces, len(data), pieces))
+        else:
+            cuts = [cut for cut in pieces if 0 < cut < len(data)]
+        start = 0
+        for cut in [*cuts, len(data)]:
+            self.writer.write(data[start:cut])
+            await self.writer.drain()
+            start = cut
+            if pause and cut < len(data):
+                await asyncio.sleep(pause)
+
+    async def send_all(self, parts: Iterable[bytes], pause: float = 0.0) -> None:
+        for part in parts:
+            self.writer.write(part)
+            await self.writer.drain()
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def peer_closed(self, timeout: float) -> bool:
+        """Whether the client closes its side within `timeout` (what it sends meanwhile is
+        dropped)."""
+
+        async def drained() -> None:
+            while await self.reader.read(65536):
+                pass
+
+        try:
+            await asyncio.wait_for(drained(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        except ConnectionError:
+            return True  # reset: closed all the same
+        return True
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        """Close with a reset (RST), not a FIN."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+        self.writer.transport.abort()
+
+
+Handler = Callable[[RawConnection], Awaitable[None]]
+
+
+class RawServer:
+    """`async with RawServer(handler) as server:` serves on 127.0.0.1 on a free port; leaving
+    the block stops the server, cancels its handlers and closes every connection."""
+
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._handler = handler
+        self._ssl = ssl_context
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.accepted = 0
+        self.requests: list[RawRequest] = []
+        self.errors: list[BaseException] = []
+        self.port = 0
+        self.host = "127.0.0.1"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._ssl is not None else "http"
+
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.append(writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await self._handler(RawConnection(reader, writer, self, self.accepted))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: the test judges what it saw
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a broken script is reported by check()
+            self.errors.append(e)
+        finally:
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", 0, ssl=self._ssl, limit=MAX_HEAD * 2
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for writer in self._writers:
+            writer.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 2)
+
+    def check(self) -> None:
+        """Raise what a handler failed with (a script error, or a client that sent
+        something unparseable)."""
+        if self.errors:
+            raise self.errors[0]
+
+
+def serve_each(answer: Callable[[RawConnection, RawRequest], Awaitable[bool | None]]) -> Handler:
+    """A handler answering every request of a connection with `answer`, until the client
+    closes or `answer` returns False (the connection is then closed)."""
+
+    async def handler(conn: RawConnection) -> None:
+        while (request := await conn.read_request()) is not None:
+            if await answer(conn, request) is False:
+                return
+
+    return handler
+
+
+def response(
+    status: int = 200,
+    body: bytes = b"",
+    headers: Sequence[tuple[str, str]] = (),
+    length: bool = True,
+    reason: str | None = None,
+    version: str = "HTTP/1.1",
+) -> bytes:
+    """A response's bytes; a Content-Length for `body` unless `length` is False or the
+    headers carry a framing of their own."""
+    phrase = reason if reason is not None else {200: "OK", 204: "No Content"}.get(status, "X")
+    names = {name.lower() for name, _ in headers}
+    lines = [f"{version} {status} {phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if length and "content-length" not in names and "transfer-encoding" not in names:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def chunked(parts: Iterable[bytes], extension: str = "", trailers: str = "") -> bytes:
+    """`parts` in the chunked transfer coding (empty parts skipped: a 0 ends the body), with a
+    chunk extension on every size line and trailer fields after the last chunk."""
+    out = bytearray()
+    for part in parts:
+        if part:
+            out += f"{len(part):x}{extension}\r\n".encode() + part + b"\r\n"
+    out += f"0{extension}\r\n{trailers}\r\n".encode()
+    return bytes(out)
+
+
+def gzipped(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def deflate(data: bytes, raw: bool = False) -> bytes:
+    """The `deflate` content coding: zlib-wrapped (RFC 9110), or the raw stream some
+    servers send."""
+    if raw:
+        compressor = zlib.compressobj(wbits=-15)
+        return compressor.compress(data) + compressor.flush()
+    return zlib.compress(data)
