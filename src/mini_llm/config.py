@@ -125,6 +125,7 @@ class Settings:
     max_connections_per_client: int = 1024
     pool_size: int = 0
     pool_per_host: int = 1024
+    http_client: str = "builtin"
     aliases: Mapping[str, str] = field(default_factory=dict)
     chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Aliases that name an ordered list of models: each is tried when the one before fails."""
@@ -303,6 +304,7 @@ class Settings:
                 "log_level": self.log_level,
                 "pool_size": self.pool_size,
                 "pool_per_host": self.pool_per_host,
+                "http_client": self.http_client,
                 "header_timeout": self.header_timeout,
                 "max_connections": self.max_connections,
                 "max_connections_per_client": self.max_connections_per_client,
@@ -487,6 +489,7 @@ def load_settings(
         max_connections_per_client=values["max_connections_per_client"],
         pool_size=values["pool_size"],
         pool_per_host=values["pool_per_host"],
+        http_client=values["http_client"],
         aliases=aliases,
         chains=chains,
         fallbacks=fallbacks,

@@ -10,15 +10,18 @@ import aiohttp
 from yarl import URL
 
 from .errors import GatewayError, UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
+from .http1 import (
+    POOL_WAIT_LOGGED,
+    Http1Transport,
+    UpstreamConnectFailed,
+    UpstreamProtocolError,
+)
 from .providers.base import UpstreamRequest, UpstreamResponse
 from .resilience import Timeouts
 
-__all__ = ["POOL_WAIT_LOGGED", "HttpTransport", "upstream_failure"]
+__all__ = ["POOL_WAIT_LOGGED", "HttpTransport", "http_transport", "upstream_failure"]
 
 log = logging.getLogger("mini_llm.upstream")
-
-POOL_WAIT_LOGGED = 0.1
-"""Seconds a request may wait for a pooled connection before the wait is logged."""
 
 
 def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
@@ -27,7 +30,9 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
         return exc
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamTimeoutError(f"upstream {provider} timed out")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, UpstreamProtocolError):
+        return UpstreamError(f"upstream {provider} answered with malformed HTTP")
+    if isinstance(exc, (aiohttp.ClientConnectorError, UpstreamConnectFailed)):
         host = getattr(exc, "host", None)
         port = getattr(exc, "port", None)
         where = f" at {host}:{port}" if host else ""
@@ -133,3 +138,13 @@ class HttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def http_transport(
+    kind: str, timeouts: Timeouts, pool_size: int, user_agent: str, pool_per_host: int
+) -> HttpTransport | Http1Transport:
+    """The upstream client `http_client` names: "builtin" (`http1.Http1Transport`) or
+    "aiohttp"."""
+    if kind == "aiohttp":
+        return HttpTransport(timeouts, pool_size, user_agent, pool_per_host)
+    return Http1Transport(timeouts, pool_size, user_agent, pool_per_host)

@@ -37,6 +37,7 @@ from ..errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
+from ..http1 import Http1Transport
 from ..logs import Redactor
 from ..policies import (
     AccessLog,
@@ -55,7 +56,7 @@ from ..routing.provider import build_providers
 from ..routing.router import Router
 from ..state import MemoryState, StateBackend
 from ..store import Store, StoreError, open_store
-from ..upstream import HttpTransport
+from ..upstream import HttpTransport, http_transport
 from ..usage.ledger import Ledger
 from ..usage.prices import PriceTable
 from ..usage.report import GROUPS, parse_when, usage_report
@@ -97,7 +98,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        http: HttpTransport,
+        http: HttpTransport | Http1Transport,
         state: StateBackend,
         cache: CacheStore | None = None,
         cache_counters: CacheCounters | None = None,
@@ -262,11 +263,12 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.started_at = time.time()
         self._started_monotonic = time.monotonic()
-        self.http = HttpTransport(
+        self.http = http_transport(
+            settings.http_client,
             settings.timeouts,
             settings.pool_size,
             f"mini-llm/{__version__}",
-            pool_per_host=settings.pool_per_host,
+            settings.pool_per_host,
         )
         self.state = _state_backend(settings)
         # the cache's store and counts outlive a reload (its other settings do not)
