@@ -203,7 +203,7 @@ class RawServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._handler(RawConnection(reader, writer, self, self.accepted))
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -213,7 +213,7 @@ class RawServer:
         except BaseException as e:  # a broken script: check() raises it
             self.errors.append(e)
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
 
     async def __aenter__(self) -> RawServer:
@@ -306,3 +306,98 @@ def deflate(data: bytes, raw: bool = False) -> bytes:
         compressor = zlib.compressobj(wbits=-15)
         return compressor.compress(data) + compressor.flush()
     return zlib.compress(data)
+
+
+# TLS: a test certificate authority -------------------------------------------------------------
+
+
+def make_tls(directory: str) -> dict[str, str]:
+    """A CA and, signed by it, a certificate for 127.0.0.1 and localhost, one for another
+    name only, and a self-signed one nobody trusts; PEM files in `directory`, by name."""
+    import datetime
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def certificate(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: str,
+        issuer_key: ec.EllipticCurvePrivateKey,
+        ca: bool,
+        alt: list[x509.GeneralName],
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+            builder = builder.add_extension(usage, critical=True)
+            builder = builder.add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                critical=False,
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    paths: dict[str, str] = {}
+
+    def write(label: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> None:
+        path = os.path.join(directory, f"{label}.pem")
+        with open(path, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+            if key is not None:
+                f.write(
+                    key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    )
+                )
+        paths[label] = path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("mini-llm test CA", ca_key, "mini-llm test CA", ca_key, True, [])
+    write("ca", ca, None)
+    local: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    elsewhere: list[x509.GeneralName] = [x509.DNSName("other.example")]
+    for label, alt in (("server", local), ("wrong-name", elsewhere)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        write(label, certificate(label, key, "mini-llm test CA", ca_key, False, alt), key)
+    rogue_key = ec.generate_private_key(ec.SECP256R1())
+    write("untrusted", certificate("rogue", rogue_key, "rogue", rogue_key, False, local), rogue_key)
+    return paths
+
+
+def server_tls(pem: str, seen: list[str | None] | None = None) -> ssl.SSLContext:
+    """A server context presenting `pem` (certificate and key); the SNI of each handshake is
+    appended to `seen`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+    if seen is not None:
+
+        def record(sock: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+            seen.append(server_name)
+
+        context.sni_callback = record
+    return context
