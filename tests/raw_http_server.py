@@ -5,6 +5,10 @@ A test gives `RawServer` a handler, called once per accepted connection with a
 `RawConnection`; the handler reads requests (`read_request`) and answers with whatever bytes it
 likes (`send`, in pieces, with pauses), or closes. `serve_each(answer)` makes the common
 handler: every request on a connection answered in turn by `answer`.
+
+The client side's helpers follow: a transport started and closed around a scenario (`started`),
+one whole exchange (`fetch`), a streamed body (`stream`), and the gateway's error for what a
+transport raised (`failure`, `outcome`, `closed_early`).
 """
 
 from __future__ import annotations
@@ -15,19 +19,46 @@ import gzip
 import socket
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from mini_llm.errors import GatewayError, UpstreamError
+from mini_llm.providers.base import UpstreamRequest, UpstreamResponse
+from mini_llm.resilience import Timeouts
+from mini_llm.upstream import upstream_failure
 
 __all__ = [
+    "FAST",
+    "UA",
+    "AnyTransport",
     "RawConnection",
     "RawRequest",
     "RawServer",
     "chunked",
+    "closed_early",
     "deflate",
+    "failure",
+    "fetch",
     "gzipped",
+    "make_tls",
+    "ok",
+    "outcome",
     "response",
+    "run",
     "serve_each",
+    "server_tls",
+    "started",
+    "stream",
 ]
 
 MAX_HEAD = 64 * 1024
@@ -379,7 +410,10 @@ def make_tls(directory: str) -> dict[str, str]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = certificate("mini-llm test CA", ca_key, "mini-llm test CA", ca_key, True, [])
     write("ca", ca, None)
-    local: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    local: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.DNSName("localhost"),
+    ]
     elsewhere: list[x509.GeneralName] = [x509.DNSName("other.example")]
     for label, alt in (("server", local), ("wrong-name", elsewhere)):
         key = ec.generate_private_key(ec.SECP256R1())
@@ -401,3 +435,106 @@ def server_tls(pem: str, seen: list[str | None] | None = None) -> ssl.SSLContext
 
         context.sni_callback = record
     return context
+
+
+# the client side: a transport under test -----------------------------------------------------
+
+T = TypeVar("T")
+
+FAST = Timeouts(connect=2.0, first_byte=5.0, idle=5.0, total=10.0)
+UA = "mini-llm-test/1.0"
+
+
+class AnyTransport(Protocol):
+    async def start(self) -> None: ...
+
+    async def send(
+        self, request: UpstreamRequest, timeouts: Timeouts | None = None
+    ) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+TransportClass = Callable[..., AnyTransport]
+"""`HttpTransport` or `Http1Transport`: `(timeouts, pool_size, user_agent, pool_per_host)`."""
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 15.0, uvloop: bool = False) -> T:
+    """Run one scenario on a fresh loop, bounded in time."""
+    if uvloop:
+        import uvloop as uv
+
+        runner: Any = uv.run
+    else:
+        runner = asyncio.run
+    return runner(asyncio.wait_for(coro, timeout))  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def started(
+    cls: TransportClass, timeouts: Timeouts = FAST, pool_per_host: int = 1024, pool_size: int = 0
+) -> AsyncIterator[AnyTransport]:
+    transport = cls(timeouts, pool_size, UA, pool_per_host=pool_per_host)
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+async def fetch(
+    transport: AnyTransport,
+    url: str,
+    method: str = "GET",
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    timeouts: Timeouts | None = None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """One whole exchange: status, headers, body; the connection goes back to the pool."""
+    answer = await transport.send(UpstreamRequest(method, url, headers or {}, body), timeouts)
+    try:
+        data = await answer.read()
+    except BaseException:
+        answer.close()
+        raise
+    answer.release()
+    return answer.status, answer.headers, data
+
+
+async def stream(answer: UpstreamResponse) -> list[bytes]:
+    chunks = [chunk async for chunk in answer.content.iter_any()]
+    answer.release()
+    return chunks
+
+
+async def failure(coro: Awaitable[Any]) -> GatewayError:
+    """The gateway's error for what `coro` raised (AssertionError when it did not fail)."""
+    try:
+        await coro
+    except (Exception, asyncio.TimeoutError) as e:
+        return upstream_failure(e, "prov")
+    raise AssertionError("the exchange did not fail")
+
+
+async def outcome(coro: Awaitable[T]) -> T | GatewayError:
+    """What `coro` returned, or the gateway's error for what it raised."""
+    try:
+        return await coro
+    except (Exception, asyncio.TimeoutError) as e:
+        return upstream_failure(e, "prov")
+
+
+def closed_early(error: GatewayError) -> bool:
+    """An `UpstreamError` (neither a timeout nor unreachable) saying the answer was cut."""
+    return (
+        type(error) is UpstreamError
+        and "closed the connection" in str(error)
+        and "prov" in str(error)
+    )
+
+
+def ok(body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> Callable[..., Awaitable[None]]:
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await conn.send(response(200, body, headers))
+
+    return answer

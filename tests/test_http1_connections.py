@@ -1,0 +1,557 @@
+"""The upstream HTTP/1.1 transports' connections, against both (`HttpTransport`, aiohttp's,
+and `Http1Transport`): the bounded pool, closed and stale connections, no request sent twice,
+many concurrent requests, large bodies, flow control, TLS through a test CA; then the gateway
+end to end over a raw upstream, driven by the official `openai` client, under each
+`http_client`. The request, framing and failure contract is in `test_http1.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from mini_llm.errors import (
+    GatewayError,
+)
+from mini_llm.gateway.app import GATEWAY
+from mini_llm.http1 import Http1Transport
+from mini_llm.providers.base import UpstreamRequest
+from mini_llm.upstream import HttpTransport
+
+from .conftest import GatewayFactory
+from .harness import LoopThread, RunningApp
+from .raw_http_server import (
+    RawConnection,
+    RawRequest,
+    RawServer,
+    TransportClass,
+    chunked,
+    closed_early,
+    failure,
+    fetch,
+    gzipped,
+    make_tls,
+    outcome,
+    response,
+    run,
+    serve_each,
+    started,
+)
+
+
+@pytest.fixture(params=["aiohttp", "http1"])
+def transport_class(request: pytest.FixtureRequest) -> TransportClass:
+    return HttpTransport if request.param == "aiohttp" else Http1Transport
+
+
+# the pool --------------------------------------------------------------------------------------
+
+
+def test_a_full_pool_makes_the_next_request_wait_then_proceed(
+    transport_class: TransportClass,
+) -> None:
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await asyncio.sleep(0.4)
+        await conn.send(response(200, request.target.encode()))
+
+    async def scenario() -> tuple[list[float], int]:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=2) as t,
+        ):
+            began = time.monotonic()
+
+            async def one(i: int) -> float:
+                assert (await fetch(t, server.url(f"/{i}"), "POST", b"{}"))[2] == f"/{i}".encode()
+                return time.monotonic() - began
+
+            return sorted(await asyncio.gather(*(one(i) for i in range(3)))), server.accepted
+
+    took, accepted = run(scenario())
+    assert accepted == 2
+    assert took[1] < 0.75 <= took[2] < 2.0, took  # the third waited for a connection
+
+
+@pytest.mark.parametrize("how", ["close-unread", "close-mid-stream", "error-status"])
+def test_answers_closed_early_give_their_connection_back(
+    transport_class: TransportClass, how: str
+) -> None:
+    """With one connection per host, each early close must free it: nothing deadlocks."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> bool | None:
+        if request.target == "/ok":
+            await conn.send(response(200, b"fine"))
+            return None
+        if how == "error-status":
+            await conn.send(response(429, b'{"error":{}}' * 1000, [("Retry-After", "1")]))
+            return None
+        await conn.send(response(200, b"", [("Transfer-Encoding", "chunked")]))
+        for _ in range(200):  # until the client goes
+            await conn.send(b"5\r\nchunk\r\n")
+            await asyncio.sleep(0.01)
+        return False
+
+    async def scenario() -> None:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=1) as t,
+        ):
+            for _ in range(3):
+                got = await t.send(UpstreamRequest("POST", server.url("/endless"), {}, b"{}"))
+                if how == "close-mid-stream":
+                    await anext(aiter(got.content.iter_any()))
+                got.close()
+                assert (await fetch(t, server.url("/ok"), "POST", b"{}"))[2] == b"fine"
+
+    run(scenario(), timeout=10)
+
+
+def test_closing_a_stream_drops_its_connection(transport_class: TransportClass) -> None:
+    dropped = asyncio.Event()
+
+    async def answer(conn: RawConnection, request: RawRequest) -> bool | None:
+        if request.target == "/next":
+            await conn.send(response(200, b"next"))
+            return None
+        await conn.send(response(200, b"", [("Transfer-Encoding", "chunked")]))
+        await conn.send(b"6\r\nfirst\n\r\n")
+        if await conn.peer_closed(3.0):
+            dropped.set()
+        return False
+
+    async def scenario() -> tuple[int, list[int]]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            got = await t.send(UpstreamRequest("POST", server.url("/sse"), {}, b"{}"))
+            async for chunk in got.content.iter_any():
+                assert chunk == b"first\n"
+                break
+            got.close()
+            await asyncio.wait_for(dropped.wait(), 3)
+            assert (await fetch(t, server.url("/next")))[2] == b"next"
+            return server.accepted, [r.connection for r in server.requests]
+
+    accepted, connections = run(scenario())
+    assert accepted == 2
+    assert connections == [1, 2]
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_connection_the_upstream_closed_while_idle_is_not_used(
+    transport_class: TransportClass, how: str
+) -> None:
+    async def answer(conn: RawConnection, request: RawRequest) -> bool:
+        await conn.send(response(200, request.target.encode()))  # keep-alive, says the answer
+        await asyncio.sleep(0.05)
+        if how == "close":
+            conn.close()
+        else:
+            conn.abort()
+        return False
+
+    async def scenario() -> int:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            for i in range(3):
+                assert (await fetch(t, server.url(f"/{i}"), "POST", b"{}"))[2] == f"/{i}".encode()
+                await asyncio.sleep(0.2)
+            return server.accepted
+
+    assert run(scenario()) == 3
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\npartial", b"HTTP/1.1 2", b"H"],
+    ids=["mid-body", "mid-status", "one-byte"],
+)
+def test_a_failure_after_answer_bytes_on_a_reused_connection_is_not_resent(
+    transport_class: TransportClass, partial: bytes
+) -> None:
+    async def answer(conn: RawConnection, request: RawRequest) -> bool:
+        if len(conn.requests) == 1:
+            await conn.send(response(200, b"first"))
+            return True
+        await conn.send(partial)
+        await asyncio.sleep(0.02)
+        return False
+
+    async def scenario() -> tuple[GatewayError, int, int]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            assert (await fetch(t, server.url("/1"), "POST", b"{}"))[2] == b"first"
+            error = await failure(fetch(t, server.url("/2"), "POST", b'{"n":2}'))
+            await asyncio.sleep(0.2)  # a resend would have arrived by now
+            return error, len(server.requests), server.accepted
+
+    error, requests, accepted = run(scenario())
+    assert closed_early(error), error
+    assert (requests, accepted) == (2, 1)
+
+
+def test_a_reused_connection_closed_without_an_answer_fails_or_answers_rightly(
+    transport_class: TransportClass,
+) -> None:
+    """The race a client cannot avoid: the upstream closes the idle connection just as a
+    request goes out on it. Nothing came back; the request may be failed (no POST is
+    ever sent twice on its own) or resent once on a fresh connection — never answered
+    with another request's answer, never hanging."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> bool:
+        if conn.number == 1 and len(conn.requests) == 2:
+            return False  # read, then closed without a byte
+        await conn.send(response(200, request.body))
+        return True
+
+    async def scenario() -> tuple[Any, int]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            assert (await fetch(t, server.url("/"), "POST", b"one"))[2] == b"one"
+            second = await outcome(fetch(t, server.url("/"), "POST", b"two"))
+            return second, len(server.requests)
+
+    second, requests = run(scenario())
+    if isinstance(second, GatewayError):
+        assert closed_early(second), second
+        assert requests == 2
+    else:
+        assert second[2] == b"two"
+        assert requests == 3
+
+
+# concurrency and size --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_many_concurrent_requests_each_get_their_own_answer(
+    transport_class: TransportClass, loop: str
+) -> None:
+    rng = random.Random(7)
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        rid = request.header("X-Request-Id") or "?"
+        body = b'{"id":"%s","echo":"%s"}' % (rid.encode(), request.body)
+        raw = response(200, body, [("X-Request-Id", rid)])
+        await asyncio.sleep(rng.random() * 0.01)
+        await conn.send(raw, pieces=rng.choice([0, 1, 7, 40]))
+
+    async def scenario() -> int:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=16) as t,
+        ):
+
+            async def one(i: int) -> None:
+                rid = f"req-{i}"
+                status, headers, data = await fetch(
+                    t, server.url(f"/v1/{i}"), "POST", b"%d" % i, {"X-Request-Id": rid}
+                )
+                assert status == 200
+                assert headers.get("x-request-id") == rid
+                assert data == b'{"id":"%s","echo":"%d"}' % (rid.encode(), i)
+
+            await asyncio.gather(*(one(i) for i in range(200)))
+            return server.accepted
+
+    accepted = run(scenario(), uvloop=loop == "uvloop")
+    assert 1 <= accepted <= 16
+
+
+# aiohttp warns of a large `bytes` body (the gateway sends bytes): not what is tested here
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+def test_eight_mib_each_way(transport_class: TransportClass) -> None:
+    sent = random.Random(1).randbytes(8 << 20)
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        digest = hashlib.sha256(request.body).hexdigest()
+        await conn.send(response(200, request.body[::-1], [("X-Digest", digest)]))
+
+    async def scenario() -> tuple[str | None, bytes]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            _, headers, data = await fetch(t, server.url("/big"), "POST", sent)
+            return headers.get("x-digest"), data
+
+    digest, data = run(scenario(), timeout=30)
+    assert digest == hashlib.sha256(sent).hexdigest()
+    assert data == sent[::-1]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_stream_read_slowly_is_not_buffered_whole(
+    transport_class: TransportClass, loop: str
+) -> None:
+    """50 MiB offered, the client reading one chunk then pausing: the upstream's writes block
+    (flow control) instead of the client's memory taking the whole answer."""
+    total = 50 << 20
+    piece = b"x" * (64 << 10)
+    written = [0]
+
+    async def answer(conn: RawConnection, request: RawRequest) -> bool:
+        await conn.send(response(200, b"", [("Content-Length", str(total))]))
+        while written[0] < total:
+            conn.writer.write(piece)
+            await conn.writer.drain()
+            written[0] += len(piece)
+        return False
+
+    async def scenario() -> tuple[int, int]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            got = await t.send(UpstreamRequest("GET", server.url("/huge"), {}, b""))
+            chunks = aiter(got.content.iter_any())
+            received = len(await anext(chunks))
+            await asyncio.sleep(0.5)  # a slow consumer
+            stalled_at = written[0]
+            async for chunk in chunks:
+                received += len(chunk)
+            got.release()
+            return stalled_at, received
+
+    stalled_at, received = run(scenario(), timeout=30, uvloop=loop == "uvloop")
+    assert received == total
+    assert stalled_at < 24 << 20, f"{stalled_at >> 20} MiB written while the client paused"
+
+
+# TLS -------------------------------------------------------------------------------------------
+
+# Run in a child process: `ssl.create_default_context()` reads SSL_CERT_FILE, and aiohttp makes
+# its context when it is imported, so the test CA must be trusted before the process starts.
+TLS_SCRIPT = """
+import asyncio, json, sys
+from tests.raw_http_server import RawServer, response, serve_each, server_tls
+from mini_llm.providers.base import UpstreamRequest
+from mini_llm.resilience import Timeouts
+from mini_llm.upstream import upstream_failure
+kind, certs = sys.argv[1], json.loads(sys.argv[2])
+if kind == "aiohttp":
+    from mini_llm.upstream import HttpTransport as Transport
+else:
+    from mini_llm.http1 import Http1Transport as Transport
+
+async def answer(conn, request):
+    await conn.send(response(200, b"secure " + request.target.encode()))
+
+async def one(pem, host, path):
+    seen = []
+    async with RawServer(serve_each(answer), server_tls(pem, seen)) as server:
+        t = Transport(Timeouts(connect=3, first_byte=5, idle=5, total=10), 0, "ua", 4)
+        await t.start()
+        try:
+            out = []
+            for _ in range(2):
+                r = await t.send(UpstreamRequest("GET", server.url(path, host=host), {}, b""))
+                out.append((await r.read()).decode())
+                r.release()
+            return {"ok": out, "accepted": server.accepted, "sni": seen}
+        except Exception as e:
+            error = upstream_failure(e, "prov")
+            return {"error": type(error).__name__, "message": str(error), "port": server.port}
+        finally:
+            await t.close()
+
+async def main():
+    return {
+        "ip": await one(certs["server"], "127.0.0.1", "/a"),
+        "name": await one(certs["server"], "localhost", "/b"),
+        "wrong-name": await one(certs["wrong-name"], "127.0.0.1", "/c"),
+        "untrusted": await one(certs["untrusted"], "localhost", "/d"),
+    }
+
+print(json.dumps(asyncio.run(asyncio.wait_for(main(), 20))))
+"""
+
+
+def test_https_with_a_trusted_ca_hostname_checks_and_sni(
+    transport_class: TransportClass, tmp_path: Path
+) -> None:
+    kind = "aiohttp" if transport_class is HttpTransport else "http1"
+    certs = make_tls(str(tmp_path))
+    env = {**os.environ, "SSL_CERT_FILE": certs["ca"], "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", TLS_SCRIPT, kind, json.dumps(certs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["ip"] == {"ok": ["secure /a"] * 2, "accepted": 1, "sni": [None]}
+    assert results["name"] == {"ok": ["secure /b"] * 2, "accepted": 1, "sni": ["localhost"]}
+    for refused in ("wrong-name", "untrusted"):
+        error = results[refused]
+        assert error["error"] == "UpstreamConnectionError", error
+        assert "unreachable at" in error["message"] and str(error["port"]) in error["message"]
+
+
+# end to end: the gateway over a raw upstream, driven by the official client ----------------------
+
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+CUT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "cut"}]
+KEY = "sk-e2e-upstream-key-0001"
+
+
+def _event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+SSE_EVENTS = [
+    _event({"role": "assistant", "content": ""}),
+    _event({"content": "Hel"}),
+    _event({"content": "lo, wor"}),
+    _event({"content": "ld"}),
+    _event({}, "stop"),
+    b"data: "
+    + json.dumps(
+        {
+            "id": "chatcmpl-raw",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+        }
+    ).encode()
+    + b"\n\n",
+    b"data: [DONE]\n\n",
+]
+COMPLETION = {
+    "id": "chatcmpl-zip",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "zipped " * 400},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 400, "total_tokens": 403},
+}
+
+
+def _sse_in_odd_splits() -> bytes:
+    stream = b"".join(SSE_EVENTS)
+    cuts = [0, 7, 8, 61, 200, 201, 333, len(stream) - 3, len(stream)]  # chunks across events
+    parts = [stream[a:b] for a, b in itertools.pairwise(cuts)]
+    headers = [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]
+    return response(200, chunked(parts, extension=";x=y"), headers)
+
+
+async def _scripted_openai(conn: RawConnection, request: RawRequest) -> bool:
+    if request.target != "/v1/chat/completions":
+        await conn.send(response(404, b'{"error":{"message":"no such path"}}'))
+        return True
+    body = json.loads(request.body)
+    prompt = body["messages"][0]["content"]
+    if body.get("stream") and prompt == "cut":
+        head = [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]
+        events = chunked(SSE_EVENTS[:3])
+        await conn.send(response(200, events[: events.rindex(b"0\r\n")] + b"40\r\ndata: {", head))
+        return False  # closed mid-stream: the chunked body never ends
+    if body.get("stream"):
+        await conn.send(_sse_in_odd_splits(), pieces=5, pause=0.0005)
+        return True
+    data = json.dumps(COMPLETION).encode()
+    if prompt == "cut":
+        await conn.send(response(200, data, [("Content-Type", "application/json")])[:-50])
+        return False
+    packed = gzipped(data)
+    head = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+    await conn.send(response(200, packed, head), pieces=[10, 100, len(packed) // 2])
+    return True
+
+
+@pytest.fixture(params=["aiohttp", "builtin"])
+def raw_gateway(
+    request: pytest.FixtureRequest, loop_thread: LoopThread, make_gateway: GatewayFactory
+) -> Iterator[tuple[RunningApp, RawServer]]:
+    """A gateway whose `openai` provider is a raw scripted upstream, through one client."""
+    expected = HttpTransport if request.param == "aiohttp" else Http1Transport
+    server = RawServer(serve_each(_scripted_openai))
+    loop_thread.run(server.__aenter__())
+    try:
+        gateway = make_gateway(
+            {
+                "OPENAI_BASE_URL": server.url("/v1"),
+                "OPENAI_API_KEY": KEY,
+                "MINI_LLM_RETRY_ATTEMPTS": "1",
+                "MINI_LLM_HTTP_CLIENT": request.param,
+            }
+        )
+        assert type(gateway.app[GATEWAY].http) is expected
+        yield gateway, server
+        server.check()
+    finally:
+        loop_thread.run(server.stop())
+
+
+def test_gateway_relays_a_stream_cut_in_odd_places(
+    raw_gateway: tuple[RunningApp, RawServer],
+) -> None:
+    gateway, server = raw_gateway
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
+    for _ in range(2):
+        chunks = list(
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER, stream=True)
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "Hello, world"
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    first = server.requests[0]
+    assert first.header("Authorization") == f"Bearer {KEY}"
+    assert first.header("Host") == f"127.0.0.1:{server.port}"
+
+
+def test_gateway_decodes_a_gzipped_answer(raw_gateway: tuple[RunningApp, RawServer]) -> None:
+    gateway, _ = raw_gateway
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
+    completion = client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER)
+    assert completion.choices[0].message.content == "zipped " * 400
+    assert completion.usage is not None and completion.usage.completion_tokens == 400
+
+
+def test_gateway_reports_a_cut_stream_in_the_clients_dialect(
+    raw_gateway: tuple[RunningApp, RawServer],
+) -> None:
+    gateway, _ = raw_gateway
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=CUT, stream=True
+        ):
+            received.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(received) == "Hello, wor"  # what came before the cut, then the error
+    assert "closed the connection" in str(info.value)
+    assert KEY not in str(info.value)
+
+
+def test_gateway_reports_a_cut_answer_as_a_502(raw_gateway: tuple[RunningApp, RawServer]) -> None:
+    gateway, _ = raw_gateway
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=CUT)
+    assert info.value.status_code == 502
+    error = info.value.body
+    assert isinstance(error, dict) and set(error) >= {"message", "type", "code"}
+    assert "closed the connection" in error["message"]
