@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
+import pytest
+
 from mini_llm.errors import GatewayError, UpstreamError
+from mini_llm.http1 import Http1Transport
 from mini_llm.providers.base import UpstreamRequest, UpstreamResponse
 from mini_llm.resilience import Timeouts
 from mini_llm.upstream import upstream_failure
@@ -50,6 +53,7 @@ __all__ = [
     "failure",
     "fetch",
     "gzipped",
+    "known_gap",
     "make_tls",
     "ok",
     "outcome",
@@ -538,3 +542,10 @@ def ok(body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> Callable[..., 
         await conn.send(response(200, body, headers))
 
     return answer
+
+
+def known_gap(request: pytest.FixtureRequest, transport_class: TransportClass, why: str) -> None:
+    """A failure of Http1Transport found by these tests and not fixed yet: expected (strictly,
+    so that the fix shows), and listed in the report to the lead."""
+    if transport_class is Http1Transport:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=why))

@@ -44,6 +44,7 @@ from .raw_http_server import (
     failure,
     fetch,
     gzipped,
+    known_gap,
     ok,
     outcome,
     response,
@@ -57,13 +58,6 @@ from .raw_http_server import (
 @pytest.fixture(params=["aiohttp", "http1"])
 def transport_class(request: pytest.FixtureRequest) -> TransportClass:
     return HttpTransport if request.param == "aiohttp" else Http1Transport
-
-
-def known_gap(request: pytest.FixtureRequest, transport_class: TransportClass, why: str) -> None:
-    """A failure of Http1Transport found by this suite and not fixed yet: expected (strictly,
-    so that the fix shows), and listed in the report to the lead."""
-    if transport_class is Http1Transport:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=why))
 
 
 # the request as sent ---------------------------------------------------------------------------
@@ -760,7 +754,7 @@ def test_a_truncated_stream_yields_what_came_then_fails(transport_class: Transpo
     assert closed_early(error), error
 
 
-@pytest.mark.parametrize("shape", ["many-lines", "one-endless-line"])
+@pytest.mark.parametrize("shape", ["many-lines", "one-endless-line", "endless-trailers"])
 def test_an_endless_header_block_is_refused_not_buffered(
     transport_class: TransportClass, shape: str, request: pytest.FixtureRequest
 ) -> None:
@@ -771,8 +765,14 @@ def test_an_endless_header_block_is_refused_not_buffered(
     limit = 32 << 20
 
     async def answer(conn: RawConnection, request: RawRequest) -> bool:
-        await conn.send(b"HTTP/1.1 200 OK\r\n" + (b"X-Endless: " if shape != "many-lines" else b""))
-        piece = (b"X-Pad: " + b"a" * 1000 + b"\r\n") * 64 if shape == "many-lines" else b"a" * 65536
+        start = {
+            "many-lines": b"",
+            "one-endless-line": b"X-Endless: ",
+            "endless-trailers": b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n",
+        }[shape]
+        await conn.send(b"HTTP/1.1 200 OK\r\n" + start)
+        one_line = shape == "one-endless-line"
+        piece = b"a" * 65536 if one_line else (b"X-Pad: " + b"a" * 1000 + b"\r\n") * 64
         with contextlib.suppress(ConnectionError):
             while written[0] < limit:
                 conn.writer.write(piece)

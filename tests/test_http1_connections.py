@@ -24,9 +24,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from mini_llm.errors import (
-    GatewayError,
-)
+from mini_llm.errors import GatewayError, UpstreamTimeoutError
 from mini_llm.gateway.app import GATEWAY
 from mini_llm.http1 import Http1Transport
 from mini_llm.providers.base import UpstreamRequest
@@ -35,6 +33,8 @@ from mini_llm.upstream import HttpTransport
 from .conftest import GatewayFactory
 from .harness import LoopThread, RunningApp
 from .raw_http_server import (
+    FAST,
+    UA,
     RawConnection,
     RawRequest,
     RawServer,
@@ -44,12 +44,14 @@ from .raw_http_server import (
     failure,
     fetch,
     gzipped,
+    known_gap,
     make_tls,
     outcome,
     response,
     run,
     serve_each,
     started,
+    stream,
 )
 
 
@@ -227,6 +229,108 @@ def test_a_reused_connection_closed_without_an_answer_fails_or_answers_rightly(
     else:
         assert second[2] == b"two"
         assert requests == 3
+
+
+def test_a_request_cancelled_while_awaiting_its_answer_drops_the_connection(
+    transport_class: TransportClass,
+) -> None:
+    """The gateway cancels an attempt when its client goes away: the connection, whose answer
+    may still come, must not go back to the pool, and its place must be free again."""
+    dropped = asyncio.Event()
+
+    async def answer(conn: RawConnection, request: RawRequest) -> bool | None:
+        if request.target == "/hang":
+            if await conn.peer_closed(3.0):
+                dropped.set()
+            return False
+        await conn.send(response(200, b"fine"))
+        return None
+
+    async def scenario() -> tuple[bytes, int]:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=1) as t,
+        ):
+            task = asyncio.ensure_future(fetch(t, server.url("/hang"), "POST", b"{}"))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(dropped.wait(), 3)
+            data = (await fetch(t, server.url("/ok"), "POST", b"{}"))[2]
+            return data, server.accepted
+
+    assert run(scenario()) == (b"fine", 2)
+
+
+def test_a_request_cancelled_while_waiting_for_the_pool_leaves_no_trace(
+    transport_class: TransportClass,
+) -> None:
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        if request.target == "/slow":
+            await asyncio.sleep(0.5)
+        await conn.send(response(200, request.target.encode()))
+
+    async def scenario() -> tuple[list[bytes], list[str], int]:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=1) as t,
+        ):
+            slow = asyncio.ensure_future(fetch(t, server.url("/slow"), "POST", b"{}"))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.ensure_future(fetch(t, server.url("/never"), "POST", b"{}"))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            later = asyncio.ensure_future(fetch(t, server.url("/later"), "POST", b"{}"))
+            answers = [(await slow)[2], (await later)[2]]
+            assert waiting.cancelled()
+            return answers, [r.target for r in server.requests], server.accepted
+
+    answers, targets, accepted = run(scenario())
+    assert answers == [b"/slow", b"/later"]
+    assert (targets, accepted) == (["/slow", "/later"], 1)
+
+
+def test_closing_the_transport_closes_every_connection(
+    transport_class: TransportClass, request: pytest.FixtureRequest
+) -> None:
+    known_gap(request, transport_class, "Http1Transport.close() leaves an answer in flight open")
+    closed: list[int] = []
+
+    async def handler(conn: RawConnection) -> None:
+        while (request := await conn.read_request()) is not None:
+            if request.target == "/stream":
+                await conn.send(response(200, b"", [("Transfer-Encoding", "chunked")]))
+                await conn.send(b"5\r\nfirst\r\n")
+                await conn.peer_closed(5.0)
+                break
+            await asyncio.sleep(0.05)  # both requests hold a connection at once
+            await conn.send(response(200, b"idle"))
+        closed.append(conn.number)
+
+    async def scenario() -> tuple[list[int], Any, int]:
+        async with RawServer(handler) as server:
+            t = transport_class(FAST, 0, UA, pool_per_host=8)
+            await t.start()
+            try:
+                await asyncio.gather(*(fetch(t, server.url("/idle")) for _ in range(2)))
+                got = await t.send(UpstreamRequest("GET", server.url("/stream"), {}, b""))
+                chunks = aiter(got.content.iter_any())
+                assert await anext(chunks) == b"first"
+            finally:
+                await t.close()
+            rest = await outcome(asyncio.wait_for(stream(got), 2))  # ends, whichever way
+            got.close()
+            for _ in range(40):
+                if len(closed) == server.accepted:
+                    break
+                await asyncio.sleep(0.05)
+            return sorted(closed), rest, server.accepted
+
+    closed_numbers, rest, accepted = run(scenario())
+    assert accepted >= 2
+    assert closed_numbers == list(range(1, accepted + 1)), "a connection outlived the transport"
+    assert not isinstance(rest, UpstreamTimeoutError), "a stream outlived its transport"
 
 
 # concurrency and size --------------------------------------------------------------------------
