@@ -177,6 +177,9 @@ class _Conn(asyncio.Protocol):
         self.raw.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.done:  # a second answer nobody asked for: this connection is not reused
+            self.keep_alive = False
+            return
         parser = self.parser
         status = parser.get_status_code()
         if status < 200:  # 1xx: an interim answer; the real one follows
@@ -470,6 +473,7 @@ class Http1Transport:
         self._waiters: deque[tuple[_Origin, asyncio.Future[None]]] = deque()
         self._tls: ssl.SSLContext | None = None
         self._closing = False
+        self._swept = 0.0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # start() sets it
 
     async def start(self) -> None:
@@ -550,6 +554,8 @@ class Http1Transport:
         host = parts.hostname
         if scheme not in ("http", "https") or not host:
             raise ValueError(f"not an http(s) URL: {url!r}")
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
         port = _port(scheme, parts.port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if any(c in _BAD_TARGET for c in target) or any(c in _BAD_TARGET for c in host):
@@ -663,15 +669,23 @@ class Http1Transport:
         return conn
 
     def _idle(self, conn: _Conn) -> None:
-        conn.idle_since = self.loop.time()
+        now = conn.idle_since = self.loop.time()
         conn.origin.idle.append(conn)
         if self._waiters:
             self._wake()
+        if now - self._swept > KEEPALIVE:  # now and then, close what idled too long
+            self._swept = now
+            for origin in self._origins.values():
+                for old in [c for c in origin.idle if now - c.idle_since > KEEPALIVE]:
+                    old.abort()
 
     def _gone(self, conn: _Conn) -> None:
         """A connection closed (counted once)."""
-        conn.origin.count -= 1
+        origin = conn.origin
+        origin.count -= 1
         self._open -= 1
+        if not conn.busy and conn in origin.idle:
+            origin.idle.remove(conn)
         if self._waiters:
             self._wake()
 
