@@ -8,6 +8,8 @@ end to end over a raw upstream, driven by the official `openai` client, under ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -28,6 +30,7 @@ from mini_llm.errors import GatewayError, UpstreamTimeoutError
 from mini_llm.gateway.app import GATEWAY
 from mini_llm.http1 import Http1Transport
 from mini_llm.providers.base import UpstreamRequest
+from mini_llm.resilience import Timeouts
 from mini_llm.upstream import HttpTransport
 
 from .conftest import GatewayFactory
@@ -86,6 +89,36 @@ def test_a_full_pool_makes_the_next_request_wait_then_proceed(
     took, accepted = run(scenario())
     assert accepted == 2
     assert took[1] < 0.75 <= took[2] < 2.0, took  # the third waited for a connection
+
+
+def test_the_wait_for_a_pooled_connection_is_bounded(transport_class: TransportClass) -> None:
+    """One connection, held for 3 s: the next request's wait ends in a timeout (aiohttp bounds
+    it by `total`, Http1Transport by `connect`), not after the holder is done."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await asyncio.sleep(3 if request.target == "/hold" else 0)
+        await conn.send(response(200, b"ok"))
+
+    timeouts = Timeouts(connect=0.3, first_byte=5, idle=5, total=0.6)
+
+    async def scenario() -> tuple[GatewayError, float]:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=1) as t,
+        ):
+            holder = asyncio.ensure_future(fetch(t, server.url("/hold")))
+            await asyncio.sleep(0.05)
+            began = time.monotonic()
+            error = await failure(fetch(t, server.url("/next"), timeouts=timeouts))
+            took = time.monotonic() - began
+            holder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holder
+            return error, took
+
+    error, took = run(scenario())
+    assert type(error) is UpstreamTimeoutError
+    assert took < 1.5, took
 
 
 @pytest.mark.parametrize("how", ["close-unread", "close-mid-stream", "error-status"])
@@ -423,6 +456,36 @@ def test_a_stream_read_slowly_is_not_buffered_whole(
     stalled_at, received = run(scenario(), timeout=30, uvloop=loop == "uvloop")
     assert received == total
     assert stalled_at < 24 << 20, f"{stalled_at >> 20} MiB written while the client paused"
+
+
+@functools.cache
+def _zeros_gzipped(size: int) -> bytes:
+    return gzipped(b"\0" * size)
+
+
+def test_a_compressed_stream_is_decoded_in_bounded_pieces(
+    transport_class: TransportClass, request: pytest.FixtureRequest
+) -> None:
+    """32 MiB of zeros come as 32 KiB of gzip: decoding it all at once would hold the whole in
+    memory past flow control (a decompression bomb: 1 MiB on the wire, 1 GiB in memory)."""
+    known_gap(request, transport_class, "Http1Transport inflates a whole read at once")
+    size = 32 << 20
+    packed = _zeros_gzipped(size)
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await conn.send(response(200, packed, [("Content-Encoding", "gzip")]))
+
+    async def scenario() -> list[int]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            got = await t.send(UpstreamRequest("GET", server.url("/"), {}, b""))
+            await asyncio.sleep(0.1)  # the whole compressed body has arrived
+            sizes = [len(chunk) async for chunk in got.content.iter_any()]
+            got.release()
+            return sizes
+
+    sizes = run(scenario())
+    assert sum(sizes) == size
+    assert max(sizes) <= 4 << 20, f"a piece of {max(sizes) >> 20} MiB"
 
 
 # TLS -------------------------------------------------------------------------------------------
