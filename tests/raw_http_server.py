@@ -211,7 +211,9 @@ class RawServer:
     """`async with RawServer(handler) as server:` serves on 127.0.0.1 on a free port; leaving
     the block stops the server, cancels its handlers and closes every connection."""
 
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, handler: Handler, ssl_context: ssl.SSLContext | None = None, bind: str = "127.0.0.1"
+    ) -> None:
         self._handler = handler
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
@@ -221,7 +223,8 @@ class RawServer:
         self.requests: list[RawRequest] = []
         self.errors: list[BaseException] = []
         self.port = 0
-        self.host = "127.0.0.1"
+        self.bind = bind
+        self.host = f"[{bind}]" if ":" in bind else bind
 
     @property
     def scheme(self) -> str:
@@ -253,7 +256,7 @@ class RawServer:
 
     async def __aenter__(self) -> RawServer:
         self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, ssl=self._ssl, limit=MAX_HEAD * 2
+            self._accept, self.bind, 0, ssl=self._ssl, limit=MAX_HEAD * 2
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self

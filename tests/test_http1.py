@@ -124,6 +124,24 @@ def test_host_header_names_the_host_as_given_with_its_port(transport_class: Tran
     assert host == f"localhost:{port}"
 
 
+def test_host_header_of_an_ipv6_literal(transport_class: TransportClass) -> None:
+    async def scenario() -> tuple[str | None, int]:
+        try:
+            server = RawServer(serve_each(ok(b"six")), bind="::1")
+            await server.__aenter__()
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        try:
+            async with started(transport_class) as t:
+                assert (await fetch(t, server.url("/v6")))[2] == b"six"
+            return server.requests[0].header("Host"), server.port
+        finally:
+            await server.stop()
+
+    host, port = run(scenario())
+    assert host == f"[::1]:{port}"
+
+
 def test_an_empty_body_sends_no_body(transport_class: TransportClass) -> None:
     async def scenario() -> list[RawRequest]:
         async with RawServer(serve_each(ok(b"a"))) as server, started(transport_class) as t:
@@ -645,7 +663,11 @@ def test_a_connect_timeout(transport_class: TransportClass) -> None:
     assert 0.25 <= took < 2.0, took
 
 
-@pytest.mark.parametrize("sent", [b"", b"HTTP/1.1 200 OK\r\nContent-Le"], ids=["nothing", "half"])
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"],
+    ids=["nothing", "half-head", "whole-answer-stalls"],
+)
 @pytest.mark.parametrize("per_call", [False, True], ids=["default", "per-call"])
 def test_the_wait_for_the_headers_is_bounded_by_first_byte(
     transport_class: TransportClass, sent: bytes, per_call: bool
