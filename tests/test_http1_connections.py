@@ -34,7 +34,7 @@ from mini_llm.resilience import Timeouts
 from mini_llm.upstream import HttpTransport
 
 from .conftest import GatewayFactory
-from .harness import LoopThread, RunningApp
+from .harness import LoopThread, RunningApp, clean_env, start_serve
 from .raw_http_server import (
     FAST,
     UA,
@@ -423,6 +423,24 @@ def test_eight_mib_each_way(transport_class: TransportClass) -> None:
     assert data == sent[::-1]
 
 
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+def test_an_answer_before_the_whole_body_was_taken(transport_class: TransportClass) -> None:
+    """An upstream refuses a large body at its headers (413) and closes: the client gets the
+    413, not a write error."""
+
+    async def handler(conn: RawConnection) -> None:
+        await conn.reader.readuntil(b"\r\n\r\n")
+        await conn.send(response(413, b'{"error":"too large"}', [("Connection", "close")]))
+        await asyncio.sleep(0.05)
+
+    async def scenario() -> tuple[int, bytes]:
+        async with RawServer(handler) as server, started(transport_class) as t:
+            status, _, data = await fetch(t, server.url("/"), "POST", b"x" * (16 << 20))
+            return status, data
+
+    assert run(scenario()) == (413, b'{"error":"too large"}')
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_stream_read_slowly_is_not_buffered_whole(
     transport_class: TransportClass, loop: str
@@ -722,3 +740,42 @@ def test_gateway_reports_a_cut_answer_as_a_502(raw_gateway: tuple[RunningApp, Ra
     error = info.value.body
     assert isinstance(error, dict) and set(error) >= {"message", "type", "code"}
     assert "closed the connection" in error["message"]
+
+
+def test_served_gateway_on_uvloop_relays_through_the_builtin_client(
+    loop_thread: LoopThread,
+) -> None:
+    """`mini-llm serve` as it runs (its own process, uvloop), on the default http_client: a
+    stream in odd pieces and a gzipped answer (aiohttp's is covered in process above)."""
+    server = RawServer(serve_each(_scripted_openai))
+    loop_thread.run(server.__aenter__())
+    try:
+        for kind in ("builtin",):
+            env = clean_env(
+                OPENAI_BASE_URL=server.url("/v1"),
+                OPENAI_API_KEY=KEY,
+                MINI_LLM_RETRY_ATTEMPTS="1",
+                MINI_LLM_HTTP_CLIENT=kind,
+            )
+            served = start_serve("--port", "0", "--no-state", env=env)
+            try:
+                client = openai.OpenAI(base_url=served.url + "/v1", api_key="k", max_retries=0)
+                chunks = client.chat.completions.create(
+                    model="openai/gpt-4o-mini", messages=USER, stream=True
+                )
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                assert text == "Hello, world", kind
+                completion = client.chat.completions.create(
+                    model="openai/gpt-4o-mini", messages=USER
+                )
+                assert completion.choices[0].message.content == "zipped " * 400, kind
+            finally:
+                served.proc.terminate()
+                served.proc.wait(10)
+                if served.proc.stdout is not None:
+                    output = served.proc.stdout.read()
+                    served.proc.stdout.close()
+                    assert "Traceback" not in output, output
+        server.check()
+    finally:
+        loop_thread.run(server.stop())
