@@ -201,7 +201,7 @@ def test_a_connection_the_upstream_closed_while_idle_is_not_used(
         async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
             for i in range(3):
                 assert (await fetch(t, server.url(f"/{i}"), "POST", b"{}"))[2] == f"/{i}".encode()
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.12)
             return server.accepted
 
     assert run(scenario()) == 3
@@ -352,7 +352,7 @@ def test_closing_the_transport_closes_every_connection(
                 assert await anext(chunks) == b"first"
             finally:
                 await t.close()
-            rest = await outcome(asyncio.wait_for(stream(got), 2))  # ends, whichever way
+            rest = await outcome(asyncio.wait_for(stream(got), 0.5))  # ends, whichever way
             got.close()
             for _ in range(40):
                 if len(closed) == server.accepted:
