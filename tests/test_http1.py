@@ -764,8 +764,21 @@ def test_an_answer_cut_short_closed_the_connection(
         b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        response(200, b"", [("Transfer-Encoding", "chunked")]) + b"f" * 24 + b"\r\nabc",
+        b"HTTP/1.1 200 OK\r\nNo colon here\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
     ],
-    ids=["bad-chunk-size", "bad-chunk-end", "not-http", "bad-status", "two-lengths", "neg-length"],
+    ids=[
+        "bad-chunk-size",
+        "bad-chunk-end",
+        "not-http",
+        "bad-status",
+        "two-lengths",
+        "neg-length",
+        "huge-chunk-size",
+        "header-no-colon",
+        "huge-length",
+    ],
 )
 def test_a_malformed_answer_is_an_upstream_error(
     transport_class: TransportClass, raw: bytes

@@ -121,6 +121,42 @@ def test_the_wait_for_a_pooled_connection_is_bounded(transport_class: TransportC
     assert took < 1.5, took
 
 
+def test_pool_size_bounds_connections_to_every_host_together(
+    transport_class: TransportClass, request: pytest.FixtureRequest
+) -> None:
+    """`pool_size` 1, two hosts: the second waits for the first, then gets its turn (an idle
+    connection to the first host must not keep the place forever)."""
+    known_gap(
+        request,
+        transport_class,
+        "Http1Transport: idle connections to one host hold pool_size's places; a request to "
+        "another host waits for them until its connect timeout",
+    )
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await asyncio.sleep(0.3)
+        await conn.send(response(200, request.target.encode()))
+
+    async def scenario() -> tuple[list[float], int, int]:
+        async with (
+            RawServer(serve_each(answer)) as one,
+            RawServer(serve_each(answer)) as two,
+            started(transport_class, pool_size=1) as t,
+        ):
+            began = time.monotonic()
+
+            async def get(server: RawServer, path: str) -> float:
+                assert (await fetch(t, server.url(path)))[2] == path.encode()
+                return time.monotonic() - began
+
+            took = await asyncio.gather(get(one, "/a"), get(two, "/b"))
+            return sorted(took), one.accepted, two.accepted
+
+    took, accepted_one, accepted_two = run(scenario())
+    assert (accepted_one, accepted_two) == (1, 1)
+    assert took[0] < 0.55 <= took[1], took  # one after the other
+
+
 @pytest.mark.parametrize("how", ["close-unread", "close-mid-stream", "error-status"])
 def test_answers_closed_early_give_their_connection_back(
     transport_class: TransportClass, how: str
