@@ -477,12 +477,24 @@ def test_an_answer_before_the_whole_body_was_taken(transport_class: TransportCla
     assert run(scenario()) == (413, b'{"error":"too large"}')
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize(
+    ("loop", "late"),
+    [("asyncio", False), ("uvloop", False), ("asyncio", True)],
+    ids=["asyncio", "uvloop", "consumer-starts-late"],
+)
 def test_a_stream_read_slowly_is_not_buffered_whole(
-    transport_class: TransportClass, loop: str
+    transport_class: TransportClass, loop: str, late: bool, request: pytest.FixtureRequest
 ) -> None:
-    """50 MiB offered, the client reading one chunk then pausing: the upstream's writes block
-    (flow control) instead of the client's memory taking the whole answer."""
+    """50 MiB offered, the client reading one chunk then pausing (or taking its time before
+    its first read): the upstream's writes block (flow control) instead of the client's
+    memory taking the whole answer."""
+    if late:
+        known_gap(
+            request,
+            transport_class,
+            "Http1Transport reads without bound until the first iter_any() (flow control "
+            "starts with the stream)",
+        )
     total = 50 << 20
     piece = b"x" * (64 << 10)
     written = [0]
@@ -498,6 +510,8 @@ def test_a_stream_read_slowly_is_not_buffered_whole(
     async def scenario() -> tuple[int, int]:
         async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
             got = await t.send(UpstreamRequest("GET", server.url("/huge"), {}, b""))
+            if late:
+                await asyncio.sleep(0.5)
             chunks = aiter(got.content.iter_any())
             received = len(await anext(chunks))
             await asyncio.sleep(0.5)  # a slow consumer
@@ -508,8 +522,8 @@ def test_a_stream_read_slowly_is_not_buffered_whole(
             return stalled_at, received
 
     stalled_at, received = run(scenario(), timeout=30, uvloop=loop == "uvloop")
-    assert received == total
     assert stalled_at < 16 << 20, f"{stalled_at >> 20} MiB written while the client paused"
+    assert received == total
 
 
 @functools.cache
