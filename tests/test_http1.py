@@ -34,6 +34,7 @@ from mini_llm.upstream import HttpTransport
 from .raw_http_server import (
     FAST,
     UA,
+    AnyTransport,
     RawConnection,
     RawRequest,
     RawServer,
@@ -690,8 +691,10 @@ def test_the_wait_for_the_headers_is_bounded_by_first_byte(
     assert 0.25 <= took < 2.0, took
 
 
-def test_the_whole_call_is_bounded_by_total(transport_class: TransportClass) -> None:
-    """An answer that keeps trickling (never silent for `first_byte`) still ends at `total`."""
+@pytest.mark.parametrize("how", ["read", "iter_any"])
+def test_the_whole_call_is_bounded_by_total(transport_class: TransportClass, how: str) -> None:
+    """An answer that keeps trickling (never silent for `first_byte`) still ends at `total`,
+    read whole or streamed."""
 
     async def answer(conn: RawConnection, request: RawRequest) -> None:
         await conn.send(response(200, b"", [("Transfer-Encoding", "chunked")]))
@@ -704,12 +707,23 @@ def test_the_whole_call_is_bounded_by_total(transport_class: TransportClass) -> 
     async def scenario() -> tuple[GatewayError, float]:
         async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
             began = time.monotonic()
-            error = await failure(fetch(t, server.url("/"), "POST", b"{}", timeouts=timeouts))
+            if how == "read":
+                error = await failure(fetch(t, server.url("/"), "POST", b"{}", timeouts=timeouts))
+            else:
+                error = await failure(streamed(t, server.url("/"), timeouts))
             return error, time.monotonic() - began
 
     error, took = run(scenario())
     assert type(error) is UpstreamTimeoutError
     assert 0.5 <= took < 2.5, took
+
+
+async def streamed(transport: AnyTransport, url: str, timeouts: Timeouts) -> list[bytes]:
+    answer = await transport.send(UpstreamRequest("POST", url, {}, b"{}"), timeouts)
+    try:
+        return [chunk async for chunk in answer.content.iter_any()]
+    finally:
+        answer.close()
 
 
 CUT_ANSWERS = {
