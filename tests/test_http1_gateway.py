@@ -31,7 +31,6 @@ from .raw_http_server import (
     serve_each,
 )
 
-
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 CUT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "cut"}]
 KEY = "sk-e2e-upstream-key-0001"
