@@ -325,3 +325,26 @@ def test_an_endless_header_block_is_refused_not_buffered(
     error, took = run(scenario())
     assert type(error) is UpstreamError, f"{error!r} after {took:.1f} s, {written[0] >> 20} MiB"
     assert written[0] < 8 << 20, f"{written[0] >> 20} MiB of headers taken in"
+
+
+def test_a_tls_handshake_that_never_ends_is_a_connect_timeout(
+    transport_class: TransportClass,
+) -> None:
+    """TCP accepted, not a byte of TLS back (a stalled middlebox): the connect timeout or,
+    at the latest, the total one ends it."""
+
+    async def silent(conn: RawConnection) -> None:
+        await conn.peer_closed(5.0)
+
+    timeouts = Timeouts(connect=0.5, first_byte=5, idle=5, total=1.5)
+
+    async def scenario() -> tuple[GatewayError, float]:
+        async with RawServer(silent) as server, started(transport_class, timeouts) as t:
+            began = time.monotonic()
+            url = f"https://127.0.0.1:{server.port}/v1/x"
+            error = await failure(fetch(t, url, "POST", b"{}"))
+            return error, time.monotonic() - began
+
+    error, took = run(scenario())
+    assert type(error) is UpstreamTimeoutError, error
+    assert took < 2.5, took
