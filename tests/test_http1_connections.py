@@ -38,7 +38,6 @@ from .raw_http_server import (
     failure,
     fetch,
     gzipped,
-    known_gap,
     make_tls,
     outcome,
     response,
@@ -117,12 +116,6 @@ def test_pool_size_bounds_connections_to_every_host_together(
 ) -> None:
     """`pool_size` 1, two hosts: the second waits for the first, then gets its turn (an idle
     connection to the first host must not keep the place forever)."""
-    known_gap(
-        request,
-        transport_class,
-        "Http1Transport: idle connections to one host hold pool_size's places; a request to "
-        "another host waits for them until its connect timeout",
-    )
 
     async def answer(conn: RawConnection, request: RawRequest) -> None:
         await asyncio.sleep(0.3)
@@ -354,7 +347,6 @@ def test_a_request_cancelled_while_waiting_for_the_pool_leaves_no_trace(
 def test_closing_the_transport_closes_every_connection(
     transport_class: TransportClass, request: pytest.FixtureRequest
 ) -> None:
-    known_gap(request, transport_class, "Http1Transport.close() leaves an answer in flight open")
     closed: list[int] = []
 
     async def handler(conn: RawConnection) -> None:
@@ -479,13 +471,6 @@ def test_a_stream_read_slowly_is_not_buffered_whole(
     """50 MiB offered, the client reading one chunk then pausing (or taking its time before
     its first read): the upstream's writes block (flow control) instead of the client's
     memory taking the whole answer."""
-    if late:
-        known_gap(
-            request,
-            transport_class,
-            "Http1Transport reads without bound until the first iter_any() (flow control "
-            "starts with the stream)",
-        )
     total = 50 << 20
     piece = b"x" * (64 << 10)
     written = [0]
@@ -527,7 +512,6 @@ def test_a_compressed_stream_is_decoded_in_bounded_pieces(
 ) -> None:
     """32 MiB of zeros come as 32 KiB of gzip: decoding it all at once would hold the whole in
     memory past flow control (a decompression bomb: 1 MiB on the wire, 1 GiB in memory)."""
-    known_gap(request, transport_class, "Http1Transport inflates a whole read at once")
     size = 32 << 20
     packed = _zeros_gzipped(size)
 

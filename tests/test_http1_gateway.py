@@ -191,12 +191,6 @@ def test_gateway_reports_a_cut_answer_as_a_502(raw_gateway: tuple[RunningApp, Ra
     assert "closed the connection" in error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/stored_responses.py _forward builds the upstream URL from the client's "
-    "decoded request.query_string (%20 becomes a space in the request line, CR/LF dropped): "
-    "should be request.rel_url.raw_query_string",
-)
 def test_gateway_forwards_a_clients_query_as_it_was_encoded(
     raw_gateway: tuple[RunningApp, RawServer],
 ) -> None:

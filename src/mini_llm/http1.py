@@ -65,8 +65,14 @@ KEEPALIVE = 30.0
 POOL_WAIT_LOGGED = 0.1
 """Seconds a request may wait for a pooled connection before the wait is logged."""
 HIGH_WATER = 1 << 20
-"""Unread bytes of a streamed answer past which the socket is not read."""
-LOW_WATER = 1 << 18
+"""Unread bytes of an answer past which the socket is not read until the consumer reads (a
+whole answer read with `read()` is not held back)."""
+PIECE = 1 << 18
+"""Bytes decompressed at most in one step."""
+HEAD_MAX = 1 << 16
+"""Bytes of an answer that are not body (its head, chunk sizes, trailers), at most."""
+_CHUNK_FRAMING = 64
+"""Bytes of framing allowed per chunk (its size line, extensions and CRLFs)."""
 _URLS_MAX = 4096
 """Parsed URLs kept (the URLs of a gateway's targets: a few per provider)."""
 _BAD_TARGET = frozenset(chr(c) for c in (*range(0x21), 0x7F))
@@ -125,17 +131,21 @@ class _Conn(asyncio.Protocol):
         self.buffered = 0
         self.paused = False
         self.streaming = False
+        self.whole = False
         self.done = False
+        self.ending = False
         self.keep_alive = False
         self.until_close = False
         self.decoder: Any = None
+        self.pending = b""
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.read_deadline = 0.0
         self.total_deadline = 0.0
         self.first_byte = 0.0
         self.last_read = 0.0
+        self.received = 0
+        self.framing = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -143,16 +153,23 @@ class _Conn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy or self.done:  # bytes nobody asked for: the connection is unusable
+        if not self.busy or self.done or self.ending:  # bytes nobody asked for
             self.abort()
             return
         self.last_read = self.loop.time()
+        self.received += len(data)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade:
             self.fail(UpstreamProtocolError("the upstream switched protocols"))
+            return
         except HttpParserError as e:
             self.fail(UpstreamProtocolError(f"malformed HTTP answer: {e}"))
+            return
+        # what is not body (the head, chunk sizes, trailers) is bounded: an endless head or
+        # trailer is refused, not buffered until a timeout
+        if self.received - self.framing > HEAD_MAX:
+            self.fail(UpstreamProtocolError("the answer's head or trailers are too large"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -161,7 +178,7 @@ class _Conn(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.pool._gone(self)
-        if self.busy and not self.done and self.error is None:
+        if self.busy and not self.done and not self.ending and self.error is None:
             if self.headers is not None and self.until_close:
                 self._finish()  # a close-delimited body ends here
             else:
@@ -174,10 +191,14 @@ class _Conn(asyncio.Protocol):
     # -- llhttp callbacks ----------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw.append((name, value))
+        if self.headers is None:
+            self.raw.append((name, value))
+
+    def on_chunk_header(self) -> None:
+        self.framing += _CHUNK_FRAMING
 
     def on_headers_complete(self) -> None:
-        if self.done:  # a second answer nobody asked for: this connection is not reused
+        if self.done or self.ending:  # a second answer nobody asked for: never reused
             self.keep_alive = False
             return
         parser = self.parser
@@ -187,7 +208,7 @@ class _Conn(asyncio.Protocol):
             return
         self.status = status
         headers: CIMultiDict[str] = CIMultiDict(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw]
+            [(n.decode("latin-1"), v.decode("latin-1").rstrip(" \t")) for n, v in self.raw]
         )
         self.headers = CIMultiDictProxy(headers)
         self.keep_alive = parser.should_keep_alive()
@@ -209,20 +230,16 @@ class _Conn(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
-        if self.done:
+        if self.done or self.ending or self.error is not None:
             return
+        self.framing += len(body)
         if self.decoder is not None:
-            try:
-                body = self.decoder.decompress(body)
-            except zlib.error as e:
-                self.fail(UpstreamProtocolError(f"malformed compressed answer: {e}"))
-                return
-            if not body:
-                return
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.streaming and self.buffered > HIGH_WATER and not self.paused:
-            self.paused = True
+            self._inflate(body)
+        else:
+            self.chunks.append(body)
+            self.buffered += len(body)
+        if self.buffered > HIGH_WATER and not self.whole and not self.paused:
+            self.paused = True  # flow control: the socket waits for the consumer
             assert self.transport is not None
             self.transport.pause_reading()
         waiter = self.waiter
@@ -232,7 +249,7 @@ class _Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.headers is None:  # the end of a 1xx
             return
-        if not self.done:
+        if not self.done and not self.ending:
             self._finish()
 
     # -- the answer ----------------------------------------------------------------------------
@@ -245,7 +262,34 @@ class _Conn(asyncio.Protocol):
         elif encoding not in ("identity", ""):
             self.fail(UpstreamProtocolError(f"unsupported Content-Encoding {encoding!r}"))
 
+    def _inflate(self, data: bytes) -> None:
+        """Decompress in pieces of at most `PIECE` bytes, and only while the consumer keeps
+        up (a stream) : what is left waits in `pending` (and the socket is not read), so a
+        small compressed body cannot become gigabytes in memory at once."""
+        decoder = self.decoder
+        try:
+            while data:
+                piece = decoder.decompress(data, PIECE)
+                data = decoder.unconsumed_tail
+                if piece:
+                    self.chunks.append(piece)
+                    self.buffered += len(piece)
+                if data and self.buffered > HIGH_WATER and not self.whole:
+                    break
+        except zlib.error as e:
+            self.fail(UpstreamProtocolError(f"malformed compressed answer: {e}"))
+            return
+        self.pending = data
+        if data and not self.paused:
+            self.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
     def _finish(self) -> None:
+        if self.pending:  # the end came; what was sent is not all decompressed yet
+            self.ending = True
+            return
+        self.ending = False
         decoder = self.decoder
         if decoder is not None:
             try:
@@ -273,21 +317,23 @@ class _Conn(asyncio.Protocol):
         self.status = 0
         self.headers = None
         self.chunks = deque()
-        self.buffered = 0
-        self.streaming = self.done = self.until_close = False
+        self.buffered = self.received = self.framing = 0
+        self.streaming = self.whole = self.done = self.ending = self.until_close = False
         self.decoder = None
+        self.pending = b""
         self.error = None
         self.first_byte = timeouts.first_byte
         self.last_read = now
-        self.read_deadline = now + timeouts.first_byte
         self.total_deadline = now + timeouts.total
-        self.timer = self.loop.call_at(min(self.read_deadline, self.total_deadline), self._due)
+        self.timer = self.loop.call_at(
+            min(now + timeouts.first_byte, self.total_deadline), self._due
+        )
         waiter = self.waiter = self.loop.create_future()
         return waiter
 
     def _due(self) -> None:
         """The timer: fires at the earliest deadline, re-armed lazily (a read only stamps the
-        time)."""
+        time). The wait between reads counts only while nothing holds the reading back."""
         self.timer = None
         if self.done or self.error is not None:
             return
@@ -296,12 +342,15 @@ class _Conn(asyncio.Protocol):
             self.fail(asyncio.TimeoutError())
             return
         due = self.total_deadline
-        if not self.streaming:
+        if not self.streaming and not self.paused:
             read_due = self.last_read + self.first_byte
             if now >= read_due:
                 self.fail(asyncio.TimeoutError())
                 return
             due = min(due, read_due)
+        elif self.paused:
+            self.last_read = now  # held back by the consumer: not the upstream's silence
+            due = min(due, now + self.first_byte)
         self.timer = self.loop.call_at(due, self._due)
 
     def fail(self, error: BaseException) -> None:
@@ -320,11 +369,27 @@ class _Conn(asyncio.Protocol):
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.buffered = 0
-        if self.paused and not self.closed:
+        if self.pending:
+            self._inflate(self.pending)
+            if not self.pending and self.ending and self.error is None:
+                self._finish()
+        if self.paused and not self.pending and not self.closed:
             self.paused = False
             assert self.transport is not None
             self.transport.resume_reading()
         return data
+
+    def read_whole(self) -> None:
+        """The whole answer is wanted: no flow control."""
+        self.whole = True
+        if self.pending:
+            self._inflate(self.pending)
+            if not self.pending and self.ending and self.error is None:
+                self._finish()
+        if self.paused and not self.closed:
+            self.paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
 
     def abort(self) -> None:
         """Drop the connection; an answer still being read ends in an error."""
@@ -367,14 +432,18 @@ class _Deflate:
         self._obj: Any = zlib.decompressobj()
         self._first = True
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, max_length: int) -> bytes:
         if self._first:
             self._first = False
             try:
-                return bytes(self._obj.decompress(data))
+                return bytes(self._obj.decompress(data, max_length))
             except zlib.error:
                 self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-        return bytes(self._obj.decompress(data))
+        return bytes(self._obj.decompress(data, max_length))
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return bytes(self._obj.unconsumed_tail)
 
     def flush(self) -> bytes:
         return bytes(self._obj.flush())
@@ -411,6 +480,7 @@ class Http1Response:
         conn = self._conn
         if conn is None:
             raise RuntimeError("the answer was released")
+        conn.read_whole()
         while not conn.done and conn.error is None:
             waiter = conn.waiter = conn.loop.create_future()
             await waiter
@@ -468,6 +538,7 @@ class Http1Transport:
         self._pool_per_host = pool_per_host
         self._user_agent = user_agent
         self._origins: dict[tuple[str, str, int], _Origin] = {}
+        self._conns: set[_Conn] = set()
         self._urls: dict[str, tuple[_Origin, str]] = {}
         self._open = 0
         self._waiters: deque[tuple[_Origin, asyncio.Future[None]]] = deque()
@@ -482,9 +553,8 @@ class Http1Transport:
 
     async def close(self) -> None:
         self._closing = True
-        for origin in self._origins.values():
-            for conn in origin.idle[:]:
-                conn.abort()
+        for conn in list(self._conns):  # idle or busy: an answer still read ends in an error
+            conn.abort()
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(UpstreamDisconnected("the gateway is shutting down"))
@@ -549,6 +619,8 @@ class Http1Transport:
         return Http1Response(conn)
 
     def _parse(self, url: str) -> tuple[_Origin, str]:
+        if any(c in _BAD_TARGET for c in url):  # urlsplit would drop a tab or a line feed
+            raise ValueError("the upstream URL holds a space or a control character")
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = parts.hostname
@@ -558,8 +630,6 @@ class Http1Transport:
             host = host.encode("idna").decode("ascii")
         port = _port(scheme, parts.port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if any(c in _BAD_TARGET for c in target) or any(c in _BAD_TARGET for c in host):
-            raise ValueError("the upstream URL holds a space or a control character")
         key = (scheme, host, port)
         origin = self._origins.get(key)
         if origin is None:
@@ -591,6 +661,28 @@ class Http1Transport:
             return conn
         return None
 
+    def _evict(self, origin: _Origin) -> None:
+        """At `pool_size` in all but not at this origin's bound: close the connection that has
+        been idle longest at another origin, so that idle connections never keep a request
+        waiting."""
+        if not self._pool_size or self._open < self._pool_size:
+            return
+        if self._pool_per_host and origin.count >= self._pool_per_host:
+            return
+        oldest: _Conn | None = None
+        for other in self._origins.values():
+            for conn in other.idle:
+                if not conn.closed and (oldest is None or conn.idle_since < oldest.idle_since):
+                    oldest = conn
+        if oldest is not None:
+            oldest.abort()
+
+    def _evictable(self, origin: _Origin) -> bool:
+        """Whether closing an idle connection at another origin would let `origin` open one."""
+        if self._pool_per_host and origin.count >= self._pool_per_host:
+            return False
+        return any(o.idle for o in self._origins.values() if o is not origin)
+
     def _can_open(self, origin: _Origin) -> bool:
         return (not self._pool_per_host or origin.count < self._pool_per_host) and (
             not self._pool_size or self._open < self._pool_size
@@ -603,6 +695,8 @@ class Http1Transport:
             conn = self._reuse(origin, loop.time())
             if conn is not None:
                 break
+            if not self._can_open(origin):
+                self._evict(origin)  # an idle connection elsewhere may give its place
             if self._can_open(origin):
                 origin.count += 1
                 self._open += 1
@@ -666,6 +760,10 @@ class Http1Transport:
         if sock is not None:
             with contextlib.suppress(OSError):  # not TCP
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conns.add(conn)
+        if self._closing:
+            conn.abort()
+            raise UpstreamDisconnected("the gateway is shutting down")
         return conn
 
     def _idle(self, conn: _Conn) -> None:
@@ -681,6 +779,7 @@ class Http1Transport:
 
     def _gone(self, conn: _Conn) -> None:
         """A connection closed (counted once)."""
+        self._conns.discard(conn)
         origin = conn.origin
         origin.count -= 1
         self._open -= 1
@@ -695,7 +794,7 @@ class Http1Transport:
             origin, waiter = entry
             if waiter.done():
                 continue
-            if origin.idle or self._can_open(origin):
+            if origin.idle or self._can_open(origin) or self._evictable(origin):
                 self._waiters.remove(entry)
                 waiter.set_result(None)
                 return

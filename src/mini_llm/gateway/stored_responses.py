@@ -216,7 +216,7 @@ class StoredResponses:
         )
         if provider is None:
             return error_response(_not_found(ident), OPENAI_CHAT, rid)
-        query = request.query_string
+        query = request.rel_url.raw_query_string  # as the client encoded it
         url = provider.config.base_url + path + (f"?{query}" if query else "")
         upstream = UpstreamRequest(request.method, url, provider.headers, b"")
         key = provider.keys.acquire()
