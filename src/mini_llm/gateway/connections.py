@@ -22,6 +22,7 @@ application with `GatewayProtocol`, an aiohttp `RequestHandler` that adds them:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -38,6 +39,7 @@ from ..errors import (
     RequestTimeoutError,
     anthropic_error_type,
 )
+from .health import HEALTH, Health
 from .responses import internal_error
 
 __all__ = ["ConnectionGuard", "GatewayProtocol", "GatewayRunner"]
@@ -236,6 +238,14 @@ class GatewayServer(web.Server):
         )
 
 
+class _DrainingRequest(web.Request):
+    health: Health
+
+    @property
+    def keep_alive(self) -> bool:
+        return not self.health.draining and super().keep_alive
+
+
 class GatewayRunner(web.AppRunner):
     """An `AppRunner` whose server is a `GatewayServer` configured from `settings`."""
 
@@ -248,9 +258,18 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         app_server = await super()._make_server()  # starts the application up
+        app = self.app
+        health = app.get(HEALTH)
+        request_factory: Any = app_server.request_factory
+        if health is not None:
+            # while the gateway drains, every answer closes its connection: the request says
+            # it is not kept alive (what aiohttp asks when it makes the headers); costs
+            # nothing per request, where an on_response_prepare hook is a coroutine each
+            kind = type("DrainingRequest", (_DrainingRequest,), {"health": health})
+            request_factory = functools.partial(app._make_request, _cls=kind)
         return GatewayServer(
             app_server.request_handler,
-            request_factory=app_server.request_factory,
+            request_factory=request_factory,
             handler_cancellation=app_server.handler_cancellation,
             loop=asyncio.get_running_loop(),
             guard=self.guard,

@@ -143,21 +143,12 @@ class Health:
         log.info("draining: serving %.3g s more, closing each connection after its answer", delay)
         await asyncio.sleep(delay)
 
-    async def _close_while_draining(
-        self, request: web.Request, response: web.StreamResponse
-    ) -> None:
-        if self.draining:  # the client opens its next connection elsewhere
-            response.force_close()  # closed after this answer
-            # said too: aiohttp has made the headers before this hook (HTTP/1.1 keeps alive)
-            response.headers["Connection"] = "close"
-
     def install(self, app: web.Application, add: Callable[[str, str, Any], None]) -> None:
         """Add the routes (through the app's `add`, trailing slashes and HEAD included) and
         mark the drain when the app shuts down (after SIGTERM, before in-flight requests end)."""
         add("GET", "/health/live", self.live)
         add("GET", "/health/ready", self.ready)
         app.on_shutdown.append(self._begin_drain)
-        app.on_response_prepare.append(self._close_while_draining)
         app[HEALTH] = self
 
 
