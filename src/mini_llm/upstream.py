@@ -13,6 +13,7 @@ from .errors import GatewayError, UpstreamConnectionError, UpstreamError, Upstre
 from .http1 import (
     POOL_WAIT_LOGGED,
     Http1Transport,
+    PoolTimeout,
     UpstreamConnectFailed,
     UpstreamProtocolError,
 )
@@ -28,6 +29,11 @@ def upstream_failure(exc: BaseException, provider: str) -> GatewayError:
     """The client-facing error for a transport exception (its text never holds a key)."""
     if isinstance(exc, GatewayError):
         return exc
+    if isinstance(exc, PoolTimeout):
+        return UpstreamTimeoutError(
+            f"no connection to upstream {provider} became free within the connect timeout "
+            "(pool_per_host, pool_size)"
+        )
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamTimeoutError(f"upstream {provider} timed out")
     if isinstance(exc, UpstreamProtocolError):
