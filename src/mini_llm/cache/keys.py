@@ -46,14 +46,18 @@ _encode = msgspec.json.Encoder(order="sorted").encode
 
 def request_material(canonical: dict[str, Any], models: Iterable[str]) -> dict[str, Any]:
     """What decides the answer to a canonical request served by `models`."""
-    material: dict[str, Any] = {"models": list(models)}
-    for name, value in canonical.items():
-        if name in IGNORED_FIELDS or value is None:
-            continue
-        material[_SAME_AS.get(name, name)] = value
+    material: dict[str, Any] = {
+        _SAME_AS.get(name, name): value
+        for name, value in canonical.items()
+        if value is not None and name not in IGNORED_FIELDS
+    }
+    material["models"] = list(models)
     messages = material.get("messages")
-    if isinstance(messages, list):
-        material["messages"] = [_plain(m) for m in messages]
+    if type(messages) is list:
+        material["messages"] = [
+            m if type(m) is dict and type(m.get("content")) is str else _plain(m)
+            for m in messages
+        ]
     return material
 
 

@@ -109,24 +109,29 @@ class CachePolicy:
         if models is None or _refers_elsewhere(call):
             self._skip(info)
             return None
-        ttl = _ttl(info.headers.get(TTL_HEADER), self.options.ttl)
+        ttl_given = info.headers.get(TTL_HEADER)
+        ttl = self.options.ttl if ttl_given is None else _ttl(ttl_given, self.options.ttl)
         try:
             canonical = call.canonical()
         except GatewayError:
             self._skip(info)
             return None  # the pipeline says what is wrong, if anything
-        namespace = "" if self.options.share else info.owner
-        note = _Note(cache_key(canonical, models, namespace), ttl)
+        key = cache_key(canonical, models, "" if self.options.share else info.owner)
+        note: _Note | None = None
         try:
             if lookup:
                 get_now = self._get_now
-                found = get_now(note.key) if get_now is not None else await self.store.get(note.key)
-                if found is None:
-                    found = await self._wait(note)
+                found = get_now(key) if get_now is not None else await self.store.get(key)
                 if found is not None:
                     return self._hit(info, found)
-            if note.key not in self._flying:
-                note.leader = self._flying[note.key] = asyncio.get_running_loop().create_future()
+                note = _Note(key, ttl)
+                found = await self._wait(note)
+                if found is not None:
+                    return self._hit(info, found)
+            if note is None:
+                note = _Note(key, ttl)
+            if key not in self._flying:
+                note.leader = self._flying[key] = asyncio.get_running_loop().create_future()
         except Exception as e:  # the store is unreachable: as if the cache were off
             self._failed(e)
             self._skip(info)
@@ -164,7 +169,8 @@ class CachePolicy:
         return None
 
     def _hit(self, info: RequestInfo, found: CachedAnswer) -> CachedAnswer:
-        self._up()
+        if self._down:
+            self._up()
         self.counters.hits += 1
         info.cache_hit = True
         info.response_headers[CACHE_HEADER] = "hit"
