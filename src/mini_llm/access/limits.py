@@ -98,23 +98,28 @@ class Reservation:
 
 
 class _KeyLimits:
-    """A key's own limits in one window, as `reserve_many` takes them (the amount aside):
-    worked out once per key and minute, not per request. A reloaded key is a new object:
-    its limits are worked out again."""
+    """A key's own limits in one window, as `reserve_many` takes them (a tokens limit's
+    amount set per request): worked out once per key and minute, not per request. A reloaded
+    key is a new object: its limits are worked out again."""
 
-    __slots__ = ("items", "key", "window")
+    __slots__ = ("items", "key", "kinds", "window")
 
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
         self.window = window
-        items: list[tuple[str, float, float, str]] = []
+        items: list[tuple[str, float, float, float]] = []
+        kinds: list[str] = []
         if key.rpm is not None:
-            items.append((f"rpm:{key.id}:{window}", key.rpm, _WINDOW * 2, "requests"))
+            items.append((f"rpm:{key.id}:{window}", 1, key.rpm, _WINDOW * 2))
+            kinds.append("requests")
         if key.tpm is not None:
-            items.append((f"tpm:{key.id}:{window}", key.tpm, _WINDOW * 2, "tokens"))
+            items.append((f"tpm:{key.id}:{window}", 0, key.tpm, _WINDOW * 2))
+            kinds.append("tokens")
         if key.max_concurrency is not None:
-            items.append((f"conc:{key.id}", key.max_concurrency, 3600.0, "concurrency"))
+            items.append((f"conc:{key.id}", 1, key.max_concurrency, 3600.0))
+            kinds.append("concurrency")
         self.items = tuple(items)
+        self.kinds = tuple(kinds)
 
 
 _TOKEN_KINDS = frozenset(("tokens", "m-tokens"))
@@ -242,38 +247,29 @@ class Limiter:
         res = Reservation(model, tokens, key, headers)
         wanted = res.held  # (state key, amount, limit, ttl), as reserve_many takes them
         kinds = res.kinds
+        budget = None
         if key is not None:
             plan = self._plans.get(key.id)
             if plan is None or plan.key is not key or plan.window != window:
                 plan = self._plans[key.id] = _KeyLimits(key, window)
-            for name, limit, ttl, kind in plan.items:
-                wanted.append((name, tokens if kind == "tokens" else 1, limit, ttl))
-                kinds.append(kind)
-        targets = (
-            names(model)
-            if names is not None
-            and (self.model_limits or (key is not None and key.budget_usd is not None))
-            else (model,)
-        )
-        for name in dict.fromkeys(targets) if self.model_limits else ():
-            limits = self.model_limits.get(name)
-            if limits is None:
-                continue
-            if "rpm" in limits:
-                wanted.append((f"mrpm:{name}:{window}", 1, limits["rpm"], _WINDOW * 2))
-                kinds.append("m-requests")
-            if "tpm" in limits:
-                wanted.append((f"mtpm:{name}:{window}", tokens, limits["tpm"], _WINDOW * 2))
-                kinds.append("m-tokens")
+            for item, kind in zip(plan.items, plan.kinds, strict=True):
+                wanted.append(item if kind != "tokens" else (item[0], tokens, item[2], item[3]))
+            kinds.extend(plan.kinds)
+            budget = key.budget_usd
+        targets: tuple[str, ...] = (model,)
+        if names is not None and (budget is not None or self.model_limits):
+            targets = names(model)
+        if self.model_limits:
+            self._model_limits(targets, window, tokens, wanted, kinds)
         ends = _INF
         try:
-            if key is not None and key.budget_usd is not None:
+            if key is not None and budget is not None:
                 res.period, ends = budget_period(key.budget_period, now)
                 res.usd = self._estimated_cost(targets, prompt, output)
                 bkey = f"usd:{key.id}:{res.period}"
                 ttl = 0.0 if ends == _INF else ends - now + 86400.0
                 await self._seed(key, res.period, bkey, ttl)
-                wanted.append((bkey, res.usd, key.budget_usd, ttl))
+                wanted.append((bkey, res.usd, budget, ttl))
                 kinds.append("budget")
             if not wanted:
                 return res
@@ -317,6 +313,26 @@ class Limiter:
         raise RateLimitError(
             _refusal(kind, limit, key, model), headers={"Retry-After": str(retry), **res.headers}
         )
+
+    def _model_limits(
+        self,
+        targets: tuple[str, ...],
+        window: int,
+        tokens: int,
+        wanted: list[tuple[str, float, float, float]],
+        kinds: list[str],
+    ) -> None:
+        """The `[limits."provider/model"]` of the names a request may be served by."""
+        for name in dict.fromkeys(targets):
+            limits = self.model_limits.get(name)
+            if limits is None:
+                continue
+            if "rpm" in limits:
+                wanted.append((f"mrpm:{name}:{window}", 1, limits["rpm"], _WINDOW * 2))
+                kinds.append("m-requests")
+            if "tpm" in limits:
+                wanted.append((f"mtpm:{name}:{window}", tokens, limits["tpm"], _WINDOW * 2))
+                kinds.append("m-tokens")
 
     def _reset_text(self, now: float, window: int) -> str:
         """When this window resets, as the headers say it ("12.345s"): worked out once per
