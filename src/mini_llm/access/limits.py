@@ -102,7 +102,7 @@ class _KeyLimits:
     amount set per request): worked out once per key and minute, not per request. A reloaded
     key is a new object: its limits are worked out again."""
 
-    __slots__ = ("items", "key", "kinds", "window")
+    __slots__ = ("items", "key", "kinds", "shown", "window")
 
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
@@ -120,9 +120,14 @@ class _KeyLimits:
             kinds.append("concurrency")
         self.items = tuple(items)
         self.kinds = tuple(kinds)
+        self.shown = tuple(
+            (i, item[2], _HEADERS[kind], str(item[2]))
+            for i, (item, kind) in enumerate(zip(items, kinds, strict=True))
+            if kind in _HEADERS
+        )
+        """What the headers show: (index, limit, header names, the limit as text)."""
 
 
-_TOKEN_KINDS = frozenset(("tokens", "m-tokens"))
 _HEADERS = {
     kind: tuple(f"x-ratelimit-{what}-{name}" for what in ("limit", "remaining", "reset"))
     for kind, name in (
@@ -248,6 +253,7 @@ class Limiter:
         wanted = res.held  # (state key, amount, limit, ttl), as reserve_many takes them
         kinds = res.kinds
         budget = None
+        plan = None
         if key is not None:
             plan = self._plans.get(key.id)
             if plan is None or plan.key is not key or plan.window != window:
@@ -284,7 +290,16 @@ class Limiter:
         if self._outage:
             self._outage = False
             log.warning("limits: the state store is reachable again; limits are exact again")
-        self._headers(res, values, self._reset_text(now, window))
+        reset = self._reset_text(now, window)
+        if plan is not None and not self.model_limits:  # one limit of a kind: no tightest
+            headers = res.headers
+            for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
+                remaining = limit - values[i]
+                headers[limit_name] = text
+                headers[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
+                headers[reset_name] = reset
+        else:
+            self._headers(res, values, reset)
         if admitted:
             return res
         # the first limit it would pass (the values are the ones the refusal was decided on)
@@ -441,19 +456,19 @@ class Limiter:
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
         changes: list[tuple[str, float, float, float]] = []
         for (k, amount, _, ttl), kind in zip(res.held, res.kinds, strict=True):
-            if kind in _TOKEN_KINDS:
+            if kind == "requests" or kind == "m-requests":
+                if served:
+                    continue
+                delta = -amount  # a request that never went upstream does not count
+            elif kind == "tokens" or kind == "m-tokens":
                 if real_tokens is not None:
                     delta = real_tokens - amount
                 else:  # nothing served: all back; served without usage: kept
                     delta = 0 if served else -amount
             elif kind == "concurrency":
                 delta = -amount
-            elif kind == "budget":
+            else:  # the budget
                 delta = real_usd - amount if real_usd is not None else 0 if served else -amount
-            elif not served:
-                delta = -amount  # a request that never went upstream does not count
-            else:
-                continue
             if delta:
                 changes.append((k, delta, _INF, ttl))
         return changes
