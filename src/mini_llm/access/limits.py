@@ -225,7 +225,9 @@ class Limiter:
     def estimate(self, body: Mapping[str, Any]) -> tuple[int, int]:
         """(prompt tokens, output tokens) a request may use at most, estimated: its messages
         (or input, or prompt) and system as JSON, about 4 bytes a token."""
-        prompt = body.get("messages", body.get("input", body.get("prompt", "")))
+        prompt = body.get("messages")
+        if prompt is None:
+            prompt = body.get("input", body.get("prompt", ""))
         size = len(prompt.encode()) if isinstance(prompt, str) else len(_encode(prompt))
         system = body.get("system")
         if system is not None:
@@ -436,8 +438,10 @@ class Limiter:
             spent = usd if usd is not None else (res.usd if served else 0.0)
         if not changes and not spent:
             return
-        if self._memory is not None and not spent:
-            self._memory.reserve_now(changes)
+        memory = self._memory
+        if memory is not None and not spent:
+            for k, delta, _, ttl in changes:
+                memory.add_now(k, delta, ttl)
             return
         task = asyncio.get_running_loop().create_task(self._apply(res, changes, spent))
         self._tasks.add(task)

@@ -117,6 +117,22 @@ class MemoryState:
                 self._store(key, value, ttl)
         return True, values
 
+    def add_now(self, key: str, amount: float, ttl: float) -> None:
+        """`reserve_now` of one settlement (never refused, never below 0)."""
+        entry = self._values.get(key)
+        value = 0.0
+        if entry is not None and (not entry[1] or entry[1] > self._clock()):
+            found = entry[0]
+            if isinstance(found, float):
+                value = found
+        value += amount
+        if value < 0.0:
+            value = 0.0
+        if entry is not None and entry[1] > self._clock():  # a live key keeps its expiry
+            self._values[key] = (value, entry[1])
+        else:
+            self._store(key, value, ttl)
+
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
         return value if isinstance(value, bytes) else None
