@@ -1,8 +1,9 @@
 """Limits and budgets, exact across instances: reserve before, settle after.
 
 Every limit is a number in the state backend changed only by `reserve_many` (an atomic
-check-and-add of every limit at once: one round trip to Redis): a request reserves 1 request
-(rpm), its estimated tokens (prompt estimate + its max output tokens, else
+check-and-add of every limit at once: one round trip to Redis; on the memory backend its
+coroutine-free twins `reserve_now` and `add_now`, called on every request): a request
+reserves 1 request (rpm), its estimated tokens (prompt estimate + its max output tokens, else
 `default_max_tokens`) for tpm, 1 concurrent slot, and its estimated cost against the budget;
 all or nothing (nothing is held when one is refused). When the answer ends it settles, in one
 step too: tokens and cost to what the usage says (given back in full when nothing was served),
