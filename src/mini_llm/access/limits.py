@@ -1,8 +1,9 @@
 """Limits and budgets, exact across instances: reserve before, settle after.
 
 Every limit is a number in the state backend changed only by `reserve_many` (an atomic
-check-and-add of every limit at once: one round trip to Redis): a request reserves 1 request
-(rpm), its estimated tokens (prompt estimate + its max output tokens, else
+check-and-add of every limit at once: one round trip to Redis; on the memory backend its
+coroutine-free twins `reserve_now` and `add_now`, called on every request): a request
+reserves 1 request (rpm), its estimated tokens (prompt estimate + its max output tokens, else
 `default_max_tokens`) for tpm, 1 concurrent slot, and its estimated cost against the budget;
 all or nothing (nothing is held when one is refused). When the answer ends it settles, in one
 step too: tokens and cost to what the usage says (given back in full when nothing was served),
@@ -31,14 +32,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
 
-from ..canonical import Usage, estimate_tokens
+from ..canonical import Usage
 from ..errors import PermissionDeniedError, RateLimitError
 from ..state import StateBackend, StateUnavailableError
 from ..state.memory import MemoryState
@@ -74,17 +74,71 @@ class UnpricedModelError(PermissionDeniedError):
     default_code = "model_not_priced"
 
 
-@dataclass(slots=True)
 class Reservation:
-    """What one request holds: (state key, amount, ttl, kind) per limit."""
+    """What one request holds: `held`, the `(state key, amount, limit, ttl)` it reserved
+    (as `reserve_many` took them), and the kind of limit each one is (`kinds`)."""
 
-    held: list[tuple[str, float, float, str]] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    model: str = ""
-    tokens: int = 0
-    usd: float = 0.0
-    key: GatewayKey | None = None
-    period: str = ""
+    __slots__ = ("headers", "held", "key", "kinds", "model", "period", "tokens", "usd")
+
+    def __init__(
+        self,
+        model: str = "",
+        tokens: int = 0,
+        key: GatewayKey | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.held: list[tuple[str, float, float, float]] = []
+        self.kinds: list[str] = []
+        self.headers: dict[str, str] = {} if headers is None else headers
+        """The `x-ratelimit-*` headers (filled in the dict given, the answer's own)."""
+        self.model = model
+        self.tokens = tokens
+        self.usd = 0.0
+        self.key = key
+        self.period = ""
+
+
+class _KeyLimits:
+    """A key's own limits in one window, as `reserve_many` takes them (a tokens limit's
+    amount set per request): worked out once per key and minute, not per request. A reloaded
+    key is a new object: its limits are worked out again."""
+
+    __slots__ = ("items", "key", "kinds", "shown", "window")
+
+    def __init__(self, key: GatewayKey, window: int) -> None:
+        self.key = key
+        self.window = window
+        items: list[tuple[str, float, float, float]] = []
+        kinds: list[str] = []
+        if key.rpm is not None:
+            items.append((f"rpm:{key.id}:{window}", 1, key.rpm, _WINDOW * 2))
+            kinds.append("requests")
+        if key.tpm is not None:
+            items.append((f"tpm:{key.id}:{window}", 0, key.tpm, _WINDOW * 2))
+            kinds.append("tokens")
+        if key.max_concurrency is not None:
+            items.append((f"conc:{key.id}", 1, key.max_concurrency, 3600.0))
+            kinds.append("concurrency")
+        self.items = tuple(items)
+        self.kinds = tuple(kinds)
+        self.shown = tuple(
+            (i, item[2], _HEADERS[kind], str(item[2]))
+            for i, (item, kind) in enumerate(zip(items, kinds, strict=True))
+            if kind in _HEADERS
+        )
+        """What the headers show: (index, limit, header names, the limit as text)."""
+
+
+_HEADERS = {
+    kind: tuple(f"x-ratelimit-{what}-{name}" for what in ("limit", "remaining", "reset"))
+    for kind, name in (
+        ("requests", "requests"),
+        ("m-requests", "requests"),
+        ("tokens", "tokens"),
+        ("m-tokens", "tokens"),
+    )
+}
+"""The headers that tell a kind of limit (the limit, what remains, when it resets)."""
 
 
 def budget_period(kind: str, now: float) -> tuple[str, float]:
@@ -141,8 +195,8 @@ class Limiter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
-        self._immediate = isinstance(state, MemoryState)
-        """Its operations never wait: settling needs no task."""
+        self._memory = state if isinstance(state, MemoryState) else None
+        """The memory backend never waits: reserved and settled without a coroutine."""
         self.keys = keys
         self.closed = on_store_error == "closed"
         self.default_max_tokens = default_max_tokens
@@ -154,6 +208,9 @@ class Limiter:
         self._outage = False
         self._seeded: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._plans: dict[str, _KeyLimits] = {}
+        self._tick = -1
+        self._tick_reset = ""
 
     def applies(self, key: GatewayKey | None) -> bool:
         """Whether a request with `key` has anything to reserve (none: skip it all)."""
@@ -167,98 +224,142 @@ class Limiter:
         )
 
     def estimate(self, body: Mapping[str, Any]) -> tuple[int, int]:
-        """(prompt tokens, output tokens) a request may use at most, estimated."""
-        prompt = body.get("messages", body.get("input", body.get("prompt", "")))
-        text = prompt if isinstance(prompt, str) else _encode(prompt).decode()
+        """(prompt tokens, output tokens) a request may use at most, estimated: its messages
+        (or input, or prompt) and system as JSON, about 4 bytes a token."""
+        prompt = body.get("messages")
+        if prompt is None:
+            prompt = body.get("input", body.get("prompt", ""))
+        size = len(prompt.encode()) if isinstance(prompt, str) else len(_encode(prompt))
         system = body.get("system")
         if system is not None:
-            text += system if isinstance(system, str) else _encode(system).decode()
-        return estimate_tokens(text), _requested_output(body) or self.default_max_tokens
+            size += len(system.encode()) if isinstance(system, str) else len(_encode(system))
+        estimate = (size + 3) // 4 if size else 0
+        return estimate, _requested_output(body) or self.default_max_tokens
 
     async def admit(
-        self, key: GatewayKey | None, names: tuple[str, ...], body: Mapping[str, Any]
+        self,
+        key: GatewayKey | None,
+        model: str,
+        body: Mapping[str, Any],
+        names: Callable[[str], tuple[str, ...]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reservation:
         """Reserve what the request may use, or raise a 429 (`BudgetExceededError` for a
         budget) holding nothing; `UnpricedModelError` (403) for a budgeted key on a model
-        without a price."""
+        without a price. `names(model)`: the targets' labels, then `model` (asked only for
+        model limits and budgets); the `x-ratelimit-*` headers go into `headers`."""
         now = self.clock()
         window = int(now // _WINDOW)
-        reset = (window + 1) * _WINDOW - now
         prompt, output = self.estimate(body)
         tokens = prompt + output
-        model = names[-1] if names else ""
-        res = Reservation(model=model, tokens=tokens, key=key)
-        # (state key, amount, limit, ttl, kind)
-        wanted: list[tuple[str, float, float, float, str]] = []
+        res = Reservation(model, tokens, key, headers)
+        wanted = res.held  # (state key, amount, limit, ttl), as reserve_many takes them
+        kinds = res.kinds
+        budget = None
+        plan = None
         if key is not None:
-            if key.rpm is not None:
-                wanted.append((f"rpm:{key.id}:{window}", 1, key.rpm, _WINDOW * 2, "requests"))
-            if key.tpm is not None:
-                wanted.append((f"tpm:{key.id}:{window}", tokens, key.tpm, _WINDOW * 2, "tokens"))
-            if key.max_concurrency is not None:
-                wanted.append((f"conc:{key.id}", 1, key.max_concurrency, 3600.0, "concurrency"))
-        for name in dict.fromkeys(names) if self.model_limits else ():
-            limits = self.model_limits.get(name)
-            if limits is None:
-                continue
-            if "rpm" in limits:
-                wanted.append(
-                    (f"mrpm:{name}:{window}", 1, limits["rpm"], _WINDOW * 2, "m-requests")
-                )
-            if "tpm" in limits:
-                wanted.append(
-                    (f"mtpm:{name}:{window}", tokens, limits["tpm"], _WINDOW * 2, "m-tokens")
-                )
+            plan = self._plans.get(key.id)
+            if plan is None or plan.key is not key or plan.window != window:
+                plan = self._plans[key.id] = _KeyLimits(key, window)
+            for item, kind in zip(plan.items, plan.kinds, strict=True):
+                wanted.append(item if kind != "tokens" else (item[0], tokens, item[2], item[3]))
+            kinds.extend(plan.kinds)
+            budget = key.budget_usd
+        targets: tuple[str, ...] = (model,)
+        if names is not None and (budget is not None or self.model_limits):
+            targets = names(model)
+        if self.model_limits:
+            self._model_limits(targets, window, tokens, wanted, kinds)
         ends = _INF
         try:
-            if key is not None and key.budget_usd is not None:
+            if key is not None and budget is not None:
                 res.period, ends = budget_period(key.budget_period, now)
-                res.usd = self._estimated_cost(names, prompt, output)
+                res.usd = self._estimated_cost(targets, prompt, output)
                 bkey = f"usd:{key.id}:{res.period}"
                 ttl = 0.0 if ends == _INF else ends - now + 86400.0
                 await self._seed(key, res.period, bkey, ttl)
-                wanted.append((bkey, res.usd, key.budget_usd, ttl, "budget"))
+                wanted.append((bkey, res.usd, budget, ttl))
+                kinds.append("budget")
             if not wanted:
                 return res
             # all or nothing, in one step (one round trip to Redis)
-            admitted, values = await self.state.reserve_many(
-                [(k, amount, limit, ttl) for k, amount, limit, ttl, _ in wanted]
-            )
+            memory = self._memory
+            if memory is not None:
+                admitted, values = memory.reserve_now(wanted)
+            else:
+                admitted, values = await self.state.reserve_many(wanted)
         except (StateUnavailableError, StoreError) as e:
             return self._unavailable(e, res)
         if self._outage:
             self._outage = False
             log.warning("limits: the state store is reachable again; limits are exact again")
-        refused: tuple[str, float, float] | None = None
-        reset_text = _reset(reset)
-        for (k, amount, limit, ttl, kind), value in zip(wanted, values, strict=True):
-            if admitted:
-                res.held.append((k, amount, ttl, kind))
-            elif refused is None and amount > 0 and value + amount > limit:
-                refused = (kind, limit, value)
-            self._headers(res, kind, limit, value, reset_text)
-        if not admitted:
-            assert refused is not None  # the values are the ones the refusal was decided on
-            kind, limit, value = refused
-            if kind == "budget":
-                assert key is not None
-                until = (
-                    "it has no period: it does not reset"
-                    if ends == _INF
-                    else "it resets at "
-                    + datetime.fromtimestamp(ends, timezone.utc).isoformat(timespec="seconds")
-                )
-                retry_budget = str(math.ceil(ends - now)) if ends != _INF else "86400"
-                raise BudgetExceededError(
-                    f"This key's {key.budget_period} budget of ${limit:g} is spent "
-                    f"(${value:.4f} used or reserved; this request may cost ${res.usd:.4f}); "
-                    f"{until}.",
-                    headers={"Retry-After": retry_budget},
-                )
-            retry = 1 if kind == "concurrency" else math.ceil(reset)
-            headers = {"Retry-After": str(retry), **res.headers}
-            raise RateLimitError(_refusal(kind, limit, key, model), headers=headers)
-        return res
+        reset = self._reset_text(now, window)
+        if plan is not None and not self.model_limits:  # one limit of a kind: no tightest
+            headers = res.headers
+            for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
+                remaining = limit - values[i]
+                headers[limit_name] = text
+                headers[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
+                headers[reset_name] = reset
+        else:
+            self._headers(res, values, reset)
+        if admitted:
+            return res
+        # the first limit it would pass (the values are the ones the refusal was decided on)
+        kind, limit, value = next(
+            (kind, limit, value)
+            for (_, amount, limit, _), value, kind in zip(wanted, values, kinds, strict=True)
+            if amount > 0 and value + amount > limit
+        )
+        res.held, res.kinds = [], []  # nothing is held
+        if kind == "budget":
+            assert key is not None
+            until = (
+                "it has no period: it does not reset"
+                if ends == _INF
+                else "it resets at "
+                + datetime.fromtimestamp(ends, timezone.utc).isoformat(timespec="seconds")
+            )
+            retry_budget = str(math.ceil(ends - now)) if ends != _INF else "86400"
+            raise BudgetExceededError(
+                f"This key's {key.budget_period} budget of ${limit:g} is spent "
+                f"(${value:.4f} used or reserved; this request may cost ${res.usd:.4f}); "
+                f"{until}.",
+                headers={"Retry-After": retry_budget},
+            )
+        retry = 1 if kind == "concurrency" else math.ceil((window + 1) * _WINDOW - now)
+        raise RateLimitError(
+            _refusal(kind, limit, key, model), headers={"Retry-After": str(retry), **res.headers}
+        )
+
+    def _model_limits(
+        self,
+        targets: tuple[str, ...],
+        window: int,
+        tokens: int,
+        wanted: list[tuple[str, float, float, float]],
+        kinds: list[str],
+    ) -> None:
+        """The `[limits."provider/model"]` of the names a request may be served by."""
+        for name in dict.fromkeys(targets):
+            limits = self.model_limits.get(name)
+            if limits is None:
+                continue
+            if "rpm" in limits:
+                wanted.append((f"mrpm:{name}:{window}", 1, limits["rpm"], _WINDOW * 2))
+                kinds.append("m-requests")
+            if "tpm" in limits:
+                wanted.append((f"mtpm:{name}:{window}", tokens, limits["tpm"], _WINDOW * 2))
+                kinds.append("m-tokens")
+
+    def _reset_text(self, now: float, window: int) -> str:
+        """When this window resets, as the headers say it ("12.345s"): worked out once per
+        10 ms (a tick never spans two windows: a window is 6000 of them)."""
+        tick = int(now * 100)
+        if tick != self._tick:
+            self._tick = tick
+            self._tick_reset = _reset((window + 1) * _WINDOW - now)
+        return self._tick_reset
 
     def _estimated_cost(self, names: tuple[str, ...], prompt: int, output: int) -> float:
         """The most a request may cost at the dearest of its targets (`names`: the targets'
@@ -306,20 +407,22 @@ class Limiter:
         return Reservation()
 
     @staticmethod
-    def _headers(res: Reservation, kind: str, limit: float, value: float, reset: str) -> None:
-        if kind in ("requests", "m-requests"):
-            name = "requests"
-        elif kind in ("tokens", "m-tokens"):
-            name = "tokens"
-        else:
-            return
-        remaining = max(int(limit - value), 0)
-        previous = res.headers.get(f"x-ratelimit-remaining-{name}")
-        if previous is not None and int(previous) <= remaining:
-            return  # the tightest limit is the one shown
-        res.headers[f"x-ratelimit-limit-{name}"] = str(int(limit))
-        res.headers[f"x-ratelimit-remaining-{name}"] = str(remaining)
-        res.headers[f"x-ratelimit-reset-{name}"] = reset
+    def _headers(res: Reservation, values: list[float], reset: str) -> None:
+        """The tightest requests and tokens limits, in the `x-ratelimit-*` headers."""
+        headers = res.headers
+        for (_, _, limit, _), value, kind in zip(res.held, values, res.kinds, strict=True):
+            names = _HEADERS.get(kind)
+            if names is None:
+                continue
+            remaining = int(limit - value)
+            if remaining < 0:
+                remaining = 0
+            previous = headers.get(names[1])
+            if previous is not None and int(previous) <= remaining:
+                continue  # the tightest limit is the one shown
+            headers[names[0]] = str(int(limit))
+            headers[names[1]] = str(remaining)
+            headers[names[2]] = reset
 
     def settle(
         self, res: Reservation, usage: Usage | None, served: bool, usd: float | None = None
@@ -332,12 +435,14 @@ class Limiter:
             return
         changes = self._changes(res, usage, served, usd)
         spent = 0.0
-        if res.key is not None and res.period and self.keys is not None:
+        if res.period and res.key is not None and self.keys is not None:
             spent = usd if usd is not None else (res.usd if served else 0.0)
         if not changes and not spent:
             return
-        if self._immediate and not spent:
-            _run_now(self.state.reserve_many(changes))
+        memory = self._memory
+        if memory is not None and not spent:
+            for k, delta, _, ttl in changes:
+                memory.add_now(k, delta, ttl)
             return
         task = asyncio.get_running_loop().create_task(self._apply(res, changes, spent))
         self._tasks.add(task)
@@ -346,7 +451,7 @@ class Limiter:
     def release(self, res: Reservation) -> None:
         """Give back everything held (a request that never went upstream)."""
         self.settle(res, None, False)
-        res.held = []
+        res.held, res.kinds = [], []
 
     @staticmethod
     def _changes(
@@ -355,20 +460,20 @@ class Limiter:
         """What settling changes: (state key, delta, no limit, ttl) per limit held."""
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
         changes: list[tuple[str, float, float, float]] = []
-        for k, amount, ttl, kind in res.held:
-            if kind == "concurrency":
-                delta = -amount
-            elif kind in ("tokens", "m-tokens"):
+        for (k, amount, _, ttl), kind in zip(res.held, res.kinds, strict=True):
+            if kind == "requests" or kind == "m-requests":
+                if served:
+                    continue
+                delta = -amount  # a request that never went upstream does not count
+            elif kind == "tokens" or kind == "m-tokens":
                 if real_tokens is not None:
                     delta = real_tokens - amount
                 else:  # nothing served: all back; served without usage: kept
                     delta = 0 if served else -amount
-            elif kind == "budget":
+            elif kind == "concurrency":
+                delta = -amount
+            else:  # the budget
                 delta = real_usd - amount if real_usd is not None else 0 if served else -amount
-            elif not served:
-                delta = -amount  # a request that never went upstream does not count
-            else:
-                continue
             if delta:
                 changes.append((k, delta, _INF, ttl))
         return changes
@@ -410,16 +515,6 @@ class Limiter:
             except StoreError:
                 out["store"] = "unreachable"
         return out
-
-
-def _run_now(step: Coroutine[Any, Any, Any]) -> None:
-    """Run a coroutine that never waits (the memory backend's) to its end, here and now."""
-    try:
-        step.send(None)
-    except StopIteration:
-        return
-    step.close()
-    raise RuntimeError("the memory state backend waited")
 
 
 def _refusal(kind: str, limit: float, key: GatewayKey | None, model: str) -> str:

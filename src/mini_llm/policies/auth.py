@@ -86,6 +86,13 @@ class AccessControl:
 
     async def identify(self, request: web.Request) -> GatewayKey | None:
         """None for the master key, the gateway key else; raise 401 for anything else."""
+        key = self._known(request)
+        if key is not None and key.signing_secret is not None:
+            await self._check_signature(request, key, time.time())
+        return key
+
+    def _known(self, request: web.Request) -> GatewayKey | None:
+        """`identify` but the signature: None for the master key, the gateway key else."""
         given = presented_key(request)
         if given is None:
             raise AuthenticationError(
@@ -97,12 +104,11 @@ class AccessControl:
         key = self.cache.lookup(hash_key(given), now) if self.cache is not None else None
         if key is None:
             raise AuthenticationError("Invalid API key.")
-        refusal = key.refusal(now)
-        if refusal is not None:
-            log.info("refused key %s: %s", key.label, refusal)
-            raise AuthenticationError(f"This API key is {refusal}.")
-        if key.signing_secret is not None:
-            await self._check_signature(request, key, now)
+        if key.revoked or not key.enabled or key.expires_at is not None:
+            refusal = key.refusal(now)
+            if refusal is not None:
+                log.info("refused key %s: %s", key.label, refusal)
+                raise AuthenticationError(f"This API key is {refusal}.")
         return key
 
     async def _check_signature(self, request: web.Request, key: GatewayKey, now: float) -> None:
@@ -144,29 +150,36 @@ class AccessControl:
             path = request.path
             if path in OPEN_PATHS:
                 return await handler(request)
-            if path in METRICS_PATHS and self._metrics_token(request):
-                return await handler(request)
             try:
-                key = await self.identify(request)
-                if key is not None and path in METRICS_PATHS:
-                    raise PermissionDeniedError(
-                        "/metrics takes the master key or the metrics token "
-                        "([metrics] token, MINI_LLM_METRICS_TOKEN), not a gateway key."
-                    )
-                if (
-                    key is not None
-                    and path.startswith("/admin")
-                    and not (path in OWN_USAGE_PATHS and request.method in ("GET", "HEAD"))
-                ):
-                    raise PermissionDeniedError(
-                        "Admin routes take the master key, not a gateway key."
-                    )
+                if path.startswith("/v1/"):  # the APIs: any key, nothing more to check
+                    key = self._known(request)
+                    if key is not None and key.signing_secret is not None:
+                        await self._check_signature(request, key, time.time())
+                else:
+                    if path in METRICS_PATHS and self._metrics_token(request):
+                        return await handler(request)
+                    key = await self.identify(request)
+                    if key is not None:
+                        self._gateway_key_may(request, path)
             except GatewayError as e:
                 return _error(request, e)
             request[NOTES] = {"key": key}
             return await handler(request)
 
         return authenticate
+
+    @staticmethod
+    def _gateway_key_may(request: web.Request, path: str) -> None:
+        """403 for a route a gateway key may not call: /metrics, /admin but its own usage."""
+        if path in METRICS_PATHS:
+            raise PermissionDeniedError(
+                "/metrics takes the master key or the metrics token "
+                "([metrics] token, MINI_LLM_METRICS_TOKEN), not a gateway key."
+            )
+        if path.startswith("/admin") and not (
+            path in OWN_USAGE_PATHS and request.method in ("GET", "HEAD")
+        ):
+            raise PermissionDeniedError("Admin routes take the master key, not a gateway key.")
 
 
 def _error(request: web.Request, error: GatewayError) -> web.Response:

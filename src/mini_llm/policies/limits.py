@@ -24,17 +24,18 @@ class LimitsPolicy:
     async def before(self, info: RequestInfo) -> dict[str, Any] | None:
         key = info.notes.get("key")
         limiter = self.limiter
-        if not limiter.applies(key) or info.call is None:
+        call = info.call
+        if call is None or not limiter.applies(key):
             return None
-        res = await limiter.admit(key, self.names(info.model), info.call.body)
-        info.notes["reservation"] = res
-        if res.headers:
-            info.response_headers.update(res.headers)
+        info.notes["reservation"] = await limiter.admit(
+            key, call.model, call.body, self.names, info.response_headers
+        )
         return None
 
     def after(self, info: RequestInfo) -> None:
         res: Reservation | None = info.notes.get("reservation")
         if res is not None:
             served = info.target is not None  # it went upstream
-            usd = cost_of(info, self.limiter.prices)  # also a cancelled stream's usage
+            # the cost (also a cancelled stream's usage) only for a budget
+            usd = cost_of(info, self.limiter.prices) if res.period else None
             self.limiter.settle(res, info.usage, served, usd)

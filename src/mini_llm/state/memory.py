@@ -83,25 +83,55 @@ class MemoryState:
     async def reserve_many(
         self, items: Sequence[tuple[str, float, float, float]]
     ) -> tuple[bool, list[float]]:
-        # on every request that has limits: `_number` and `_keep` inlined
+        return self.reserve_now(items)
+
+    def reserve_now(
+        self, items: Sequence[tuple[str, float, float, float]]
+    ) -> tuple[bool, list[float]]:
+        """`reserve_many`, without a coroutine: the limiter calls it on every request."""
         held = self._values
         now = self._clock()
-        entries = [held.get(key) for key, _, _, _ in items]
-        values = [
-            e[0] if e is not None and isinstance(e[0], float) and not (e[1] and e[1] <= now)
-            else 0.0
-            for e in entries
-        ]  # fmt: skip
-        for (_, amount, limit, _), value in zip(items, values, strict=True):
+        values: list[float] = []
+        fits = True
+        for key, amount, limit, _ in items:
+            entry = held.get(key)
+            if entry is None or (entry[1] and entry[1] <= now):
+                value = 0.0
+            else:
+                found = entry[0]
+                value = found if isinstance(found, float) else 0.0
+            values.append(value)
             if amount > 0 and value + amount > limit:
-                return False, values
-        for i, ((key, amount, _, ttl), entry) in enumerate(zip(items, entries, strict=True)):
-            value = values[i] = max(values[i] + amount, 0.0)
+                fits = False
+        if not fits:
+            return False, values
+        for i, (key, amount, _, ttl) in enumerate(items):
+            value = values[i] + amount
+            if value < 0.0:
+                value = 0.0
+            values[i] = value
+            entry = held.get(key)
             if entry is not None and entry[1] > now:  # a live key keeps its expiry
                 held[key] = (value, entry[1])
             else:
                 self._store(key, value, ttl)
         return True, values
+
+    def add_now(self, key: str, amount: float, ttl: float) -> None:
+        """`reserve_now` of one settlement (never refused, never below 0)."""
+        entry = self._values.get(key)
+        value = 0.0
+        if entry is not None and (not entry[1] or entry[1] > self._clock()):
+            found = entry[0]
+            if isinstance(found, float):
+                value = found
+        value += amount
+        if value < 0.0:
+            value = 0.0
+        if entry is not None and entry[1] > self._clock():  # a live key keeps its expiry
+            self._values[key] = (value, entry[1])
+        else:
+            self._store(key, value, ttl)
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
