@@ -222,7 +222,7 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         "openai-aiohttp-client",
-        "OpenAI pass-through, aiohttp's upstream client (http_client = \"aiohttp\")",
+        'OpenAI pass-through, aiohttp\'s upstream client (http_client = "aiohttp")',
         _req(CHAT, _openai(OPENAI_MODEL, False)),
         False,
         direct=_req(CHAT, _openai("gpt-4o-mini", False)),

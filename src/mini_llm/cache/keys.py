@@ -55,8 +55,7 @@ def request_material(canonical: dict[str, Any], models: Iterable[str]) -> dict[s
     messages = material.get("messages")
     if type(messages) is list:
         material["messages"] = [
-            m if type(m) is dict and type(m.get("content")) is str else _plain(m)
-            for m in messages
+            m if type(m) is dict and type(m.get("content")) is str else _plain(m) for m in messages
         ]
     return material
 
