@@ -31,7 +31,7 @@ from mini_llm.http1 import Http1Transport
 from mini_llm.http1_conn import HIGH_WATER, Conn
 from mini_llm.providers.base import UpstreamRequest
 from mini_llm.resilience import Timeouts
-from mini_llm.upstream import HttpTransport
+from mini_llm.upstream import HttpTransport, upstream_failure
 
 from .raw_http_server import (
     FAST,
@@ -158,40 +158,87 @@ def _client_tls(ca: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca)
 
 
-@pytest.mark.parametrize(("loop", "tls"), [("asyncio", False), ("uvloop", True)])
-def test_a_cancel_during_the_connect_leaves_the_counts_at_zero_and_the_bound_holds(
-    loop: str, tls: bool, tmp_path: Path
-) -> None:
-    """Http1Transport only (its internals: a cancel landing in `connection_made`). The
-    connection was uncounted twice (its close and the failed connect), the counts went
-    negative and `pool_per_host` 2 let more connections through; the counts are private
-    fields because nothing else shows them before the bound breaks."""
-    certs = make_tls(str(tmp_path)) if tls else None
+FD_REUSED = (
+    "a cancel as the TLS connection is made, on asyncio: _open_connection closes the socket "
+    "while asyncio's SSL transport, still shutting down, keeps its fd registered; the next "
+    "connect given the same fd number fails with RuntimeError('File descriptor N is used by "
+    "transport')"
+)
 
-    async def scenario() -> tuple[list[tuple[int, list[int]]], int, list[bytes]]:
+
+@pytest.mark.parametrize(
+    ("loop", "tls", "how"),
+    [
+        ("asyncio", False, "cancel"),
+        pytest.param(
+            "asyncio", True, "cancel", marks=pytest.mark.xfail(strict=True, reason=FD_REUSED)
+        ),
+        ("uvloop", False, "cancel"),
+        ("uvloop", True, "cancel"),
+        ("uvloop", False, "timeout"),
+        ("uvloop", True, "timeout"),
+    ],
+    ids=[
+        "asyncio-tcp-cancel",
+        "asyncio-tls-cancel",
+        "uvloop-tcp-cancel",
+        "uvloop-tls-cancel",
+        "uvloop-tcp-timeout",
+        "uvloop-tls-timeout",
+    ],
+)
+def test_a_cancel_or_timeout_during_the_connect_leaves_the_counts_at_zero_and_the_bound_holds(
+    loop: str, tls: bool, how: str, tmp_path: Path
+) -> None:
+    """Http1Transport only (its internals: landing in `connection_made`). A cancel (the client
+    went away) or the connect timeout (`connection_made` outlasts it) landing as the
+    connection is made: the connection was uncounted twice (its close and the failed connect),
+    the counts went negative and `pool_per_host` 2 let more connections through. The counts
+    are private fields because nothing else shows them before the bound breaks. The timeout
+    lands inside the connect on uvloop only: on asyncio the connect's last step runs before the
+    expired timer's callback, and the connect ends in time (the stalled handshake below is the
+    timeout on asyncio)."""
+    certs = make_tls(str(tmp_path)) if tls else None
+    quick = Timeouts(connect=0.3, first_byte=5, idle=5, total=10)
+
+    async def scenario() -> tuple[list[str], list[tuple[int, list[int]]], int, list[bytes]]:
         context = server_tls(certs["server"]) if certs is not None else None
         async with (
             RawServer(serve_each(_answer_soon(0.2)), context) as server,
-            started(Http1Transport, pool_per_host=2) as t,
+            started(Http1Transport, quick, pool_per_host=2) as t,
         ):
             if certs is not None:
                 assert isinstance(t, Http1Transport)
                 t._tls = _client_tls(certs["ca"])  # the test CA; SSL_CERT_FILE is process-wide
             url = server.url(host="localhost" if tls else None)
+            ended: list[str] = []
             after: list[tuple[int, list[int]]] = []
             current: list[asyncio.Task[Any]] = []
-            with on_connection_made(lambda: current[-1].cancel()):
+
+            def land() -> None:
+                if how == "cancel":
+                    current[-1].cancel()
+                else:
+                    time.sleep(quick.connect + 0.05)  # the timeout is due as the connect ends
+
+            with on_connection_made(land):
                 for _ in range(3):
                     current.append(asyncio.ensure_future(fetch(t, url)))
-                    with pytest.raises(asyncio.CancelledError):
+                    try:
                         await current[-1]
+                        ended.append("answered")
+                    except asyncio.CancelledError:
+                        ended.append("cancelled")
+                    except Exception as e:
+                        ended.append(type(upstream_failure(e, "prov")).__name__)
                     await asyncio.sleep(0.05)
                     after.append(counts(t))
             before = server.accepted
-            answers = await asyncio.gather(*(fetch(t, url) for _ in range(6)))
-            return after, server.accepted - before, [body for _, _, body in answers]
+            answers = await asyncio.gather(*(fetch(t, url, timeouts=FAST) for _ in range(6)))
+            return ended, after, server.accepted - before, [body for _, _, body in answers]
 
-    after, opened, bodies = run(scenario(), uvloop=loop == "uvloop")
+    ended, after, opened, bodies = run(scenario(), uvloop=loop == "uvloop")
+    assert ended == ["cancelled" if how == "cancel" else "UpstreamTimeoutError"] * 3
     assert after == [(0, [0])] * 3
     assert bodies == [b"ok"] * 6
     assert opened == 2  # pool_per_host
@@ -237,3 +284,206 @@ def test_a_connect_timeout_during_the_tls_handshake_leaves_the_counts_at_zero(
     assert after == [(0, [0])] * 3
     assert left == (0, [0])
     assert seen <= {0, 1} and 1 in seen, seen  # pool_per_host: one handshake at a time
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_cancel_right_after_the_connect_is_not_lost(loop: str) -> None:
+    """Http1Transport only (a patched `Conn.connection_made`). The cancel lands one step after
+    the connection is made, when the connect's own task is done: 3.11's `wait_for` returned its
+    result and dropped the cancel, and the call went on for a client that was gone."""
+
+    async def scenario() -> tuple[list[str], tuple[int, list[int]]]:
+        async with (
+            RawServer(serve_each(_answer_soon(0.05))) as server,
+            started(Http1Transport) as t,
+        ):
+            made = asyncio.Event()
+            ended: list[str] = []
+            with on_connection_made(made.set):
+                for _ in range(3):
+                    made.clear()
+                    task = asyncio.ensure_future(fetch(t, server.url()))
+                    await made.wait()
+                    task.cancel()
+                    try:
+                        await task
+                        ended.append("answered")
+                    except asyncio.CancelledError:
+                        ended.append("cancelled")
+                    await asyncio.sleep(0.05)
+            return ended, counts(t)
+
+    ended, left = run(scenario(), uvloop=loop == "uvloop")
+    assert ended == ["cancelled"] * 3
+    assert left == (0, [0])
+
+
+# (3) p4: bytes after an answer -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [b"HTTP/1.1 500 Injected\r\nX-Pad: ", b"HTTP/1.1 500 Injected\r\nContent-Length: 3\r\n\r\nbad"],
+    ids=["part-of-a-head", "a-whole-answer"],
+)
+def test_stray_bytes_after_an_answer_never_answer_the_next_request(
+    transport_class: TransportClass, stray: bytes
+) -> None:
+    """The upstream sends more than it framed, in the same segment: the next request on the
+    pool gets its own answer (on a fresh connection), never a status or headers sent before it
+    was written."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        if request.target == "/first":
+            await conn.send(response(200, b"ok") + stray)
+        else:
+            await conn.send(response(200, b"hello", [("X-Answer", request.target)]))
+
+    async def scenario() -> tuple[tuple[int, Any, bytes], tuple[int, Any, bytes] | GatewayError]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            first = await fetch(t, server.url("/first"))
+            await asyncio.sleep(0.05)
+            second = await outcome(fetch(t, server.url("/second")))
+            server.check()
+            return first, second
+
+    first, second = run(scenario())
+    assert first[0] == 200 and first[2] == b"ok"
+    assert not isinstance(second, GatewayError), second
+    status, headers, body = second
+    assert (status, headers.get("X-Answer"), body) == (200, "/second", b"hello")
+
+
+# (4) p7: gzip of several members ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_gzip_of_several_members_is_read_whole(
+    transport_class: TransportClass, framing: str
+) -> None:
+    """RFC 1952: a gzip file may be several members one after the other (a server that
+    compresses per flush sends that); every member is part of the body."""
+    members = [b'{"a": "first half ', b"second half, ", b'third"}']
+    packed = b"".join(gzip.compress(member, mtime=0) for member in members)
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        if framing == "length":
+            await conn.send(response(200, packed, [("Content-Encoding", "gzip")]))
+        else:
+            # a chunk across the first members' end, each chunk arriving on its own
+            cut = len(gzip.compress(members[0], mtime=0))
+            parts = [packed[: cut - 3], packed[cut - 3 : cut + 1], packed[cut + 1 :]]
+            head = [("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")]
+            framed = [chunked([part])[:-5] for part in parts]
+            await conn.send_all([response(200, b"", head), *framed, b"0\r\n\r\n"], pause=0.02)
+
+    async def scenario() -> bytes:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            return (await fetch(t, server.url()))[2]
+
+    assert run(scenario()) == b"".join(members)
+
+
+# (10) p8: raw deflate, a first chunk of one byte -------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "zlib-wrapped"])
+def test_deflate_with_a_first_chunk_of_one_byte(transport_class: TransportClass, raw: bool) -> None:
+    """`deflate` sent raw (no zlib header, as some servers do) or as the RFC says, chunked with a
+    first chunk of a single byte, each chunk arriving on its own: which of the two it is was
+    decided on that one byte, which zlib took without complaint, and the rest failed."""
+    plain = b'{"answer": "hello world, hello world, hello world"}'
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    packed = packer.compress(plain) + packer.flush()
+    head = response(200, b"", [("Content-Encoding", "deflate"), ("Transfer-Encoding", "chunked")])
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await conn.send_all([head + chunked([packed[:1]])[:-5], chunked([packed[1:]])], pause=0.05)
+
+    async def scenario() -> bytes:
+        async with RawServer(serve_each(answer)) as server, started(transport_class) as t:
+            return (await fetch(t, server.url()))[2]
+
+    assert run(scenario()) == plain
+
+
+# (5) p3: a connection released while paused ---------------------------------------------------
+
+
+def test_a_connection_released_while_paused_is_not_reused(transport_class: TransportClass) -> None:
+    """An answer complete while the socket's reading is paused (its last read crossed
+    `HIGH_WATER`), released unread: its connection was pooled still paused, and the next
+    request on it waited for bytes that were never read until `total` ended it. It must go on
+    a fresh connection, answered at once."""
+    size = HIGH_WATER + 4096
+    first = HIGH_WATER - 50
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        if request.target == "/big":
+            data = response(200, b"x" * size)
+            head = len(data) - size
+            await conn.send(data, pieces=[head + first], pause=0.2)
+        else:
+            await conn.send(response(200, b"ok"))
+
+    slow = Timeouts(connect=2, first_byte=0.5, idle=5, total=4)
+
+    async def scenario() -> tuple[bytes, float, int]:
+        async with RawServer(serve_each(answer)) as server, started(transport_class, slow) as t:
+            big = await t.send(UpstreamRequest("GET", server.url("/big"), {}, b""))
+            await asyncio.sleep(0.5)  # all of it has come, none of it read
+            big.release()
+            began = time.monotonic()
+            body = (await fetch(t, server.url("/next")))[2]
+            return body, time.monotonic() - began, server.accepted
+
+    body, took, accepted = run(scenario())
+    assert body == b"ok"
+    assert took < 0.4, took
+    assert accepted == 2
+
+
+# (6) p11: Happy Eyeballs -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[int]:
+    """A port on 127.0.0.1 whose SYNs are dropped: a listener that never accepts, its backlog
+    filled (a dead route, a load balancer's dead node)."""
+    hole = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        port = int(hole.getsockname()[1])
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        hole.close()
+
+
+def test_happy_eyeballs_a_second_address_answers_when_the_first_drops_syns(
+    transport_class: TransportClass,
+) -> None:
+    """The name resolves to two addresses, the first dropping SYNs: the second is tried 250 ms
+    later (RFC 8305, as aiohttp does), and answers well within the connect timeout (tried one
+    after the other, the first ate the whole connect timeout and the call failed)."""
+
+    async def scenario(hole: int) -> tuple[bytes, float]:
+        async with RawServer(serve_each(_answer_soon(0))) as server, started(transport_class) as t:
+            with resolving({"dual.test": [("127.0.0.1", hole), ("127.0.0.1", server.port)]}):
+                began = time.monotonic()
+                body = (await fetch(t, f"http://dual.test:{server.port}/"))[2]
+                return body, time.monotonic() - began
+
+    with blackhole() as hole:
+        body, took = run(scenario(hole))
+    assert body == b"ok"
+    assert took < 1.0, took  # FAST's connect timeout is 2 s
