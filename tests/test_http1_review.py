@@ -511,3 +511,203 @@ def test_happy_eyeballs_a_second_address_answers_when_the_first_drops_syns(
         body, took = run(scenario(hole))
     assert body == b"ok"
     assert took < 1.0, took  # FAST's connect timeout is 2 s
+
+
+# (8) p12: close() with a request waiting for the pool -------------------------------------------
+
+
+def test_close_with_a_request_waiting_for_the_pool_opens_nothing() -> None:
+    """Http1Transport only (aiohttp's close cancels the waiting request instead, and the
+    counts are Http1Transport's). `pool_per_host` 1: one request in flight, one waiting for its
+    connection, then `close()`. Both end in an error at once, the waiter never opens a
+    connection during the shutdown (closing the busy one handed its place to the waiter
+    first), and the counts end at 0 (they were decremented twice)."""
+
+    async def held(conn: RawConnection) -> None:
+        await conn.read_request()
+        await conn.peer_closed(5)
+
+    slow = Timeouts(connect=2, first_byte=5, idle=5, total=6)
+
+    async def scenario() -> tuple[list[str], int, float, tuple[int, list[int]]]:
+        async with RawServer(held) as server:
+            t = Http1Transport(slow, 0, "ua", pool_per_host=1)
+            await t.start()
+            flying = asyncio.ensure_future(fetch(t, server.url("/flying")))
+            await asyncio.sleep(0.1)
+            waiting = asyncio.ensure_future(fetch(t, server.url("/waiting")))
+            await asyncio.sleep(0.1)
+            began = time.monotonic()
+            await t.close()
+            ended = await asyncio.gather(outcome(flying), outcome(waiting))
+            took = time.monotonic() - began
+            await asyncio.sleep(0.1)
+            left = counts(t)
+            kinds = [type(e).__name__ if isinstance(e, GatewayError) else "answered" for e in ended]
+            return kinds, server.accepted, took, left
+
+    kinds, accepted, took, left = run(scenario())
+    assert "answered" not in kinds, kinds
+    assert accepted == 1
+    assert took < 1.0, took
+    assert left == (0, [0])
+
+
+# (9) p10: first come, first served -------------------------------------------------------------
+
+
+STARVED = (
+    "pool_size 1, three callers to origin A back to back, one request to origin B: "
+    "connection_idle hands A's freed connection to the first waiter for A, skipping B although "
+    "B is first in the queue; B is woken only when no A request waits, which never happens, and "
+    "it fails with PoolTimeout at the connect timeout while A completes ~90 calls"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=STARVED)
+def test_a_request_waiting_for_the_pool_is_not_starved_by_newcomers() -> None:
+    """Http1Transport only (aiohttp starves B too: the old client's behaviour, not a promise
+    it made). `pool_size` 1; three callers keep calling origin A back to back, one request to
+    origin B waits. Its turn must come (A's connection gives its place): newcomers to A queue
+    behind it instead of taking A's freed connection first until B's wait times out."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await asyncio.sleep(0.01)
+        await conn.send(response(200, b"ok"))
+
+    quick = Timeouts(connect=1.0, first_byte=5, idle=5, total=10)
+
+    async def scenario() -> tuple[bytes | GatewayError, float, int]:
+        async with (
+            RawServer(serve_each(answer)) as a,
+            RawServer(serve_each(answer)) as b,
+            started(Http1Transport, quick, pool_size=1) as t,
+        ):
+            stop = asyncio.Event()
+            done = [0]
+
+            async def hammer() -> None:
+                while not stop.is_set():
+                    await fetch(t, a.url())
+                    done[0] += 1
+
+            hammers = [asyncio.ensure_future(hammer()) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            began = time.monotonic()
+            got = await outcome(fetch(t, b.url("/b")))
+            took = time.monotonic() - began
+            stop.set()
+            await asyncio.gather(*hammers)
+            body = got if isinstance(got, GatewayError) else got[2]
+            return body, took, done[0]
+
+    body, took, done = run(scenario())
+    assert body == b"ok", body
+    assert took < 0.5, took
+    assert done > 0
+
+
+def test_waiters_for_one_origin_are_served_in_their_order(transport_class: TransportClass) -> None:
+    """`pool_per_host` 1: requests queued for the one connection are answered in the order they
+    asked, a newcomer behind those already waiting."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await asyncio.sleep(0.05)
+        await conn.send(response(200, request.target.encode()))
+
+    async def scenario() -> list[str]:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(transport_class, pool_per_host=1) as t,
+        ):
+            calls = []
+            for i in range(5):
+                calls.append(asyncio.ensure_future(fetch(t, server.url(f"/{i}"))))
+                await asyncio.sleep(0.01)  # each asks after the one before
+            await asyncio.gather(*calls)
+            return [request.target for request in server.requests]
+
+    assert run(scenario()) == [f"/{i}" for i in range(5)]
+
+
+def test_a_pool_wait_past_the_connect_timeout_is_the_pools_timeout() -> None:
+    """Http1Transport only (aiohttp bounds the wait by `total` and calls it the upstream's
+    timeout). One connection held; the next request's wait for it ends at the connect timeout,
+    reported as no connection becoming free, not as the upstream timing out."""
+
+    async def answer(conn: RawConnection, request: RawRequest) -> None:
+        await asyncio.sleep(2 if request.target == "/hold" else 0)
+        await conn.send(response(200, b"ok"))
+
+    quick = Timeouts(connect=0.3, first_byte=5, idle=5, total=10)
+
+    async def scenario() -> tuple[GatewayError, float, int]:
+        async with (
+            RawServer(serve_each(answer)) as server,
+            started(Http1Transport, pool_per_host=1) as t,
+        ):
+            holder = asyncio.ensure_future(fetch(t, server.url("/hold")))
+            await asyncio.sleep(0.05)
+            began = time.monotonic()
+            error = await failure(fetch(t, server.url("/next"), timeouts=quick))
+            took = time.monotonic() - began
+            holder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holder
+            return error, took, len(server.requests)
+
+    error, took, asked = run(scenario())
+    assert type(error) is UpstreamTimeoutError
+    assert "no connection to upstream prov became free within the connect timeout" in str(error)
+    assert 0.25 < took < 1.0, took
+    assert asked == 1  # the second never went out
+
+
+# (11) p13: IDNA host names, a URL's user:password ----------------------------------------------
+
+
+def test_an_idna_host_is_sent_as_idna_2008() -> None:
+    """Http1Transport only (aiohttp hands the Unicode name to `getaddrinfo`, whose codec is
+    IDNA 2003's, and sends it in UTF-8 as the Host). `straße.example` is
+    `xn--strae-oqa.example` (IDNA 2008, UTS #46, as yarl and browsers have it), not
+    `strasse.example` (IDNA 2003's mapping): that name is resolved (the resolution patched to
+    127.0.0.1) and sent as the Host."""
+
+    async def scenario() -> tuple[list[str], str | None, bytes, int]:
+        async with RawServer(serve_each(ok_target)) as server, started(Http1Transport) as t:
+            local = [("127.0.0.1", server.port)]
+            with resolving({"xn--strae-oqa.example": local}) as asked:
+                body = (await fetch(t, f"http://straße.example:{server.port}/x"))[2]
+            return asked, server.requests[0].header("Host"), body, server.port
+
+    asked, host, body, port = run(scenario())
+    assert asked == ["xn--strae-oqa.example"]
+    assert host == f"xn--strae-oqa.example:{port}"
+    assert body == b"/x"
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "credentials"),
+    [("user:secret", b"user:secret"), ("us%40er:p%3Ass%20word", b"us@er:p:ss word")],
+    ids=["plain", "percent-encoded"],
+)
+def test_a_urls_user_and_password_are_sent_as_basic_auth(
+    transport_class: TransportClass, userinfo: str, credentials: bytes
+) -> None:
+    """A base URL with `user:password@` (aiohttp sent them as Basic auth, and the URL cannot
+    carry them otherwise): `Authorization: Basic …` of the decoded pair, and the userinfo is
+    not in the Host or the target."""
+
+    async def scenario() -> tuple[RawRequest, int]:
+        async with RawServer(serve_each(ok_target)) as server, started(transport_class) as t:
+            await fetch(t, f"http://{userinfo}@127.0.0.1:{server.port}/p?q=1")
+            return server.requests[0], server.port
+
+    sent, port = run(scenario())
+    assert sent.all("Authorization") == ["Basic " + base64.b64encode(credentials).decode()]
+    assert sent.target == "/p?q=1"
+    assert sent.header("Host") == f"127.0.0.1:{port}"
+
+
+async def ok_target(conn: RawConnection, request: RawRequest) -> None:
+    await conn.send(response(200, request.target.encode()))
