@@ -281,7 +281,9 @@ def test_a_connect_timeout_during_the_tls_handshake_leaves_the_counts_at_zero(
 
     quick = Timeouts(connect=0.3, first_byte=5, idle=5, total=10)
 
-    async def scenario() -> tuple[list[GatewayError], list[tuple[int, list[int]]], int, int]:
+    async def scenario() -> tuple[
+        list[GatewayError], list[tuple[int, list[int]]], tuple[int, list[int]], set[int]
+    ]:
         async with RawServer(silent) as server, started(Http1Transport, quick, 1) as t:
             url = f"https://127.0.0.1:{server.port}/"
             errors: list[GatewayError] = []
