@@ -609,27 +609,32 @@ def test_a_request_waiting_for_the_pool_is_not_starved_by_newcomers() -> None:
     assert done > 0
 
 
-def test_waiters_for_one_origin_are_served_in_their_order(transport_class: TransportClass) -> None:
-    """`pool_per_host` 1: requests queued for the one connection are answered in the order they
-    asked, a newcomer behind those already waiting."""
+def test_a_freed_connection_goes_to_the_waiter_not_to_a_newcomer() -> None:
+    """Http1Transport only (aiohttp lets the newcomer take the freed connection first).
+    `pool_per_host` 1: while `/first` holds the connection, `/waiting` queues for it; the
+    moment `/first` is done, its caller asks again (`/again`). The freed connection is the
+    waiter's, and the newcomer queues behind it (it took the connection from the pool first)."""
 
     async def answer(conn: RawConnection, request: RawRequest) -> None:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1 if request.target == "/first" else 0.01)
         await conn.send(response(200, request.target.encode()))
 
     async def scenario() -> list[str]:
         async with (
             RawServer(serve_each(answer)) as server,
-            started(transport_class, pool_per_host=1) as t,
+            started(Http1Transport, pool_per_host=1) as t,
         ):
-            calls = []
-            for i in range(5):
-                calls.append(asyncio.ensure_future(fetch(t, server.url(f"/{i}"))))
-                await asyncio.sleep(0.01)  # each asks after the one before
-            await asyncio.gather(*calls)
+
+            async def greedy() -> None:
+                await fetch(t, server.url("/first"))
+                await fetch(t, server.url("/again"))  # at once, in the same step
+
+            first = asyncio.ensure_future(greedy())
+            await asyncio.sleep(0.03)
+            await asyncio.gather(first, fetch(t, server.url("/waiting")))
             return [request.target for request in server.requests]
 
-    assert run(scenario()) == [f"/{i}" for i in range(5)]
+    assert run(scenario()) == ["/first", "/waiting", "/again"]
 
 
 def test_a_pool_wait_past_the_connect_timeout_is_the_pools_timeout() -> None:
