@@ -465,7 +465,7 @@ def test_a_connection_released_while_paused_is_not_reused(transport_class: Trans
 
     body, took, accepted = run(scenario())
     assert body == b"ok"
-    assert took < 0.4, took
+    assert took < 1.0, took  # held back, only `total` (4 s) ended it
     assert accepted == 2
 
 
