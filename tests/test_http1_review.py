@@ -8,6 +8,10 @@ aiohttp behaves otherwise (each such test says so).
 
 The pool's counts are read through `Http1Transport._open` and `Origin.count`: the finding was
 that they went negative, which nothing outside shows until the bound they enforce is wrong.
+
+Two failures these tests found in the fixed code are strict xfails, so that their fix shows:
+`FD_REUSED` (a cancel during a TLS connect on asyncio) and `STARVED` (a waiter for another
+origin at `pool_size`).
 """
 
 from __future__ import annotations
