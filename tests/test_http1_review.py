@@ -9,9 +9,9 @@ aiohttp behaves otherwise (each such test says so).
 The pool's counts are read through `Http1Transport._open` and `Origin.count`: the finding was
 that they went negative, which nothing outside shows until the bound they enforce is wrong.
 
-Two failures these tests found in the fixed code are strict xfails, so that their fix shows:
-`FD_REUSED` (a cancel during a TLS connect on asyncio) and `STARVED` (a waiter for another
-origin at `pool_size`).
+Two failures these tests found in the fixed code were fixed after them: a cancel during a TLS
+connect on asyncio (the socket closed under asyncio's transport) and a waiter for another
+origin at `pool_size` passed over.
 """
 
 from __future__ import annotations
@@ -178,14 +178,6 @@ def _client_tls(ca: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca)
 
 
-FD_REUSED = (
-    "a cancel as the TLS connection is made, on asyncio: _open_connection closes the socket "
-    "while asyncio's SSL transport, still shutting down, keeps its fd registered; the next "
-    "connect given the same fd number fails with RuntimeError('File descriptor N is used by "
-    "transport')"
-)
-
-
 @pytest.mark.parametrize(
     ("loop", "tls", "how"),
     [
@@ -195,7 +187,6 @@ FD_REUSED = (
             True,
             "cancel",
             marks=[
-                pytest.mark.xfail(strict=True, reason=FD_REUSED),
                 # the transports the bug leaves behind, collected in the test (below)
                 pytest.mark.filterwarnings("ignore::ResourceWarning"),
                 pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
@@ -562,15 +553,6 @@ def test_close_with_a_request_waiting_for_the_pool_opens_nothing() -> None:
 # (9) p10: first come, first served -------------------------------------------------------------
 
 
-STARVED = (
-    "pool_size 1, three callers to origin A back to back, one request to origin B: "
-    "connection_idle hands A's freed connection to the first waiter for A, skipping B although "
-    "B is first in the queue; B is woken only when no A request waits, which never happens, and "
-    "it fails with PoolTimeout at the connect timeout while A completes ~90 calls"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STARVED)
 def test_a_request_waiting_for_the_pool_is_not_starved_by_newcomers() -> None:
     """Http1Transport only (aiohttp starves B too: the old client's behaviour, not a promise
     it made). `pool_size` 1; three callers keep calling origin A back to back, one request to

@@ -463,7 +463,11 @@ class Http1Transport:
                 server_hostname=origin.host if origin.ssl is not None else None,
             )
         except BaseException:
-            sock.close()
+            # asyncio's transport holds this very socket and closes it as it shuts down (a TLS
+            # one later): closing it here would free its descriptor under the transport;
+            # uvloop detaches what it takes, and may not take it (uvloop#653)
+            if not isinstance(loop, asyncio.BaseEventLoop):
+                sock.close()
             raise
         return conn
 
@@ -473,16 +477,21 @@ class Http1Transport:
         origin = conn.origin
         now = conn.idle_since = self.loop.time()
         if self._waiters and not self._closing:
+            # first come, first served: the first request in line that this connection can
+            # serve takes it; one for another origin, held back by `pool_size` only, gets
+            # its place (the connection closes, and `connection_gone` wakes it)
             for entry in self._waiters:
                 waiting, waiter = entry
-                if waiting is origin and not waiter.done():
+                if waiter.done():
+                    continue
+                if waiting is origin:
                     self._waiters.remove(entry)
                     waiter.set_result(conn)
                     return
-            origin.idle.append(conn)
-            self._wake()  # a request for another origin may take its place
-        else:
-            origin.idle.append(conn)
+                if not self._pool_per_host or waiting.count < self._pool_per_host:
+                    conn.abort()
+                    return
+        origin.idle.append(conn)
         if now - self._swept > KEEPALIVE:  # now and then, close what idled too long
             self._swept = now
             for other in self._origins.values():
