@@ -332,3 +332,37 @@ def test_forced_tool_turns_thinking_off_and_sampling_fits_anthropic() -> None:
     assert sampled["temperature"] == 1.0
     assert "top_p" not in sampled
     assert to_anthropic_request({**base, "top_p": 0.9}, False)["top_p"] == 0.9
+
+
+_TEXT_DELTAS = [
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok "}}',
+    '{"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":"a\\"b\\\\c"}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\\u00e9\\n\\ud83d\\ude00"}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"café 😀"}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}',
+    # other layouts: decoded whole, to the same chunk
+    '{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","more":1}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"},"z":{}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}},"b"}}',
+    '{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"x"}}',
+    '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}}',
+]
+
+
+@pytest.mark.parametrize("data", _TEXT_DELTAS)
+def test_text_delta_read_without_a_dict_is_the_same_chunk(data: str) -> None:
+    start = '{"type":"message_start","message":{"id":"msg_1","model":"claude-x","usage":{}}}'
+    fast = AnthropicStreamTranslator()
+    fast.feed(SSEEvent(start, "message_start"))
+    try:
+        expected: Any = json.loads(data)["delta"].get("text", "")
+    except json.JSONDecodeError:
+        with pytest.raises(UpstreamError, match="malformed"):
+            fast.feed(SSEEvent(data, "content_block_delta"))
+        return
+    (chunk,) = fast.feed(SSEEvent(data, "content_block_delta"))
+    assert chunk["id"] == "msg_1" and chunk["model"] == "claude-x"
+    assert chunk["choices"] == [
+        {"index": 0, "delta": {"content": expected}, "logprobs": None, "finish_reason": None}
+    ]

@@ -209,6 +209,27 @@ def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
     }
 
 
+# A text delta as Anthropic lays it out: `{"type":"content_block_delta","index":N,
+# "delta":{"type":"text_delta","text":"..."}}`; any other layout is decoded whole.
+_TEXT_DELTA = '{"type":"content_block_delta","index":'
+_TEXT_AFTER_INDEX = ',"delta":{"type":"text_delta","text":'
+_decode_text = msgspec.json.Decoder(str).decode
+
+
+def _delta_text(raw: str) -> str | None:
+    """The text of a text delta event's data laid out as Anthropic does, else None. What
+    lies between the text key and the closing braces must decode as one JSON string; so
+    anything else (more keys, other spacing) takes the whole decode instead."""
+    start = len(_TEXT_DELTA)
+    after = raw.find(_TEXT_AFTER_INDEX, start)
+    if after < 0 or not raw[start:after].isdigit() or not raw.endswith("}}"):
+        return None
+    try:
+        return _decode_text(raw[after + len(_TEXT_AFTER_INDEX) : -2])
+    except msgspec.DecodeError:
+        return None
+
+
 class AnthropicStreamTranslator:
     """Anthropic stream events -> canonical chunks (one instance per stream)."""
 
@@ -244,9 +265,24 @@ class AnthropicStreamTranslator:
         return chunk(self._id, self._model, delta, finish)
 
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
-        if not event.data or self._done:
+        raw = event.data
+        if raw.startswith(_TEXT_DELTA) and not self._done:
+            text = _delta_text(raw)
+            if text is not None:  # the most frequent event of all, read without a dict
+                delta = {"content": text}
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+                return [
+                    {
+                        "id": self._id,
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": self._model,
+                        "choices": [choice],
+                    }
+                ]
+        if not raw or self._done:
             return []
-        data = event_object(event.data)
+        data = event_object(raw)
         kind = data.get("type") or event.event
         if kind == "content_block_delta":
             return self._delta(data)
