@@ -49,6 +49,8 @@ _DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
 
 def token_count(value: Any) -> int:
     """A token count as an upstream reported it; anything not a finite number counts 0."""
+    if type(value) is int:  # the usual case, without the checks below
+        return value if value > 0 else 0
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return max(int(value), 0)
     return 0

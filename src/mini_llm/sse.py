@@ -39,6 +39,17 @@ class SSEParser:
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for block in self.blocks(chunk):
+            event = self.event(block)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """The lines of each event this chunk completes, still bytes (line ends made LF, the
+        blank line that ends the event left out); `event` reads one. For a decoder that
+        recognises its most frequent event by its bytes: `feed` is `event` of each."""
         if not chunk:
             return []
         if self._pending_cr:
@@ -67,32 +78,24 @@ class SSEParser:
             chunk = held + chunk
         blocks = chunk.split(b"\n\n")  # each the lines of one event (a blank line ends it)
         self._buf = blocks.pop()
-        events: list[SSEEvent] = []
-        ident = self._id
-        for block in blocks:
-            if block[:7] == b"event: ":  # `event: <name>` then `data: <payload>`, alone
-                end = block.find(b"\n")
-                if (
-                    end > 0
-                    and block[end + 1 : end + 7] == b"data: "
-                    and block.find(b"\n", end + 1) < 0
-                ):
-                    name = block[7:end].decode("utf-8", "replace")
-                    events.append(
-                        SSEEvent(block[end + 7 :].decode("utf-8", "replace"), name, ident)
-                    )
-                    continue
-            elif block[:6] == b"data: " and b"\n" not in block:
-                events.append(SSEEvent(block[6:].decode("utf-8", "replace"), None, ident))
-                continue
-            ident = self._block(block, ident, events)
-        self._id = ident
-        return events
+        return blocks
+
+    def event(self, block: bytes) -> SSEEvent | None:
+        """The event of one block `blocks` gave (None for one without data), in order."""
+        if block[:7] == b"event: ":  # `event: <name>` then `data: <payload>`, alone
+            end = block.find(b"\n")
+            if end > 0 and block[end + 1 : end + 7] == b"data: " and block.find(b"\n", end + 1) < 0:
+                name = block[7:end].decode("utf-8", "replace")
+                return SSEEvent(block[end + 7 :].decode("utf-8", "replace"), name, self._id)
+        elif block[:6] == b"data: " and b"\n" not in block:
+            return SSEEvent(block[6:].decode("utf-8", "replace"), None, self._id)
+        event, self._id = self._block(block, self._id)
+        return event
 
     @staticmethod
-    def _block(block: bytes, ident: str | None, events: list[SSEEvent]) -> str | None:
+    def _block(block: bytes, ident: str | None) -> tuple[SSEEvent | None, str | None]:
         """Any event's lines, field by field (the blank line that ends the block dispatches
-        it); returns the last event id."""
+        it); with the last event id."""
         data: list[str] = []
         event: str | None = None
         retry: int | None = None
@@ -116,8 +119,8 @@ class SSEParser:
             elif field == "retry" and value.isdigit():
                 retry = int(value)
         if data:
-            events.append(SSEEvent("\n".join(data), event, ident, retry))
-        return ident
+            return SSEEvent("\n".join(data), event, ident, retry), ident
+        return None, ident
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: an event lacking its blank line is dropped, as the spec says."""

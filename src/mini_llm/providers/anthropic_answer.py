@@ -24,13 +24,14 @@ from ..errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from ..sse import SSEEvent
+from ..sse import SSEEvent, SSEParser
 from .base import ErrorInfo, event_object
 
 __all__ = [
     "FINISH_REASONS",
     "JSON_TOOL",
     "JSON_TOOL_DESCRIPTION",
+    "AnthropicStreamDecoder",
     "AnthropicStreamTranslator",
     "anthropic_error_info",
     "canonical_usage",
@@ -209,23 +210,24 @@ def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
     }
 
 
-# A text delta as Anthropic lays it out: `{"type":"content_block_delta","index":N,
-# "delta":{"type":"text_delta","text":"..."}}`; any other layout is decoded whole.
-_TEXT_DELTA = '{"type":"content_block_delta","index":'
-_TEXT_AFTER_INDEX = ',"delta":{"type":"text_delta","text":'
+# A text delta as Anthropic sends it: `event: content_block_delta` and one `data:` line,
+# `{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}`.
+_TEXT_BLOCK = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_AFTER_INDEX = b',"delta":{"type":"text_delta","text":'
 _decode_text = msgspec.json.Decoder(str).decode
 
 
-def _delta_text(raw: str) -> str | None:
-    """The text of a text delta event's data laid out as Anthropic does, else None. What
-    lies between the text key and the closing braces must decode as one JSON string; so
-    anything else (more keys, other spacing) takes the whole decode instead."""
-    start = len(_TEXT_DELTA)
-    after = raw.find(_TEXT_AFTER_INDEX, start)
-    if after < 0 or not raw[start:after].isdigit() or not raw.endswith("}}"):
+def _block_text(block: bytes) -> str | None:
+    """The text of a text delta event laid out as Anthropic sends it (the SSE lines of one
+    event, starting with `_TEXT_BLOCK`), else None. What lies between the text key and the
+    closing braces must decode as one JSON string: anything else (more keys or lines, other
+    spacing) is read by the SSE parser and decoded whole instead."""
+    start = len(_TEXT_BLOCK)
+    after = block.find(_TEXT_AFTER_INDEX, start)
+    if after < 0 or not block[start:after].isdigit() or not block.endswith(b"}}"):
         return None
     try:
-        return _decode_text(raw[after + len(_TEXT_AFTER_INDEX) : -2])
+        return _decode_text(block[after + len(_TEXT_AFTER_INDEX) : -2])
     except msgspec.DecodeError:
         return None
 
@@ -264,25 +266,23 @@ class AnthropicStreamTranslator:
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return chunk(self._id, self._model, delta, finish)
 
+    def text(self, text: str) -> dict[str, Any] | None:
+        """The chunk of a text delta (None after the end), as `feed` makes it."""
+        if self._done:
+            return None
+        choice = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self._model,
+            "choices": [choice],
+        }
+
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
-        raw = event.data
-        if raw.startswith(_TEXT_DELTA) and not self._done:
-            text = _delta_text(raw)
-            if text is not None:  # the most frequent event of all, read without a dict
-                delta = {"content": text}
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
-                return [
-                    {
-                        "id": self._id,
-                        "object": "chat.completion.chunk",
-                        "created": 0,
-                        "model": self._model,
-                        "choices": [choice],
-                    }
-                ]
-        if not raw or self._done:
+        if not event.data or self._done:
             return []
-        data = event_object(raw)
+        data = event_object(event.data)
         kind = data.get("type") or event.event
         if kind == "content_block_delta":
             return self._delta(data)
@@ -351,7 +351,8 @@ class AnthropicStreamTranslator:
         delta = data.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":  # the most frequent event of all: nothing else to look up
-            return [chunk(self._id, self._model, {"content": delta.get("text", "")}, None)]
+            text = delta.get("text", "")
+            return [chunk(self._id, self._model, {"content": text}, None)]
         index = _block_index(data)
         block, tool = self._blocks.get(index, ("", -1))
         if kind == "input_json_delta":
@@ -398,3 +399,55 @@ class AnthropicStreamTranslator:
         if not self._done:
             raise UpstreamError("upstream stream ended before the answer was complete")
         return []
+
+
+class AnthropicStreamDecoder:
+    """An Anthropic stream's bytes to canonical chunks: the SSE parser, then the translator;
+    a text delta (most events of any answer) is read from its bytes, without an `SSEEvent`
+    and a dict. As `SSEDecoder`: when an event fails, the chunks before it in the same read
+    are returned and the error is raised by the next call."""
+
+    __slots__ = ("_error", "_finished", "_parser", "_translator")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._translator = AnthropicStreamTranslator()
+        self._error: Exception | None = None
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        if self._error is not None:
+            raise self._error
+        out: list[dict[str, Any]] = []
+        parser = self._parser
+        translator = self._translator
+        for block in parser.blocks(data):
+            if block.startswith(_TEXT_BLOCK):
+                text = _block_text(block)
+                if text is not None:
+                    made = translator.text(text)
+                    if made is not None:
+                        out.append(made)
+                    continue
+            event = parser.event(block)
+            if event is None:
+                continue
+            try:
+                out += translator.feed(event)
+            except Exception as e:
+                if not out:
+                    raise
+                self._error = e
+                break
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The last chunks (none: an Anthropic stream ends with `message_stop`); raises the
+        error a read left pending, or the one of a stream cut short."""
+        if self._error is not None:
+            raise self._error
+        if self._finished:
+            return []
+        self._finished = True
+        self._parser.flush()
+        return self._translator.finish()
