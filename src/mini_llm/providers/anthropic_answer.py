@@ -214,22 +214,9 @@ def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
 # `{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}`.
 _TEXT_BLOCK = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 _TEXT_AFTER_INDEX = b',"delta":{"type":"text_delta","text":'
+_INDEX_AT = len(_TEXT_BLOCK)
+_TEXT_AT = len(_TEXT_AFTER_INDEX)
 _decode_text = msgspec.json.Decoder(str).decode
-
-
-def _block_text(block: bytes) -> str | None:
-    """The text of a text delta event laid out as Anthropic sends it (the SSE lines of one
-    event, starting with `_TEXT_BLOCK`), else None. What lies between the text key and the
-    closing braces must decode as one JSON string: anything else (more keys or lines, other
-    spacing) is read by the SSE parser and decoded whole instead."""
-    start = len(_TEXT_BLOCK)
-    after = block.find(_TEXT_AFTER_INDEX, start)
-    if after < 0 or not block[start:after].isdigit() or not block.endswith(b"}}"):
-        return None
-    try:
-        return _decode_text(block[after + len(_TEXT_AFTER_INDEX) : -2])
-    except msgspec.DecodeError:
-        return None
 
 
 class AnthropicStreamTranslator:
@@ -265,19 +252,6 @@ class AnthropicStreamTranslator:
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return chunk(self._id, self._model, delta, finish)
-
-    def text(self, text: str) -> dict[str, Any] | None:
-        """The chunk of a text delta (None after the end), as `feed` makes it."""
-        if self._done:
-            return None
-        choice = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
-        return {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": self._model,
-            "choices": [choice],
-        }
 
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or self._done:
@@ -422,13 +396,34 @@ class AnthropicStreamDecoder:
         parser = self._parser
         translator = self._translator
         for block in parser.blocks(data):
-            if block.startswith(_TEXT_BLOCK):
-                text = _block_text(block)
-                if text is not None:
-                    made = translator.text(text)
-                    if made is not None:
-                        out.append(made)
-                    continue
+            if block.startswith(_TEXT_BLOCK) and not translator._done:
+                # a text delta laid out as Anthropic sends it: what lies between the text key
+                # and the closing braces must decode as one JSON string, else (more keys or
+                # lines, other spacing) the event is parsed and decoded whole below
+                after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
+                if after > 0 and block[_INDEX_AT:after].isdigit() and block.endswith(b"}}"):
+                    try:
+                        text = _decode_text(block[after + _TEXT_AT : -2])
+                    except msgspec.DecodeError:
+                        pass
+                    else:  # the chunk `feed` makes for it
+                        delta = {"content": text}
+                        choice = {
+                            "index": 0,
+                            "delta": delta,
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                        out.append(
+                            {
+                                "id": translator._id,
+                                "object": "chat.completion.chunk",
+                                "created": 0,
+                                "model": translator._model,
+                                "choices": [choice],
+                            }
+                        )
+                        continue
             event = parser.event(block)
             if event is None:
                 continue

@@ -253,21 +253,6 @@ _DELTA_START = (
 )
 
 
-def _only_text(chunk: dict[str, Any]) -> str | None:
-    """The text of a chunk that is only text for choice 0 (no finish, no usage), else None."""
-    choices = chunk.get("choices")
-    if type(choices) is not list or len(choices) != 1 or chunk.get("usage"):
-        return None
-    choice = choices[0]
-    if type(choice) is not dict or choice.get("finish_reason") or choice.get("index", 0) != 0:
-        return None
-    delta = choice.get("delta")
-    if type(delta) is not dict or len(delta) != 1:
-        return None
-    text = delta.get("content")
-    return text if text and type(text) is str else None
-
-
 class ResponsesEventWriter:
     """Canonical chunks -> Responses stream events, already formatted (one per stream)."""
 
@@ -401,16 +386,26 @@ class ResponsesEventWriter:
         if not self._started:
             self._start(out)
         for chunk in chunks:
-            if self._texting:
-                text = _only_text(chunk)
-                if text is not None:
-                    head = self._delta_head
-                    assert head is not None
-                    self._pieces.append(text)
-                    sequence = self._sequence
-                    self._sequence = sequence + 1
-                    out += (_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])
-                    continue
+            if self._texting:  # only text for choice 0 (no finish, no usage): its event
+                choices = chunk.get("choices")
+                if type(choices) is list and len(choices) == 1 and not chunk.get("usage"):
+                    choice = choices[0]
+                    delta = choice.get("delta") if type(choice) is dict else None
+                    if (
+                        type(delta) is dict
+                        and len(delta) == 1
+                        and not choice.get("finish_reason")
+                        and choice.get("index", 0) == 0
+                    ):
+                        text = delta.get("content")
+                        if text and type(text) is str:
+                            head = self._delta_head
+                            assert head is not None
+                            self._pieces.append(text)
+                            sequence = self._sequence
+                            self._sequence = sequence + 1
+                            out += (_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])
+                            continue
             self._feed(chunk, out)
         return b"".join(out)
 
