@@ -256,8 +256,11 @@ class AnthropicStreamTranslator:
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or self._done:
             return []
-        data = event_object(event.data)
-        kind = data.get("type") or event.event
+        return self.feed_object(event_object(event.data), event.event)
+
+    def feed_object(self, data: dict[str, Any], name: str | None) -> list[dict[str, Any]]:
+        """`feed` for an event whose data is decoded (`name`: its `event:` field)."""
+        kind = data.get("type") or name
         if kind == "content_block_delta":
             return self._delta(data)
         if kind == "content_block_start":
@@ -375,6 +378,18 @@ class AnthropicStreamTranslator:
         return []
 
 
+def _object(raw: bytes) -> dict[str, Any] | None:
+    """An event's data as the JSON object it is; None when it is not valid UTF-8 JSON (the
+    SSE parser's reading then decides: replaced characters, or a malformed event)."""
+    try:
+        decoded = _decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(decoded, dict):
+        raise UpstreamError("upstream sent a malformed stream event")
+    return decoded
+
+
 class AnthropicStreamDecoder:
     """An Anthropic stream's bytes to canonical chunks: the SSE parser, then the translator;
     a text delta (most events of any answer) is read from its bytes, without an `SSEEvent`
@@ -424,11 +439,21 @@ class AnthropicStreamDecoder:
                             }
                         )
                         continue
-            event = parser.event(block)
-            if event is None:
-                continue
             try:
-                out += translator.feed(event)
+                end = block.find(b"\n")
+                if (
+                    block[:7] == b"event: "
+                    and block[end + 1 : end + 7] == b"data: "
+                    and block.find(b"\n", end + 1) < 0
+                    and not translator._done
+                ):  # Anthropic's layout: the data decoded from its bytes, no `SSEEvent`
+                    data = _object(block[end + 7 :])
+                    if data is not None:
+                        out += translator.feed_object(data, block[7:end].decode("utf-8", "replace"))
+                        continue
+                event = parser.event(block)
+                if event is not None:
+                    out += translator.feed(event)
             except Exception as e:
                 if not out:
                     raise

@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 
 from ...canonical import token_count
-from ...sse import format_event
 from .request import encode_reasoning
 
 __all__ = [
@@ -244,7 +243,8 @@ def assistant_message(
 
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    return format_event(kind, _encode(payload))
+    """`format_event`, in one copy (a `response.completed` carries the whole response)."""
+    return b"".join((b"event: ", kind.encode(), b"\ndata: ", _encode(payload), b"\n\n"))
 
 
 _DELTA_START = (
