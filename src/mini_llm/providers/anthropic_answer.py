@@ -447,9 +447,10 @@ class AnthropicStreamDecoder:
                     and block.find(b"\n", end + 1) < 0
                     and not translator._done
                 ):  # Anthropic's layout: the data decoded from its bytes, no `SSEEvent`
-                    data = _object(block[end + 7 :])
-                    if data is not None:
-                        out += translator.feed_object(data, block[7:end].decode("utf-8", "replace"))
+                    decoded = _object(block[end + 7 :])
+                    if decoded is not None:
+                        name = block[7:end].decode("utf-8", "replace")
+                        out += translator.feed_object(decoded, name)
                         continue
                 event = parser.event(block)
                 if event is not None:
