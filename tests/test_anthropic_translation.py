@@ -359,6 +359,8 @@ _TEXT_DELTAS = [
     b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\xff"}}',
     b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"\ndata: }}',
     b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}\nid: 3',
+    b'{"type":"content_block_delta","index":',
+    b'{"type":"content_block_delta","index":7',
 ]
 
 

@@ -415,8 +415,17 @@ class AnthropicStreamDecoder:
                 # a text delta laid out as Anthropic sends it: what lies between the text key
                 # and the closing braces must decode as one JSON string, else (more keys or
                 # lines, other spacing) the event is parsed and decoded whole below
-                after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
-                if after > 0 and block[_INDEX_AT:after].isdigit() and block.endswith(b"}}"):
+                if (
+                    len(block) > _INDEX_AT
+                    and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
+                    and block.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
+                ):
+                    after = _INDEX_AT + 1  # a one-digit index, the usual case: no search
+                else:
+                    after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
+                    if after < 0 or not block[_INDEX_AT:after].isdigit():
+                        after = 0
+                if after and block.endswith(b"}}"):
                     try:
                         text = _decode_text(block[after + _TEXT_AT : -2])
                     except msgspec.DecodeError:
