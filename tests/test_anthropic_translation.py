@@ -9,7 +9,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from mini_llm.errors import InvalidRequestError, ServiceUnavailableError, UpstreamError
+from mini_llm.errors import (
+    GatewayError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
 from mini_llm.formats import CHAT
 from mini_llm.providers.anthropic import (
     ANTHROPIC_WIRE,
@@ -18,8 +23,8 @@ from mini_llm.providers.anthropic import (
     to_anthropic_id,
     to_anthropic_request,
 )
-from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
-from mini_llm.sse import SSEEvent
+from mini_llm.providers.anthropic_answer import AnthropicStreamDecoder, AnthropicStreamTranslator
+from mini_llm.sse import SSEEvent, SSEParser
 
 from .fixture_files import load_bytes, load_events, load_json
 
@@ -332,3 +337,81 @@ def test_forced_tool_turns_thinking_off_and_sampling_fits_anthropic() -> None:
     assert sampled["temperature"] == 1.0
     assert "top_p" not in sampled
     assert to_anthropic_request({**base, "top_p": 0.9}, False)["top_p"] == 0.9
+
+
+_START = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"m"}}\n\n'
+)
+_TEXT_DELTAS = [
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok "}}',
+    b'{"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":"a\\"b\\\\c"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta",'
+    b'"text":"\\u00e9\\n\\ud83d\\ude00"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"caf\xc3\xa9"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}',
+    # other layouts: the SSE parser and the whole decode, to the same chunk
+    b'{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","more":1}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"},"z":{}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}},"b"}}',
+    b'{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"x"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\xff"}}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"\ndata: }}',
+    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}\nid: 3',
+    b'{"type":"content_block_delta","index":',
+    b'{"type":"content_block_delta","index":7',
+]
+
+
+def _by_decoder(data: bytes, size: int) -> list[dict[str, Any]]:
+    decoder = AnthropicStreamDecoder()
+    chunks: list[dict[str, Any]] = []
+    for i in range(0, len(data), size):
+        chunks += decoder.feed(data[i : i + size])
+    return chunks
+
+
+@pytest.mark.parametrize("data", _TEXT_DELTAS)
+def test_text_delta_read_from_its_bytes_is_the_same_chunk(data: bytes) -> None:
+    stream = _START + b"event: content_block_delta\ndata: " + data + b"\n\n"
+    translator = AnthropicStreamTranslator()
+    try:
+        expected = [c for event in SSEParser().feed(stream) for c in translator.feed(event)]
+    except UpstreamError:
+        decoder = AnthropicStreamDecoder()
+        assert len(decoder.feed(stream)) == 1  # message_start's chunk; the error comes next
+        with pytest.raises(UpstreamError, match="malformed"):
+            decoder.finish()
+        return
+    assert _by_decoder(stream, len(stream)) == expected
+    assert _by_decoder(stream, 5) == expected
+    text = json.loads(SSEParser().feed(stream)[1].data)["delta"]["text"]
+    assert expected[1]["choices"][0]["delta"]["content"] == text
+
+
+@pytest.mark.parametrize("name", ["stream_tool_use.sse", "stream_error.sse"])
+@pytest.mark.parametrize("size", [1, 7, 37, 100_000])
+def test_stream_decoder_gives_what_the_translator_gives(name: str, size: int) -> None:
+    data = load_bytes("anthropic", name)
+    events = SSEParser().feed(data)
+    translator = AnthropicStreamTranslator()
+    expected: list[dict[str, Any]] = []
+    error: Exception | None = None
+    try:
+        for event in events:
+            expected += translator.feed(event)
+        expected += translator.finish()
+    except GatewayError as e:
+        error = e
+    decoder = AnthropicStreamDecoder()
+    chunks: list[dict[str, Any]] = []
+    raised: Exception | None = None
+    try:
+        for i in range(0, len(data), size):
+            chunks += decoder.feed(data[i : i + size])
+        chunks += decoder.finish()
+    except GatewayError as e:
+        raised = e
+    assert chunks == expected
+    assert repr(raised) == repr(error)

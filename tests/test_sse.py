@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from mini_llm.errors import UpstreamError
@@ -66,3 +68,76 @@ def test_openai_stream_reader_errors() -> None:
     reader.feed(SSEEvent('{"choices": [{"index": 0, "delta": {"content": "x"}}]}'))
     with pytest.raises(UpstreamError, match="ended before"):
         reader.finish()
+
+
+def _reference(stream: bytes) -> list[SSEEvent]:
+    """The rules read one line at a time, as the spec words them: the oracle for the parser,
+    which reads a whole event at once."""
+    if stream.startswith(b"\xef\xbb\xbf"):
+        stream = stream[3:]
+    lines = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    lines.pop()  # the unterminated last line (or the empty rest after the last line end)
+    events: list[SSEEvent] = []
+    data: list[str] = []
+    event: str | None = None
+    ident: str | None = None
+    retry: int | None = None
+    for raw in lines:
+        if not raw:
+            if data:
+                events.append(SSEEvent("\n".join(data), event, ident, retry))
+            data, event, retry = [], None, None
+            continue
+        if raw.startswith(b":"):
+            continue
+        field, sep, value = raw.decode("utf-8", "replace").partition(":")
+        value = value[1:] if sep and value.startswith(" ") else value
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+        elif field == "id" and "\0" not in value:
+            ident = value
+        elif field == "retry" and value.isdigit():
+            retry = int(value)
+    return events
+
+
+_LINES = [
+    b"data: x",
+    b"data:y",
+    b"data: ",
+    b"data",
+    b'data: {"type":"content_block_delta"}',
+    b"event: message_start",
+    b"event:ping",
+    b"event: a:b",
+    b"id: 4",
+    b"id",
+    b"retry: 20",
+    b"retry: x",
+    b": comment",
+    b"other: field",
+    b"data: caf\xc3\xa9 \xff",
+    b"",
+    b"",
+    b"",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_parser_agrees_with_the_line_rules(seed: int) -> None:
+    rng = random.Random(seed)
+    ends = [b"\n"] * 6 + [b"\r\n", b"\r"]
+    stream = b"".join(rng.choice(_LINES) + rng.choice(ends) for _ in range(rng.randint(1, 60)))
+    if rng.random() < 0.5:
+        stream += rng.choice(_LINES)  # an unterminated last line
+    expected = _reference(stream)
+    parser = SSEParser()
+    events: list[SSEEvent] = []
+    at = 0
+    while at < len(stream):
+        size = rng.choice((1, 2, 3, 7, 20, 100, 1000))
+        events += parser.feed(stream[at : at + size])
+        at += size
+    assert events + parser.flush() == expected

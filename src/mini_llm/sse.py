@@ -24,20 +24,32 @@ class SSEEvent:
 
 
 class SSEParser:
-    """Incremental SSE parser: `feed(bytes)` returns the events each chunk completes."""
+    """Incremental SSE parser: `feed(bytes)` returns the events each chunk completes.
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_pending_cr", "_retry", "_started")
+    The bytes of an event still incomplete are kept as they are until its blank line comes
+    (then the event is read whole): a read holds many events, most of them one `event:` line
+    and one `data:` line, which take a short path."""
+
+    __slots__ = ("_buf", "_id", "_pending_cr", "_started")
 
     def __init__(self) -> None:
-        self._buf = b""
-        self._data: list[str] = []
-        self._event: str | None = None
+        self._buf = b""  # an incomplete event's lines, line ends already made LF
         self._id: str | None = None
-        self._retry: int | None = None
         self._started = False
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for block in self.blocks(chunk):
+            event = self.event(block)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """The lines of each event this chunk completes, still bytes (line ends made LF, the
+        blank line that ends the event left out); `event` reads one. For a decoder that
+        recognises its most frequent event by its bytes: `feed` is `event` of each."""
         if not chunk:
             return []
         if self._pending_cr:
@@ -45,30 +57,50 @@ class SSEParser:
             self._pending_cr = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        buf = self._buf + chunk if self._buf else chunk
         if not self._started:
-            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
-                self._buf = buf
+            chunk = self._buf + chunk
+            self._buf = b""
+            if len(chunk) < 3 and b"\xef\xbb\xbf".startswith(chunk):
+                self._buf = chunk
                 return []
             self._started = True
-            if buf.startswith(b"\xef\xbb\xbf"):
-                buf = buf[3:]
-        events: list[SSEEvent] = []
-        if b"\r" in buf:
-            lines = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-            if buf.endswith(b"\r"):
-                self._pending_cr = True
-        else:
-            lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        # `_line`, inlined with the state in locals: a read holds many lines (this is the
-        # hot loop of every translated stream)
-        data, event, ident, retry = self._data, self._event, self._id, self._retry
-        for raw in lines:
-            if not raw:
-                if data:
-                    events.append(SSEEvent("\n".join(data), event, ident, retry))
-                    data = []
+            if chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+        if b"\r" in chunk:
+            self._pending_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        held = self._buf
+        if held:
+            # a blank line in what came now, or across the boundary: else nothing completes
+            if b"\n\n" not in chunk and not (held[-1:] == b"\n" and chunk[:1] == b"\n"):
+                self._buf = held + chunk
+                return []
+            chunk = held + chunk
+        blocks = chunk.split(b"\n\n")  # each the lines of one event (a blank line ends it)
+        self._buf = blocks.pop()
+        return blocks
+
+    def event(self, block: bytes) -> SSEEvent | None:
+        """The event of one block `blocks` gave (None for one without data), in order."""
+        if block[:7] == b"event: ":  # `event: <name>` then `data: <payload>`, alone
+            end = block.find(b"\n")
+            if end > 0 and block[end + 1 : end + 7] == b"data: " and block.find(b"\n", end + 1) < 0:
+                name = block[7:end].decode("utf-8", "replace")
+                return SSEEvent(block[end + 7 :].decode("utf-8", "replace"), name, self._id)
+        elif block[:6] == b"data: " and b"\n" not in block:
+            return SSEEvent(block[6:].decode("utf-8", "replace"), None, self._id)
+        event, self._id = self._block(block, self._id)
+        return event
+
+    @staticmethod
+    def _block(block: bytes, ident: str | None) -> tuple[SSEEvent | None, str | None]:
+        """Any event's lines, field by field (the blank line that ends the block dispatches
+        it); with the last event id."""
+        data: list[str] = []
+        event: str | None = None
+        retry: int | None = None
+        for raw in block.split(b"\n"):
+            if not raw:  # a blank line at the start of a block (three line ends in a row)
                 event = None
                 retry = None
                 continue
@@ -86,43 +118,14 @@ class SSEParser:
                     ident = value
             elif field == "retry" and value.isdigit():
                 retry = int(value)
-        self._data, self._event, self._id, self._retry = data, event, ident, retry
-        return events
+        if data:
+            return SSEEvent("\n".join(data), event, ident, retry), ident
+        return None, ident
 
     def flush(self) -> list[SSEEvent]:
-        """End of stream: an unterminated last line is read, but an event lacking its blank
-        line is dropped, as the spec says."""
-        events: list[SSEEvent] = []
-        if self._buf:
-            self._line(self._buf, events)
-            self._buf = b""
-        self._data = []
-        self._event = None
-        return events
-
-    def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
-        if not raw:
-            if self._data:
-                events.append(SSEEvent("\n".join(self._data), self._event, self._id, self._retry))
-            self._data = []
-            self._event = None
-            self._retry = None
-            return
-        if raw[:1] == b":":
-            return
-        line = raw.decode("utf-8", "replace")
-        field, sep, value = line.partition(":")
-        if sep and value[:1] == " ":
-            value = value[1:]
-        if field == "data":
-            self._data.append(value)
-        elif field == "event":
-            self._event = value
-        elif field == "id":
-            if "\0" not in value:
-                self._id = value
-        elif field == "retry" and value.isdigit():
-            self._retry = int(value)
+        """End of stream: an event lacking its blank line is dropped, as the spec says."""
+        self._buf = b""
+        return []
 
 
 def format_data(payload: bytes) -> bytes:

@@ -28,7 +28,7 @@ from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, RESPONSES, Format
 from .anthropic_answer import (
     JSON_TOOL,
     JSON_TOOL_DESCRIPTION,
-    AnthropicStreamTranslator,
+    AnthropicStreamDecoder,
     anthropic_error_info,
     from_anthropic_id,
     json_answer_schema,
@@ -37,8 +37,8 @@ from .anthropic_answer import (
 )
 from .base import (
     HeaderSigner,
-    SSEDecoder,
     SSEFraming,
+    StreamDecoder,
     UpstreamModel,
     UpstreamRequest,
     Wire,
@@ -341,8 +341,8 @@ class AnthropicMessages:
     def parse(self, raw: bytes) -> dict[str, Any]:
         return parse_anthropic_message(raw)
 
-    def decoder(self) -> SSEDecoder:
-        return SSEDecoder(AnthropicStreamTranslator())
+    def decoder(self) -> StreamDecoder:
+        return AnthropicStreamDecoder()
 
 
 class AnthropicCountTokens(AnthropicMessages):

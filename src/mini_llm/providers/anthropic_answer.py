@@ -24,13 +24,14 @@ from ..errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
-from ..sse import SSEEvent
+from ..sse import SSEEvent, SSEParser
 from .base import ErrorInfo, event_object
 
 __all__ = [
     "FINISH_REASONS",
     "JSON_TOOL",
     "JSON_TOOL_DESCRIPTION",
+    "AnthropicStreamDecoder",
     "AnthropicStreamTranslator",
     "anthropic_error_info",
     "canonical_usage",
@@ -209,6 +210,15 @@ def parse_anthropic_message(raw: bytes) -> dict[str, Any]:
     }
 
 
+# A text delta as Anthropic sends it: `event: content_block_delta` and one `data:` line,
+# `{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"..."}}`.
+_TEXT_BLOCK = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_AFTER_INDEX = b',"delta":{"type":"text_delta","text":'
+_INDEX_AT = len(_TEXT_BLOCK)
+_TEXT_AT = len(_TEXT_AFTER_INDEX)
+_decode_text = msgspec.json.Decoder(str).decode
+
+
 class AnthropicStreamTranslator:
     """Anthropic stream events -> canonical chunks (one instance per stream)."""
 
@@ -246,8 +256,11 @@ class AnthropicStreamTranslator:
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if not event.data or self._done:
             return []
-        data = event_object(event.data)
-        kind = data.get("type") or event.event
+        return self.feed_object(event_object(event.data), event.event)
+
+    def feed_object(self, data: dict[str, Any], name: str | None) -> list[dict[str, Any]]:
+        """`feed` for an event whose data is decoded (`name`: its `event:` field)."""
+        kind = data.get("type") or name
         if kind == "content_block_delta":
             return self._delta(data)
         if kind == "content_block_start":
@@ -315,7 +328,8 @@ class AnthropicStreamTranslator:
         delta = data.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":  # the most frequent event of all: nothing else to look up
-            return [chunk(self._id, self._model, {"content": delta.get("text", "")}, None)]
+            text = delta.get("text", "")
+            return [chunk(self._id, self._model, {"content": text}, None)]
         index = _block_index(data)
         block, tool = self._blocks.get(index, ("", -1))
         if kind == "input_json_delta":
@@ -362,3 +376,108 @@ class AnthropicStreamTranslator:
         if not self._done:
             raise UpstreamError("upstream stream ended before the answer was complete")
         return []
+
+
+def _object(raw: bytes) -> dict[str, Any] | None:
+    """An event's data as the JSON object it is; None when it is not valid UTF-8 JSON (the
+    SSE parser's reading then decides: replaced characters, or a malformed event)."""
+    try:
+        decoded = _decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(decoded, dict):
+        raise UpstreamError("upstream sent a malformed stream event")
+    return decoded
+
+
+class AnthropicStreamDecoder:
+    """An Anthropic stream's bytes to canonical chunks: the SSE parser, then the translator;
+    a text delta (most events of any answer) is read from its bytes, without an `SSEEvent`
+    and a dict. As `SSEDecoder`: when an event fails, the chunks before it in the same read
+    are returned and the error is raised by the next call."""
+
+    __slots__ = ("_error", "_finished", "_parser", "_translator")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._translator = AnthropicStreamTranslator()
+        self._error: Exception | None = None
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        if self._error is not None:
+            raise self._error
+        out: list[dict[str, Any]] = []
+        parser = self._parser
+        translator = self._translator
+        for block in parser.blocks(data):
+            if block.startswith(_TEXT_BLOCK) and not translator._done:
+                # a text delta laid out as Anthropic sends it: what lies between the text key
+                # and the closing braces must decode as one JSON string, else (more keys or
+                # lines, other spacing) the event is parsed and decoded whole below
+                if (
+                    len(block) > _INDEX_AT
+                    and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
+                    and block.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
+                ):
+                    after = _INDEX_AT + 1  # a one-digit index, the usual case: no search
+                else:
+                    after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
+                    if after < 0 or not block[_INDEX_AT:after].isdigit():
+                        after = 0
+                if after and block.endswith(b"}}"):
+                    try:
+                        text = _decode_text(block[after + _TEXT_AT : -2])
+                    except msgspec.DecodeError:
+                        pass
+                    else:  # the chunk `feed` makes for it
+                        delta = {"content": text}
+                        choice = {
+                            "index": 0,
+                            "delta": delta,
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                        out.append(
+                            {
+                                "id": translator._id,
+                                "object": "chat.completion.chunk",
+                                "created": 0,
+                                "model": translator._model,
+                                "choices": [choice],
+                            }
+                        )
+                        continue
+            try:
+                end = block.find(b"\n")
+                if (
+                    block[:7] == b"event: "
+                    and block[end + 1 : end + 7] == b"data: "
+                    and block.find(b"\n", end + 1) < 0
+                    and not translator._done
+                ):  # Anthropic's layout: the data decoded from its bytes, no `SSEEvent`
+                    decoded = _object(block[end + 7 :])
+                    if decoded is not None:
+                        name = block[7:end].decode("utf-8", "replace")
+                        out += translator.feed_object(decoded, name)
+                        continue
+                event = parser.event(block)
+                if event is not None:
+                    out += translator.feed(event)
+            except Exception as e:
+                if not out:
+                    raise
+                self._error = e
+                break
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The last chunks (none: an Anthropic stream ends with `message_stop`); raises the
+        error a read left pending, or the one of a stream cut short."""
+        if self._error is not None:
+            raise self._error
+        if self._finished:
+            return []
+        self._finished = True
+        self._parser.flush()
+        return self._translator.finish()

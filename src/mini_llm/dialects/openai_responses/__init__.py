@@ -177,10 +177,10 @@ class OpenAIResponsesDialect:
         sent = False
         try:
             async for batch in chunks:
-                events = [event for chunk in batch for event in writer.feed(chunk)]
+                events = writer.feed_batch(batch)
                 if events:
                     sent = True
-                    yield b"".join(events)
+                    yield events
         except GatewayError as e:
             if not sent:
                 raise  # nothing sent yet: the client gets an error response instead

@@ -28,6 +28,7 @@ import msgspec
 
 from ...canonical import invalid
 from ...errors import InvalidRequestError
+from ...schema.openai import validation_error
 
 __all__ = [
     "ENCRYPTED_PREFIX",
@@ -59,8 +60,6 @@ class ResponsesEnvelope(msgspec.Struct):
 
 
 def validate_envelope(body: dict[str, Any]) -> ResponsesEnvelope:
-    from ...schema.openai import validation_error
-
     try:
         return msgspec.convert(body, ResponsesEnvelope)
     except msgspec.ValidationError as e:

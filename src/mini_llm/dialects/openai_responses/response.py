@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 
 from ...canonical import token_count
-from ...sse import format_event
 from .request import encode_reasoning
 
 __all__ = [
@@ -244,7 +243,8 @@ def assistant_message(
 
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    return format_event(kind, _encode(payload))
+    """`format_event`, in one copy (a `response.completed` carries the whole response)."""
+    return b"".join((b"event: ", kind.encode(), b"\ndata: ", _encode(payload), b"\n\n"))
 
 
 _DELTA_START = (
@@ -265,6 +265,7 @@ class ResponsesEventWriter:
         "_output",
         "_pieces",
         "_sequence",
+        "_shell",
         "_started",
         "_texting",
         "_thinking",
@@ -276,6 +277,7 @@ class ResponsesEventWriter:
         self._frame = frame
         self._sequence = 0
         self._started = False
+        self._shell: dict[str, Any] | None = None  # the response without output, made once
         self._output: list[dict[str, Any]] = []  # items, in progress then done
         self._open: int | None = None  # output index of the item still receiving deltas
         self._calls: dict[int, int] = {}  # canonical tool-call index -> output index
@@ -297,8 +299,9 @@ class ResponsesEventWriter:
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
+        self._shell = shell(self._frame, "in_progress")
         # both events carry the same response: encoded once, as `_emit` would lay it out
-        response = b',"response":' + _encode(shell(self._frame, "in_progress")) + b"}\n\n"
+        response = b',"response":' + _encode(self._shell) + b"}\n\n"
         for kind in ("response.created", "response.in_progress"):
             head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (
                 kind.encode(),
@@ -368,9 +371,45 @@ class ResponsesEventWriter:
         return None
 
     def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        """The events one canonical chunk makes, each one `bytes`."""
         out: list[bytes] = []
         if not self._started:
             self._start(out)
+        self._feed(chunk, out)
+        return out
+
+    def feed_batch(self, chunks: list[dict[str, Any]]) -> bytes:
+        """The events the chunks of one upstream read make, joined (`b""` when none). More
+        text for the open text part, the usual chunk, takes a short path: what `_feed` would
+        write, without its general checks."""
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
+        for chunk in chunks:
+            if self._texting:  # only text for choice 0 (no finish, no usage): its event
+                choices = chunk.get("choices")
+                if type(choices) is list and len(choices) == 1 and not chunk.get("usage"):
+                    choice = choices[0]
+                    delta = choice.get("delta") if type(choice) is dict else None
+                    if (
+                        type(delta) is dict
+                        and len(delta) == 1
+                        and not choice.get("finish_reason")
+                        and choice.get("index", 0) == 0
+                    ):
+                        text = delta.get("content")
+                        if text and type(text) is str:
+                            head = self._delta_head
+                            assert head is not None
+                            self._pieces.append(text)
+                            sequence = self._sequence
+                            self._sequence = sequence + 1
+                            out += (_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])
+                            continue
+            self._feed(chunk, out)
+        return b"".join(out)
+
+    def _feed(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         usage = chunk.get("usage")
         if usage:
             self._usage = usage
@@ -402,7 +441,6 @@ class ResponsesEventWriter:
             finish = choice.get("finish_reason")
             if finish:
                 self._finish = finish
-        return out
 
     def _reasoning_item(self, out: list[bytes]) -> dict[str, Any]:
         item = self._current("reasoning")
@@ -505,7 +543,8 @@ class ResponsesEventWriter:
     def response(self) -> dict[str, Any]:
         """The whole response so far (after `finish`: as the last event gave it)."""
         self._settle_text()
-        response = shell(self._frame, "in_progress")
+        made = self._shell
+        response = dict(made) if made is not None else shell(self._frame, "in_progress")
         response["output"] = self._output
         return _finished(response, self._finish, self._usage)
 

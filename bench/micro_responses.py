@@ -1,0 +1,98 @@
+"""In-process micro-benchmark: a Responses stream translated from the benchmark's Anthropic stream.
+
+The bytes `mock_upstream.py` sends for a streamed Anthropic answer (message_start, a text block
+of 20 `text_delta` events, its stop, message_delta, message_stop) go through what the gateway
+runs for them: the Anthropic decoder (SSE parser + stream translator) → canonical chunks → the
+Responses event writer, with the pipeline's async generator layers (`canonical_chunks`, the
+dialect's `events`). No sockets: what is measured is the translation's own CPU per request.
+
+    python bench/micro_responses.py [--seconds 3] [--reads event|whole] [--digest]
+
+`--reads event`: one upstream read per SSE event (what the mock sends, each event its own
+segment); `whole`: the whole stream in one read. `--digest` prints a SHA-256 of the client
+bytes (ids and the clock fixed), to check that a change left the output byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import mock_upstream
+
+from mini_llm.call import Answer
+from mini_llm.dialects.openai_responses import OpenAIResponsesDialect
+from mini_llm.formats import RESPONSES
+from mini_llm.gateway.pipeline import canonical_chunks
+from mini_llm.providers.anthropic import ANTHROPIC_WIRE
+from mini_llm.state.responses import MemoryResponseStore
+
+BODY: dict[str, Any] = {
+    "model": "anthropic/claude-bench",
+    "instructions": "You are a terse assistant.",
+    "input": [{"role": "user", "content": "Say hello to the benchmark in twenty tokens."}],
+    "max_output_tokens": 64,
+    "store": False,
+    "stream": True,
+}
+
+
+def upstream_events() -> list[bytes]:
+    """The SSE events of the mock's Anthropic stream, without the HTTP chunked framing."""
+    events: list[bytes] = []
+    for frame in mock_upstream._anthropic_stream():
+        if frame.startswith(b"HTTP/"):
+            frame = frame.split(b"\r\n\r\n", 1)[1]
+        frame = frame.removesuffix(b"0\r\n\r\n")
+        size, _, rest = frame.partition(b"\r\n")
+        events.append(rest[: int(size, 16)])
+    return events
+
+
+async def _reads(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def one(dialect: OpenAIResponsesDialect, parts: list[bytes]) -> bytes:
+    call = dialect.parse(dict(BODY), {})
+    answer = Answer(None, False, stream=_reads(parts), endpoint=ANTHROPIC_WIRE.endpoints[RESPONSES])
+    out: list[bytes] = []
+    async for data in dialect.events(call, answer, canonical_chunks(answer)):
+        out.append(data)
+    return b"".join(out)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--reads", choices=("event", "whole"), default="event")
+    ap.add_argument("--digest", action="store_true")
+    args = ap.parse_args()
+    events = upstream_events()
+    parts = events if args.reads == "event" else [b"".join(events)]
+    dialect = OpenAIResponsesDialect(
+        MemoryResponseStore(), clock=lambda: 1700000000.0, new_id=lambda p: p + "_fixed"
+    )
+    if args.digest:
+        print(hashlib.sha256(await one(dialect, parts)).hexdigest())
+        return
+    for _ in range(200):  # warm up
+        await one(dialect, parts)
+    best = float("inf")
+    deadline = time.perf_counter() + args.seconds
+    while time.perf_counter() < deadline:
+        n = 500
+        t0 = time.process_time()
+        for _ in range(n):
+            await one(dialect, parts)
+        best = min(best, (time.process_time() - t0) / n)
+    print(f"reads={args.reads}: {best * 1e6:.1f} µs per stream (best of batches of 500)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
