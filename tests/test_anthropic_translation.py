@@ -415,3 +415,39 @@ def test_stream_decoder_gives_what_the_translator_gives(name: str, size: int) ->
         raised = e
     assert chunks == expected
     assert repr(raised) == repr(error)
+
+
+def _text_delta(text: str) -> bytes:
+    data = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": text},
+    }
+    return (
+        b"event: content_block_delta\ndata: "
+        + json.dumps(data, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
+
+
+def test_text_deltas_of_one_read_are_one_chunk_with_all_their_text() -> None:
+    """Deltas that came together go on as one chunk (fewer events for the client, the same
+    text); apart, each is its own."""
+    deltas = [_text_delta(t) for t in ("Hel", 'lo, "wor', 'ld"\n', " ✓")]
+    decoder = AnthropicStreamDecoder()
+    assert len(decoder.feed(_START)) == 1
+    together = decoder.feed(b"".join(deltas))
+    assert [c["choices"][0]["delta"]["content"] for c in together] == ['Hello, "world"\n ✓']
+    decoder = AnthropicStreamDecoder()
+    decoder.feed(_START)
+    apart = [c for d in deltas for c in decoder.feed(d)]
+    assert "".join(c["choices"][0]["delta"]["content"] for c in apart) == 'Hello, "world"\n ✓'
+    assert len(apart) == 4
+    ping = b'event: ping\ndata: {"type":"ping"}\n\n'
+    stop = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    decoder = AnthropicStreamDecoder()
+    decoder.feed(_START)
+    mixed = decoder.feed(deltas[0] + deltas[1] + ping + deltas[2] + stop + deltas[3])
+    texts = [c["choices"][0]["delta"].get("content") for c in mixed]
+    # a ping or a block's end makes no chunk: the run goes on across them
+    assert texts == ['Hello, "world"\n ✓']

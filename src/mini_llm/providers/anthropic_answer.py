@@ -410,6 +410,7 @@ class AnthropicStreamDecoder:
         out: list[dict[str, Any]] = []
         parser = self._parser
         translator = self._translator
+        run: tuple[dict[str, Any], list[str], dict[str, Any]] | None = None
         for block in parser.blocks(data):
             if block.startswith(_TEXT_BLOCK) and not translator._done:
                 # a text delta laid out as Anthropic sends it: what lies between the text key
@@ -431,6 +432,13 @@ class AnthropicStreamDecoder:
                     except msgspec.DecodeError:
                         pass
                     else:  # the chunk `feed` makes for it
+                        if run is not None and out and out[-1] is run[0]:
+                            # text deltas that came in the same read: one chunk (a client
+                            # concatenates deltas; fewer events, the same text)
+                            run[1].append(text)
+                            continue
+                        if run is not None:
+                            _close_run(run)
                         delta = {"content": text}
                         choice = {
                             "index": 0,
@@ -438,15 +446,15 @@ class AnthropicStreamDecoder:
                             "logprobs": None,
                             "finish_reason": None,
                         }
-                        out.append(
-                            {
-                                "id": translator._id,
-                                "object": "chat.completion.chunk",
-                                "created": 0,
-                                "model": translator._model,
-                                "choices": [choice],
-                            }
-                        )
+                        chunk = {
+                            "id": translator._id,
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": translator._model,
+                            "choices": [choice],
+                        }
+                        out.append(chunk)
+                        run = (chunk, [text], delta)
                         continue
             try:
                 end = block.find(b"\n")
@@ -469,6 +477,8 @@ class AnthropicStreamDecoder:
                     raise
                 self._error = e
                 break
+        if run is not None:
+            _close_run(run)
         return out
 
     def finish(self) -> list[dict[str, Any]]:
@@ -481,3 +491,10 @@ class AnthropicStreamDecoder:
         self._finished = True
         self._parser.flush()
         return self._translator.finish()
+
+
+def _close_run(run: tuple[dict[str, Any], list[str], dict[str, Any]]) -> None:
+    """The text of a run of deltas, joined once, into its one chunk."""
+    texts = run[1]
+    if len(texts) > 1:
+        run[2]["content"] = "".join(texts)
