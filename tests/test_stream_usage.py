@@ -133,3 +133,46 @@ def test_the_full_tap_is_used_where_no_reader_is_known_or_the_answer_is_wanted()
     assert isinstance(make_tap(OPENAI, ENDPOINT, info(), None), LazyTap)
     assert isinstance(make_tap(OPENAI, ENDPOINT, info(), CompletionBuilder()), FullTap)
     assert isinstance(make_tap(ANTHROPIC, ENDPOINT, info(), None), FullTap)
+
+
+WHOLE_USAGES: list[Any] = [
+    USAGE,
+    {},
+    {"prompt_tokens": 40, "completion_tokens": 9, "prompt_tokens_details": {"cached_tokens": 30}},
+    {
+        "prompt_tokens": 100,
+        "completion_tokens": 50,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 20, "audio_tokens": 0},
+        "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 60,
+        "cache_creation_1h_input_tokens": 80,
+    },
+    {"prompt_tokens": 5, "prompt_tokens_details": None, "completion_tokens_details": None},
+    # shapes the typed read refuses: the general reading decides, as before
+    {"prompt_tokens": 12.0, "completion_tokens": 3},
+    {"prompt_tokens": -4, "completion_tokens": "7"},
+    {"prompt_tokens": True, "completion_tokens": None},
+    {"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": None}},
+    {"prompt_tokens": 9, "prompt_tokens_details": [1]},
+    {"prompt_tokens": 2**70, "completion_tokens": 1},
+    None,
+    [1, 2],
+    "usage",
+]
+
+
+@pytest.mark.parametrize("usage", WHOLE_USAGES)
+def test_a_whole_answer_usage_reads_as_the_canonical_reading(usage: Any) -> None:
+    answer = {"id": "x", "choices": [{"message": {"content": '"usage": {'}}], "usage": usage}
+    expected = Usage.from_canonical(usage) if isinstance(usage, dict) else None
+    got = stream_usage.canonical_whole_usage(json.dumps(answer).encode())
+    assert got == expected
+    if isinstance(usage, dict) and usage.get("prompt_tokens") == 100:
+        assert got == Usage(30, 50, 10, 60, 20, 60)  # the figures by hand
+
+
+def test_a_whole_answer_without_usage_or_not_json() -> None:
+    assert stream_usage.canonical_whole_usage(b'{"id": "x", "choices": []}') is None
+    assert stream_usage.canonical_whole_usage(b'{"id": "x", "usage": {') is None
+    assert stream_usage.canonical_whole_usage(b"[]") is None

@@ -223,8 +223,7 @@ async def _respond(
             read = WHOLE_USAGE_READERS.get(call.format) if answer.native else None
             if read_usage and builder is None and read is not None and answer.data:
                 # a pass-through answer in the canonical format: its usage, nothing else decoded
-                usage = read(answer.data)
-                info.usage = Usage.from_canonical(usage) if usage is not None else None
+                info.usage = read(answer.data)
             elif read_usage:
                 completion = _whole_completion(answer)
                 usage = completion.get("usage") if completion is not None else None

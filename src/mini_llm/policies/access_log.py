@@ -31,6 +31,7 @@ __all__ = ["AccessLog", "use_json_lines"]
 
 log = logging.getLogger("mini_llm.requests")
 _encode = msgspec.json.encode
+_encode_into = msgspec.json.Encoder().encode_into
 _UNSET = msgspec.UNSET
 
 
@@ -53,6 +54,12 @@ def _printable(model: str) -> str:
     if model.isprintable() and len(model) <= 256:
         return model
     return repr(model[:256])  # client text: never a raw control character in a log
+
+
+def _ms(seconds: float) -> float:
+    """Milliseconds to the microsecond (the float nearest it: JSON shows at most 3 decimals);
+    `round(x, 3)` costs 5 times more."""
+    return int(seconds * 1e6 + 0.5) / 1000
 
 
 class Line(msgspec.Struct):
@@ -87,20 +94,24 @@ class Line(msgspec.Struct):
 
 
 class _Lines:
-    """JSON lines to a stream, those of one event loop turn in one write (at once when no loop
-    runs)."""
+    """JSON lines to a stream, those of one event loop turn encoded into one buffer and
+    written at once (at once when no loop runs)."""
 
-    __slots__ = ("_pending", "_scheduled", "stream")
+    __slots__ = ("_count", "_data", "_scheduled", "stream")
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self._pending: list[bytes] = []
+        self._data = bytearray()
+        self._count = 0
         self._scheduled = False
 
-    def write(self, line: bytes) -> None:
-        self._pending.append(line)
+    def write(self, line: Line) -> None:
+        data = self._data
+        _encode_into(line, data, -1)
+        data += b"\n"
         if self._scheduled:
-            if len(self._pending) >= 256:
+            self._count += 1
+            if self._count >= 256:
                 self.flush()
             return
         try:
@@ -109,17 +120,25 @@ class _Lines:
             self.flush()
             return
         self._scheduled = True
+        self._count = 1
         loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
-        lines, self._pending = self._pending, []
-        if not lines:
+        data = self._data
+        if not data:
             return
-        lines.append(b"")
+        self._data = bytearray()
+        stream = self.stream
         try:
-            self.stream.write(b"\n".join(lines).decode("utf-8", "replace"))
-            self.stream.flush()
+            binary = getattr(stream, "buffer", None)
+            if binary is None:
+                stream.write(data.decode())  # msgspec's JSON: UTF-8 through and through
+                stream.flush()
+            else:  # the bytes as they are, after whatever the text layer holds
+                stream.flush()
+                binary.write(data)
+                binary.flush()
         except (OSError, ValueError):  # stderr closed: nothing else to tell it to
             pass
 
@@ -145,6 +164,7 @@ _SECRET_MARGIN = 512
 
 class AccessLog:
     wants_usage = True
+    acts_before = False
 
     def __init__(
         self,
@@ -181,7 +201,7 @@ class AccessLog:
         lines = self._lines
         if lines is None or lines.stream is not stream:
             lines = self._lines = _Lines(stream)
-        lines.write(_encode(self.line(info)))
+        lines.write(self.line(info))
 
     def _text(self, data: bytes) -> str:
         """Redacted, then cut to `body_max_bytes`: a secret that the cut would halve is
@@ -212,7 +232,7 @@ class AccessLog:
         overhead = info.overhead
         started = info.started
         line = Line(
-            round(time.time(), 6),
+            time.time_ns() // 1000 / 1e6,
             info.request_id,
             info.key_id,
             info.endpoint,
@@ -223,9 +243,9 @@ class AccessLog:
             info.status,
             info.error_code,
             info.attempts,
-            round((time.monotonic() - started) * 1000, 3),
-            round((first - started) * 1000, 3) if first is not None else None,
-            round(overhead * 1000, 3) if overhead is not None else None,
+            _ms(time.monotonic() - started),
+            _ms(first - started) if first is not None else None,
+            _ms(overhead) if overhead is not None else None,
             *token_counts(usage),
             info.cost,
             bool(info.cache_hit),

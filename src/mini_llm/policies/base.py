@@ -16,7 +16,8 @@ cache stores it. A policy reads the client's headers in `info.headers` and adds 
 the answer through `info.response_headers` (set in `before`: a stream's headers leave with its
 first event). `info.owner` is whose request it is (the gateway key's owner; "" until keys
 exist); `info.cache_hit` says the answer came from the cache; `info.notes` is scratch space
-a policy keeps between its `before` and `after`, under its own key.
+a policy keeps between its `before` and `after`, under its own key. A policy whose `before`
+does nothing (it only watches) sets `acts_before = False` (optional) and is not called then.
 """
 
 from __future__ import annotations
@@ -155,10 +156,19 @@ class Policy(Protocol):
 
 
 class PolicyChain:
-    __slots__ = ("keep_answer", "policies", "reads_usage", "wants_completion", "wants_usage")
+    __slots__ = (
+        "_acting",
+        "keep_answer",
+        "policies",
+        "reads_usage",
+        "wants_completion",
+        "wants_usage",
+    )
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
+        self._acting = tuple(p for p in self.policies if getattr(p, "acts_before", True))
+        """The policies whose `before` does something, in order."""
         self.keep_answer: int = max(
             (getattr(p, "keep_answer", 0) for p in self.policies), default=0
         )
@@ -172,7 +182,7 @@ class PolicyChain:
         return bool(self.policies)
 
     async def before(self, info: RequestInfo) -> dict[str, Any] | Given | None:
-        for policy in self.policies:
+        for policy in self._acting:
             answer = await policy.before(info)
             if answer is not None:
                 return answer

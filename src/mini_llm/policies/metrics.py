@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -269,11 +270,6 @@ class _Series:
         return key
 
 
-def _observe(counts: list[float], value: float) -> None:
-    counts[bisect_left(BUCKETS, value)] += 1
-    counts[-1] += value
-
-
 class MetricsPolicy:
     """Counts every request (first in the chain, so the in-flight gauge sees every one)."""
 
@@ -323,40 +319,53 @@ class MetricsPolicy:
         requests = counters["mini_llm_requests"]
         key = series.request(info.status)
         requests[key] = requests.get(key, 0) + 1
-        _observe(series.duration, info.latency)
-        if info.first_byte is not None:
-            ttft = series.ttft
-            if ttft is None:
+        started = info.started
+        latency = time.monotonic() - started
+        counts = series.duration
+        counts[bisect_left(BUCKETS, latency)] += 1
+        counts[-1] += latency
+        first = info.first_byte
+        if first is not None:
+            ttft_counts = series.ttft
+            if ttft_counts is None:
                 family = "mini_llm_time_to_first_token_seconds"
-                ttft = series.ttft = metrics.buckets(family, series.where)
-            _observe(ttft, info.first_byte - info.started)
+                ttft_counts = series.ttft = metrics.buckets(family, series.where)
+            ttft = first - started
+            ttft_counts[bisect_left(BUCKETS, ttft)] += 1
+            ttft_counts[-1] += ttft
         usage = info.usage
         if usage is not None:
             tokens = counters["mini_llm_tokens"]
-            for labels, count in zip(
-                series.tokens,
-                (
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    usage.cached_input_tokens,
-                    usage.cache_write_tokens,
-                    usage.reasoning_tokens,
-                ),
-                strict=True,
-            ):
-                if count:
-                    tokens[labels] = tokens.get(labels, 0) + count
+            names = series.tokens
+            count = usage.input_tokens
+            if count:
+                tokens[names[0]] = tokens.get(names[0], 0) + count
+            count = usage.output_tokens
+            if count:
+                tokens[names[1]] = tokens.get(names[1], 0) + count
+            count = usage.cached_input_tokens
+            if count:
+                tokens[names[2]] = tokens.get(names[2], 0) + count
+            count = usage.cache_write_tokens
+            if count:
+                tokens[names[3]] = tokens.get(names[3], 0) + count
+            count = usage.reasoning_tokens
+            if count:
+                tokens[names[4]] = tokens.get(names[4], 0) + count
         if info.cost:
             costs = counters["mini_llm_cost_usd"]
             costs[series.cost] = costs.get(series.cost, 0.0) + info.cost
         if info.status == 429:
             limited = counters["mini_llm_rate_limited"]
-            reason = ("upstream" if info.attempts else "gateway",)
+            reason = _UPSTREAM if info.attempts else _GATEWAY
             limited[reason] = limited.get(reason, 0) + 1
         if info.cache_hit is not None:
             cache = counters["mini_llm_cache_requests"]
-            result = ("hit" if info.cache_hit else "miss",)
+            result = _HIT if info.cache_hit else _MISS
             cache[result] = cache.get(result, 0) + 1
+
+
+_UPSTREAM, _GATEWAY, _HIT, _MISS = ("upstream",), ("gateway",), ("hit",), ("miss",)
 
 
 class AttemptCounter:

@@ -17,6 +17,7 @@ class RequestLog:
     attempts=<n>` (and the error code when there is one)."""
 
     wants_usage = False
+    acts_before = False
 
     async def before(self, info: RequestInfo) -> dict[str, Any] | None:
         return None

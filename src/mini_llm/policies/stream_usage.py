@@ -16,7 +16,7 @@ of the answer text delivered, for an estimate. Two ways to read them:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -111,23 +111,78 @@ USAGE_READERS: dict[Format, Callable[[bytes], dict[str, Any] | bool | None]] = {
 that finds it in whole events without parsing the rest."""
 
 
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: _Count = 0
+
+
+class _OutputDetails(msgspec.Struct):
+    reasoning_tokens: _Count = 0
+
+
+class _Counts(msgspec.Struct):
+    """Canonical usage as it nearly always comes: counts that are whole numbers, 0 or more."""
+
+    prompt_tokens: _Count = 0
+    completion_tokens: _Count = 0
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _OutputDetails | None = None
+    cache_read_input_tokens: _Count = 0
+    cache_creation_input_tokens: _Count = 0
+    cache_creation_1h_input_tokens: _Count = 0
+
+    def usage(self) -> Usage:
+        """`Usage.from_canonical` of the same object."""
+        details = self.prompt_tokens_details
+        cached = (details.cached_tokens if details is not None else 0) or (
+            self.cache_read_input_tokens
+        )
+        written = self.cache_creation_input_tokens
+        out = self.completion_tokens_details
+        return Usage(
+            max(self.prompt_tokens - cached - written, 0),
+            self.completion_tokens,
+            cached,
+            written,
+            out.reasoning_tokens if out is not None else 0,
+            min(self.cache_creation_1h_input_tokens, written),
+        )
+
+
+class _CountsOnly(msgspec.Struct):
+    usage: _Counts | None = None
+
+
 class _UsageOnly(msgspec.Struct):
     usage: Any = None
 
 
+_counts_only = msgspec.json.Decoder(_CountsOnly).decode
 _usage_only = msgspec.json.Decoder(_UsageOnly).decode
 
 
-def canonical_whole_usage(data: bytes) -> dict[str, Any] | None:
-    """The usage of a whole answer in the canonical format, without decoding the rest."""
+def canonical_whole_usage(data: bytes) -> Usage | None:
+    """The usage of a whole answer in the canonical format, without decoding the rest: typed
+    counts straight into `Usage`; any other shape (a count that is a float, a string, null)
+    through `Usage.from_canonical`, which reads it the same way as before."""
+    try:
+        counts = _counts_only(data).usage
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError:
+        return None
+    else:
+        return counts.usage() if counts is not None else None
     try:
         usage = _usage_only(data).usage
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return usage if isinstance(usage, dict) else None
+    return Usage.from_canonical(usage) if isinstance(usage, dict) else None
 
 
-WHOLE_USAGE_READERS: dict[Format, Callable[[bytes], dict[str, Any] | None]] = {
+WHOLE_USAGE_READERS: dict[Format, Callable[[bytes], Usage | None]] = {
     OPENAI: canonical_whole_usage,
 }
 """Formats whose whole answers carry canonical usage under `usage`: a pass-through answer's

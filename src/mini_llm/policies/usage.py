@@ -82,6 +82,7 @@ class UsageLedger:
     """Appends `info` as a ledger record (see `usage/ledger.py: COLUMNS`)."""
 
     wants_usage = True
+    acts_before = False
 
     def __init__(self, ledger: Ledger, prices: PriceTable) -> None:
         self.ledger = ledger
