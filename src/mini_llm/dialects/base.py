@@ -17,7 +17,12 @@ from ..formats import Format, Operation
 if TYPE_CHECKING:
     from ..call import Answer, Call
 
-__all__ = ["Dialect"]
+__all__ = ["Dialect", "LastEvents"]
+
+
+class LastEvents(bytes):
+    """A stream's last events, as `Dialect.events` yields them: the writer sends them with the
+    end of the answer (one socket write, not two)."""
 
 
 class Dialect(Protocol):

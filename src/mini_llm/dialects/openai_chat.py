@@ -20,6 +20,9 @@ from ..errors import GatewayError
 from ..formats import CHAT, OPENAI
 from ..schema.openai import validate_chat_request
 from ..sse import DONE
+from .base import LastEvents
+
+LAST_DONE = LastEvents(DONE)
 
 __all__ = ["OPENAI_CHAT", "OpenAIChatDialect", "strip_usage"]
 
@@ -76,7 +79,7 @@ class OpenAIChatDialect:
                 out.append(b"data: " + _encode(chunk) + b"\n\n")
             if out:
                 yield b"".join(out)
-        yield DONE
+        yield LAST_DONE
 
     def passthrough(self, call: Call, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         if call.usage_added:

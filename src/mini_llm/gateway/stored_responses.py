@@ -25,6 +25,7 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 
+from ..dialects.base import LastEvents
 from ..dialects.openai_chat import OPENAI_CHAT
 from ..dialects.openai_responses import OWNER, OpenAIResponsesDialect, ResponsesCall
 from ..errors import GatewayError, InvalidRequestError, NotFoundError
@@ -128,7 +129,7 @@ async def _last_event_written(events: AsyncIterator[bytes]) -> AsyncIterator[byt
         writes = WRITES.get()
         if writes:
             await _written(writes)
-        yield b"".join(held)
+        yield LastEvents(b"".join(held))
 
 
 def _native(provider: Provider) -> bool:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from ..dialects.base import LastEvents
 from ..errors import GatewayError
 from .responses import internal_error
 
@@ -54,31 +55,46 @@ async def write_stream(
         headers = {} if headers is None else headers
         stamp(headers)
     out = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
+    last = b""
     try:
         await out.prepare(request)
-        if first:
+        # a stream's last events (`LastEvents`) go with the end of the answer, in one write;
+        # the iterator is still run to its end (a dialect's work after its last event)
+        if type(first) is LastEvents:
+            last = scrub(first)
+        elif first:
             await out.write(scrub(first))
         async for chunk in iterator:
-            await out.write(scrub(chunk))
+            if last:  # not the last after all
+                await out.write(last)
+                last = b""
+            if type(chunk) is LastEvents:
+                last = scrub(chunk)
+            else:
+                await out.write(scrub(chunk))
     except GatewayError as e:
-        try:
-            await out.write(scrub(dialect.error_event(e)))
-        except ConnectionError:
-            return out
+        if last:  # failed after its last events: the answer is whole, and goes out so
+            log.warning("a stream failed after its last event: %s", e.message)
+        else:
+            try:
+                await out.write(scrub(dialect.error_event(e)))
+            except ConnectionError:
+                return out
     except ConnectionError:
         log.info("client went away during a stream")
         return out
     except Exception:
         # the headers are sent: a second response would corrupt the stream, so end it cleanly
         log.exception("unexpected failure in the middle of a stream")
-        try:
-            await out.write(dialect.error_event(internal_error()))
-        except ConnectionError:
-            return out
+        if not last:
+            try:
+                await out.write(dialect.error_event(internal_error()))
+            except ConnectionError:
+                return out
     finally:
         await _close(iterator)
     with contextlib.suppress(ConnectionError):
-        await out.write_eof()
+        await out.write_eof(last)
     return out
 
 

@@ -29,6 +29,7 @@ from ...schema.anthropic import (
     validate_messages_envelope,
     validate_messages_request,
 )
+from ..base import LastEvents
 from .request import dropped_fields, to_canonical_request
 from .response import AnthropicEventWriter, to_anthropic_message
 
@@ -103,7 +104,7 @@ class AnthropicMessagesDialect:
             events = [event for chunk in batch for event in writer.feed(chunk)]
             if events:
                 yield b"".join(events)
-        yield b"".join(writer.finish())
+        yield LastEvents(b"".join(writer.finish()))
 
     async def passthrough(self, call: Call, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The upstream's events as they are, but for `message_start`'s model."""

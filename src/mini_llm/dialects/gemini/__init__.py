@@ -31,6 +31,7 @@ from ...schema.gemini import (
     GenerateContentRequest,
     validate_gemini,
 )
+from ..base import LastEvents
 from .request import to_canonical_embeddings, to_canonical_request
 from .response import GeminiEventWriter, to_gemini_embeddings_answer, to_gemini_response
 
@@ -109,7 +110,7 @@ class GeminiDialect:
             events = [event for chunk in batch for event in writer.feed(chunk)]
             if events:
                 yield b"".join(events)
-        yield b"".join(writer.finish())
+        yield LastEvents(b"".join(writer.finish()))
 
     def passthrough(self, call: Call, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return stream

@@ -23,6 +23,7 @@ from ...call import Answer, Call
 from ...errors import GatewayError, InvalidRequestError, UpstreamError
 from ...formats import OPENAI_RESPONSES, RESPONSES
 from ...state.responses import ResponseStore, StoredResponse
+from ..base import LastEvents
 from .request import ResponsesEnvelope, input_messages, to_canonical_request, validate_envelope
 from .response import ResponseFrame, ResponsesEventWriter, assistant_message, to_response
 
@@ -186,7 +187,7 @@ class OpenAIResponsesDialect:
                 raise  # nothing sent yet: the client gets an error response instead
             yield b"".join(writer.fail(e.code, e.message))
             return
-        yield b"".join(writer.finish())
+        yield LastEvents(b"".join(writer.finish()))
         if call.stored:
             response = writer.response()
             self._keep(call, response, assistant_message(response["output"], writer.thinking))
