@@ -68,7 +68,6 @@ from .dispatch import Dispatcher
 from .gemini_routes import GeminiRoutes
 from .health import Health, probes_for
 from .model_list import build_model_list, models_by_id, offered_models
-from .openapi import DOCS_PAGE, openapi_document
 from .pipeline import Pipeline
 from .responses import error_response, request_id
 from .stored_responses import OwnedResponsesDialect, StoredResponses, response_store
@@ -516,12 +515,20 @@ def build_app(settings: Settings) -> web.Application:
     add("GET", "/v1beta/models", gemini.models)
     add("GET", "/v1beta/models/{name:.+}", gemini.model)
     add("POST", "/admin/providers/reset", reset_providers)
-    document = msgspec.json.encode(openapi_document(__version__))
+    # the document (its schemas made from the msgspec types: a tenth of a second) is made on
+    # its first request, not at start-up, and kept
+    document: list[bytes] = []
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.Response(body=document, content_type="application/json")
+        if not document:
+            from .openapi import openapi_document
+
+            document.append(msgspec.json.encode(openapi_document(__version__)))
+        return web.Response(body=document[0], content_type="application/json")
 
     async def docs(request: web.Request) -> web.Response:
+        from .openapi import DOCS_PAGE
+
         return web.Response(text=DOCS_PAGE, content_type="text/html")
 
     add("GET", "/openapi.json", openapi)
