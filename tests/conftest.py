@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from mini_llm.config import Settings
+from mini_llm.http1 import Http1Transport
+from mini_llm.upstream import HttpTransport
 
 from .harness import LoopThread, RunningApp, gateway_settings, start_gateway
+from .raw_http_server import TransportClass
 from .upstreams.anthropic_upstream import AnthropicUpstream
 from .upstreams.azure_upstream import AzureUpstream
 from .upstreams.bedrock_upstream import BedrockUpstream
@@ -219,3 +222,9 @@ def gateway(make_gateway: GatewayFactory, openai_upstream_url: str) -> RunningAp
             "MINI_LLM_MODEL_ALIASES": '{"fast": "openai/gpt-4o-mini", "echo": "mock/echo"}',
         }
     )
+
+
+@pytest.fixture(params=["aiohttp", "http1"])
+def transport_class(request: pytest.FixtureRequest) -> TransportClass:
+    """Each upstream client in turn (the transport tests, `tests/test_http1*.py`)."""
+    return HttpTransport if request.param == "aiohttp" else Http1Transport

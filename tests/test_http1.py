@@ -21,7 +21,6 @@ from mini_llm.errors import (
     GatewayError,
     UpstreamError,
 )
-from mini_llm.http1 import Http1Transport
 from mini_llm.providers.base import UpstreamRequest
 from mini_llm.resilience import Timeouts
 from mini_llm.upstream import HttpTransport
@@ -47,11 +46,6 @@ from .raw_http_server import (
 
 QUICK = Timeouts(connect=1, first_byte=0.5, idle=0.5, total=2)
 """For a request that should never be answered: a failing test fails fast."""
-
-
-@pytest.fixture(params=["aiohttp", "http1"])
-def transport_class(request: pytest.FixtureRequest) -> TransportClass:
-    return HttpTransport if request.param == "aiohttp" else Http1Transport
 
 
 # the request as sent ---------------------------------------------------------------------------

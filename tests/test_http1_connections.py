@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from mini_llm.errors import GatewayError, UpstreamTimeoutError
-from mini_llm.http1 import Http1Transport
 from mini_llm.providers.base import UpstreamRequest
 from mini_llm.resilience import Timeouts
 from mini_llm.upstream import HttpTransport
@@ -46,12 +45,6 @@ from .raw_http_server import (
     started,
     stream,
 )
-
-
-@pytest.fixture(params=["aiohttp", "http1"])
-def transport_class(request: pytest.FixtureRequest) -> TransportClass:
-    return HttpTransport if request.param == "aiohttp" else Http1Transport
-
 
 # the pool --------------------------------------------------------------------------------------
 

@@ -20,10 +20,8 @@ from mini_llm.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from mini_llm.http1 import Http1Transport
 from mini_llm.providers.base import UpstreamRequest
 from mini_llm.resilience import Timeouts
-from mini_llm.upstream import HttpTransport
 
 from .raw_http_server import (
     FAST,
@@ -42,12 +40,6 @@ from .raw_http_server import (
     serve_each,
     started,
 )
-
-
-@pytest.fixture(params=["aiohttp", "http1"])
-def transport_class(request: pytest.FixtureRequest) -> TransportClass:
-    return HttpTransport if request.param == "aiohttp" else Http1Transport
-
 
 # failures and their mapping --------------------------------------------------------------------
 

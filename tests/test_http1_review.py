@@ -36,7 +36,7 @@ from mini_llm.http1 import Http1Transport
 from mini_llm.http1_conn import HIGH_WATER, Conn
 from mini_llm.providers.base import UpstreamRequest
 from mini_llm.resilience import Timeouts
-from mini_llm.upstream import HttpTransport, upstream_failure
+from mini_llm.upstream import upstream_failure
 
 from .raw_http_server import (
     FAST,
@@ -58,11 +58,6 @@ from .raw_http_server import (
 )
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["aiohttp", "http1"])
-def transport_class(request: pytest.FixtureRequest) -> TransportClass:
-    return HttpTransport if request.param == "aiohttp" else Http1Transport
 
 
 def counts(t: Any) -> tuple[int, list[int]]:

@@ -73,6 +73,7 @@ __all__ = [
     "UpstreamConnectFailed",
     "UpstreamDisconnected",
     "UpstreamProtocolError",
+    "pool_wait",
 ]
 
 log = logging.getLogger("mini_llm.upstream")
@@ -162,6 +163,19 @@ class Http1Response:
             self._conn = None
             conn.abort()
             conn.release()
+
+
+def pool_wait(wait: float, host: object, port: object, per_host: int, size: int) -> None:
+    """Log a request's wait for a pooled connection when it was long (either client)."""
+    if wait >= POOL_WAIT_LOGGED:
+        log.warning(
+            "waited %.2f s for a pooled connection to %s:%s (pool_per_host %d, pool_size %d)",
+            wait,
+            host,
+            port,
+            per_host,
+            size,
+        )
 
 
 def _expire(waiter: asyncio.Future[Conn | None]) -> None:
@@ -411,17 +425,13 @@ class Http1Transport:
                 conn = given  # handed over by the request that used it
                 break
         if waited:
-            wait = loop.time() - started
-            if wait >= POOL_WAIT_LOGGED:
-                log.warning(
-                    "waited %.2f s for a pooled connection to %s:%s (pool_per_host %d, "
-                    "pool_size %d)",
-                    wait,
-                    origin.host,
-                    origin.port,
-                    self._pool_per_host,
-                    self._pool_size,
-                )
+            pool_wait(
+                loop.time() - started,
+                origin.host,
+                origin.port,
+                self._pool_per_host,
+                self._pool_size,
+            )
         return conn
 
     async def _connect(self, origin: Origin, timeout: float) -> Conn:

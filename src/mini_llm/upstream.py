@@ -16,6 +16,7 @@ from .http1 import (
     PoolTimeout,
     UpstreamConnectFailed,
     UpstreamProtocolError,
+    pool_wait,
 )
 from .providers.base import UpstreamRequest, UpstreamResponse
 from .resilience import Timeouts
@@ -64,17 +65,13 @@ class _Connector(aiohttp.TCPConnector):
         try:
             await super()._wait_for_available_connection(key, traces)
         finally:
-            waited = loop.time() - started
-            if waited >= POOL_WAIT_LOGGED:
-                log.warning(
-                    "waited %.2f s for a pooled connection to %s:%s (pool_per_host %d, "
-                    "pool_size %d)",
-                    waited,
-                    getattr(key, "host", "?"),
-                    getattr(key, "port", "?"),
-                    self.limit_per_host,
-                    self.limit,
-                )
+            pool_wait(
+                loop.time() - started,
+                getattr(key, "host", "?"),
+                getattr(key, "port", "?"),
+                self.limit_per_host,
+                self.limit,
+            )
 
 
 class HttpTransport:
