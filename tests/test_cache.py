@@ -406,3 +406,38 @@ def test_the_cache_is_off_by_default(make_gateway: GatewayFactory) -> None:
     )
     body = json.dumps({"model": "mock/echo", "messages": [{"role": "user", "content": "x"}]})
     assert "x-mini-llm-cache" not in post(gateway, body)[1]
+
+
+def test_the_key_of_the_same_bytes_is_remembered_and_bounded(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A body seen before is not keyed again (its bytes decide its key); a body spelled
+    otherwise is keyed on its own and still hits; a reload that moves an alias starts
+    afresh; the memory of keys is bounded."""
+    from .harness import gateway_settings
+
+    env = {"MINI_LLM_CACHE": "memory", "MINI_LLM_MODEL_ALIASES": '{"fast": "mock/echo"}'}
+    gateway = make_gateway(env)
+    gw = gateway.app[GATEWAY]
+    policy = gw.runtime.cache
+    assert policy is not None
+    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "bytes"}]})
+    respelled = json.dumps(
+        {"messages": [{"content": "bytes", "role": "user"}], "model": "fast"}, indent=1
+    )
+    states = [post(gateway, b)[1]["x-mini-llm-cache"] for b in (body, body, respelled)]
+    assert states == ["miss", "hit", "hit"]
+    remembered = {seen[2]: key for seen, key in policy._keys.items()}
+    assert set(remembered) == {body.encode(), respelled.encode()}
+    assert len(set(remembered.values())) == 1  # one answer's key, reached from both
+    # the alias moves: the new runtime's policy knows no keys, and the old answer is not used
+    gw.reload(gateway_settings({**env, "MINI_LLM_MODEL_ALIASES": '{"fast": "mock/json"}'}))
+    moved = gw.runtime.cache
+    assert moved is not None and moved is not policy and moved._keys == {}
+    assert post(gateway, body)[1]["x-mini-llm-cache"] == "miss"
+    # bounded: the oldest goes first
+    for i in range(1100):
+        policy._remember(("d", "m", str(i).encode(), ("m",), ""), str(i))
+    assert len(policy._keys) == 1024
+    assert ("d", "m", b"1099", ("m",), "") in policy._keys
+    assert ("d", "m", b"0", ("m",), "") not in policy._keys

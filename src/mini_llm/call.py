@@ -30,6 +30,7 @@ class Call:
         "forward",
         "model",
         "operation",
+        "raw",
         "request_id",
         "stream",
         "usage_added",
@@ -51,6 +52,8 @@ class Call:
         self.operation = operation
         self.request_id = ""
         """Set by the pipeline: log lines about this request carry it."""
+        self.raw = b""
+        """The body's bytes as the client sent them (decompressed), set by the pipeline."""
         self.format = fmt
         self.body = body
         self.model = model

@@ -63,6 +63,7 @@ from ..usage.report import GROUPS, parse_when, usage_report
 from .admin import KeyAdmin
 from .attempt import AttemptHook
 from .body import BodyReader
+from .connections import PLAIN_MIDDLEWARES, POST_ROUTES
 from .cors import Cors
 from .dispatch import Dispatcher
 from .gemini_routes import GeminiRoutes
@@ -424,13 +425,19 @@ def build_app(settings: Settings) -> web.Application:
     gateway = Gateway(settings)
     middlewares = [gateway.access.middleware()] if settings.master_key else []
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app[PLAIN_MIDDLEWARES] = tuple(middlewares)
     app[GATEWAY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
     pipeline = gateway.pipeline
 
+    posts: dict[str, Any] = {}
+    app[POST_ROUTES] = posts
+
     def add(method: str, path: str, handler: Any) -> None:
         # the same route with a trailing slash: a route each, nothing to rewrite per request
         for variant in (path, path + "/") if not path.endswith(("/", "}")) else (path,):
+            if method == "POST" and "{" not in variant:
+                posts[variant] = handler
             if method == "GET":
                 app.router.add_get(variant, handler)  # and HEAD: the same headers, no body
             else:

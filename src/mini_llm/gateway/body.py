@@ -26,7 +26,7 @@ from ..errors import (
     UnsupportedMediaTypeError,
 )
 
-__all__ = ["ACCEPTED_ENCODINGS", "MAX_NESTING", "BodyReader", "nesting_exceeds"]
+__all__ = ["ACCEPTED_ENCODINGS", "MAX_NESTING", "BodyReader", "decode_object", "nesting_exceeds"]
 
 _decode = msgspec.json.decode
 
@@ -36,6 +36,29 @@ MAX_NESTING = 128
 # Content-Encoding → zlib wbits (gzip: header and trailer; deflate: chosen from its first byte)
 ACCEPTED_ENCODINGS: dict[str, int] = {"gzip": 31, "x-gzip": 31, "deflate": 0, "identity": -1}
 _ACCEPT_ENCODING = {"Accept-Encoding": "gzip, deflate"}
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A request body's bytes as a JSON object; 400 for anything else, nesting deeper than
+    `MAX_NESTING` included."""
+    if nesting_exceeds(raw, MAX_NESTING):
+        raise InvalidRequestError(
+            f"Request body is not valid JSON: arrays and objects nest deeper than "
+            f"{MAX_NESTING} levels.",
+            code="invalid_json",
+        )
+    try:
+        body = _decode(raw)
+    except msgspec.DecodeError as e:
+        raise InvalidRequestError(
+            f"Request body is not valid JSON: {e}", code="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError(
+            f"Request body must be a JSON object, not {type(body).__name__}.",
+            code="invalid_json",
+        )
+    return body
 
 
 class BodyReader:
@@ -48,11 +71,14 @@ class BodyReader:
         self.timeout = timeout
 
     async def read_object(self, request: web.Request) -> dict[str, Any]:
-        """The body as a JSON object; 413 before reading anything when Content-Length is too
-        big, or once a compressed body expands past the limit; 415 for a Content-Encoding
-        other than gzip or deflate; 408 when the client has not sent it all within the
-        timeout; 400 for anything else wrong with it, nesting deeper than `MAX_NESTING`
-        included."""
+        """The body as a JSON object: `decode_object(await read(request))`."""
+        return decode_object(await self.read(request))
+
+    async def read(self, request: web.Request) -> bytes:
+        """The body's bytes, decompressed; 413 before reading anything when Content-Length
+        is too big, or once a compressed body expands past the limit; 415 for a
+        Content-Encoding other than gzip or deflate; 408 when the client has not sent it all
+        within the timeout; 400 for a body that breaks off, or is empty."""
         length = request.content_length
         if length is not None and length > self.limit:
             raise self._too_large()
@@ -79,24 +105,7 @@ class BodyReader:
         # is set then): only the gateway's own server leaves compressed bodies to this reader
         if wbits >= 0 and getattr(request.content, "total_compressed_bytes", None) is None:
             raw = self._decompress(raw, wbits, str(encoding).strip())
-        if nesting_exceeds(raw, MAX_NESTING):
-            raise InvalidRequestError(
-                f"Request body is not valid JSON: arrays and objects nest deeper than "
-                f"{MAX_NESTING} levels.",
-                code="invalid_json",
-            )
-        try:
-            body = _decode(raw)
-        except msgspec.DecodeError as e:
-            raise InvalidRequestError(
-                f"Request body is not valid JSON: {e}", code="invalid_json"
-            ) from None
-        if not isinstance(body, dict):
-            raise InvalidRequestError(
-                f"Request body must be a JSON object, not {type(body).__name__}.",
-                code="invalid_json",
-            )
-        return body
+        return raw
 
     async def _read_slow(self, request: web.Request) -> bytes:
         task = asyncio.current_task()

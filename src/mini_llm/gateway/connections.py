@@ -25,10 +25,12 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.hdrs import EXPECT
 from aiohttp.web_protocol import RequestHandler
 
 from ..config import Settings
@@ -42,7 +44,14 @@ from ..errors import (
 from .health import HEALTH, Health
 from .responses import internal_error
 
-__all__ = ["ConnectionGuard", "GatewayProtocol", "GatewayRunner"]
+__all__ = [
+    "PLAIN_MIDDLEWARES",
+    "POST_ROUTES",
+    "ConnectionGuard",
+    "GatewayProtocol",
+    "GatewayRunner",
+    "direct_dispatch",
+]
 
 log = logging.getLogger("mini_llm.server")
 
@@ -238,6 +247,43 @@ class GatewayServer(web.Server):
         )
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+POST_ROUTES = web.AppKey("post_routes", dict[str, Handler])
+"""The application's POST routes of a fixed path (each with its trailing-slash variant)."""
+PLAIN_MIDDLEWARES = web.AppKey("plain_middlewares", tuple[Any, ...])
+"""The application's own middlewares that read nothing of the route's match (the access
+control): `direct_dispatch` may run them itself."""
+
+
+def direct_dispatch(app: web.Application, routed: Handler) -> Handler:
+    """The application's request handler, with a POST to a route of a fixed path (the model
+    endpoints) sent straight to its handler (through the middlewares, as aiohttp would), without
+    the router's lookup and the match bookkeeping around it. Anything else (another method, a
+    query string, an escaped or unknown path, `Expect: 100-continue`) goes through `routed`
+    (the application's own handler). An application with response hooks, or a middleware not
+    among its `PLAIN_MIDDLEWARES` (one that may read the match: CORS), has no shortcut."""
+    posts = app.get(POST_ROUTES)
+    middlewares = tuple(app.middlewares)
+    plain = app.get(PLAIN_MIDDLEWARES, ())
+    if not posts or app.on_response_prepare or any(m not in plain for m in middlewares):
+        return routed
+    direct: dict[str, Handler] = {}
+    for path, handler in posts.items():
+        for middleware in reversed(middlewares):
+            handler = functools.partial(middleware, handler=handler)
+        direct[path] = handler
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            handler = direct.get(request.raw_path)
+            if handler is not None and EXPECT not in request.headers:
+                return await handler(request)
+        return await routed(request)
+
+    return dispatch
+
+
 class _DrainingRequest(web.Request):
     health: Health
 
@@ -268,7 +314,7 @@ class GatewayRunner(web.AppRunner):
             kind = type("DrainingRequest", (_DrainingRequest,), {"health": health})
             request_factory = functools.partial(app._make_request, _cls=kind)
         return GatewayServer(
-            app_server.request_handler,
+            direct_dispatch(app, app_server.request_handler),
             request_factory=request_factory,
             handler_cancellation=app_server.handler_cancellation,
             loop=asyncio.get_running_loop(),

@@ -29,6 +29,7 @@ from ..policies.auth import NOTES
 from ..policies.base import Given, RequestInfo
 from ..policies.stream_usage import WHOLE_USAGE_READERS, count_text, make_tap
 from ..policies.usage import cost_of
+from .body import decode_object
 from .responses import error_response, internal_error, request_id
 from .streaming import write_stream
 
@@ -83,13 +84,15 @@ class Pipeline:
         served: Route | None = None
         if info is not None:
             info.keep_answer = chain.keep_answer
-            notes = request.get(NOTES)  # what the auth middleware found
+            # what the auth middleware found (`len`: nothing kept on the request, no lookup
+            # that fails with a KeyError inside `get`)
+            notes = request.get(NOTES) if len(request) else None
             if notes:
                 info.notes.update(notes)
         try:
-            body = await runtime.body.read_object(request)
-            call = dialect.parse(body, request.headers)
-            call.request_id = rid
+            raw = await runtime.body.read(request)
+            call = dialect.parse(decode_object(raw), request.headers)
+            call.request_id, call.raw = rid, raw
             if info is not None:
                 info.call = call
                 given = await chain.before(info)
@@ -220,8 +223,12 @@ async def _respond(
                 info.answer_body = data[: info.keep_answer]
             # a given answer's (a hit's) usage only when a policy reads it: it costs nothing
             read_usage = wants_usage and (answer.target is not None or chain.reads_usage)
-            read = WHOLE_USAGE_READERS.get(call.format) if answer.native else None
-            if read_usage and builder is None and read is not None and answer.data:
+            read = (
+                WHOLE_USAGE_READERS.get(call.format)
+                if read_usage and answer.native and builder is None
+                else None
+            )
+            if read is not None and answer.data:
                 # a pass-through answer in the canonical format: its usage, nothing else decoded
                 info.usage = read(answer.data)
             elif read_usage:

@@ -52,6 +52,8 @@ TTL_HEADER = "x-mini-llm-cache-ttl"
 _NOTE = "cache"
 _POLL = 0.05  # seconds between looks at a shared store while another instance answers
 _ROUTES_KEPT = 4096
+_SEEN_KEPT = 1024  # bodies whose key is remembered, of at most _SEEN_BODY_MAX bytes each
+_SEEN_BODY_MAX = 8192
 _encode = msgspec.json.encode
 
 
@@ -92,6 +94,7 @@ class CachePolicy:
         self._exclude = frozenset(self.options.exclude)
         self._clock = clock
         self._models: dict[str, tuple[str, ...] | None] = {}
+        self._keys: dict[tuple[str, str, bytes, tuple[str, ...], str], str] = {}
         self._flying: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._down = False
@@ -104,19 +107,32 @@ class CachePolicy:
         call = info.call
         if call is None or not (call.operation is CHAT or call.operation is RESPONSES):
             return None
-        lookup, store = _directives(info.headers.get("cache-control", ""))
-        models = self._resolved(call.model) if store else None
-        if models is None or _refers_elsewhere(call):
+        headers = info.headers
+        control = headers.get("cache-control")
+        lookup, store = _directives(control) if control else _LOOK_AND_STORE
+        models = self._models.get(call.model, _UNSEEN) if store else None
+        if models is _UNSEEN:
+            models = self._resolved(call.model)
+        if models is None or (call.format is OPENAI_RESPONSES and _refers_elsewhere(call)):
             self._skip(info)
             return None
-        ttl_given = info.headers.get(TTL_HEADER)
+        ttl_given = headers.get(TTL_HEADER)
         ttl = self.options.ttl if ttl_given is None else _ttl(ttl_given, self.options.ttl)
-        try:
-            canonical = call.canonical()
-        except GatewayError:
-            self._skip(info)
-            return None  # the pipeline says what is wrong, if anything
-        key = cache_key(canonical, models, "" if self.options.share else info.owner)
+        namespace = "" if self.options.share else info.owner
+        raw = call.raw
+        # the key of these very bytes, worked out before: the body, and so its canonical
+        # form, is the same (what else decides the key is part of `seen`)
+        seen = (info.dialect, call.model, raw, models, namespace) if raw else None
+        key = self._keys.get(seen) if seen is not None else None
+        if key is None:
+            try:
+                canonical = call.canonical()
+            except GatewayError:
+                self._skip(info)
+                return None  # the pipeline says what is wrong, if anything
+            key = cache_key(canonical, models, namespace)
+            if seen is not None and len(raw) <= _SEEN_BODY_MAX:
+                self._remember(seen, key)
         note: _Note | None = None
         try:
             if lookup:
@@ -173,9 +189,17 @@ class CachePolicy:
             self._up()
         self.counters.hits += 1
         info.cache_hit = True
-        info.response_headers[CACHE_HEADER] = "hit"
-        info.response_headers[AGE_HEADER] = str(max(int(self._clock() - found.stored_at), 0))
+        age = int(self._clock() - found.stored_at)
+        headers = info.response_headers
+        headers[CACHE_HEADER] = "hit"
+        headers[AGE_HEADER] = str(age) if age > 0 else "0"
         return found
+
+    def _remember(self, seen: tuple[str, str, bytes, tuple[str, ...], str], key: str) -> None:
+        keys = self._keys
+        if len(keys) >= _SEEN_KEPT:
+            del keys[next(iter(keys))]  # the oldest
+        keys[seen] = key
 
     def _skip(self, info: RequestInfo) -> None:
         self.counters.skips += 1
@@ -253,10 +277,14 @@ class CachePolicy:
             log.warning("response cache reachable again")
 
 
+_LOOK_AND_STORE = (True, True)
+_UNSEEN: Any = object()
+
+
 def _directives(value: str) -> tuple[bool, bool]:
     """(look up, store) for a `Cache-Control` request header."""
     if not value:
-        return True, True
+        return _LOOK_AND_STORE
     tokens = {part.strip().lower() for part in value.split(",")}
     if "no-store" in tokens:
         return False, False
