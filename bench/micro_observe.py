@@ -2,7 +2,7 @@
 
     python bench/micro_observe.py [--seconds 0.4] [--rounds 5] [--src DIR]
 
-Runs the pipeline's answer step (`_respond`) for a non-stream OpenAI pass-through answer, the
+Runs the pipeline's answer step (`_whole`) for a non-stream OpenAI pass-through answer, the
 bench mock's, with no policy (the pass-through's cost) and with the chain the bench's
 "usage + metrics + access log on" scenario builds (the request's `RequestInfo`, the policies'
 `before` and `after`, the usage read and the cost header included); the difference is what
@@ -107,7 +107,7 @@ def _settings(home: str) -> Any:
 
 
 class _Request(dict[str, Any]):
-    """What `_respond` reads of an aiohttp request on a whole answer: nothing but `get`."""
+    """The request, as `RequestInfo` reads it: its headers."""
 
     headers: ClassVar[dict[str, str]] = {"content-type": "application/json"}
 
@@ -140,7 +140,7 @@ async def main(seconds: float, rounds: int) -> None:
     def plain(count: int) -> None:
         runtime.policies = type(chain)()
         for _ in range(count):
-            _drive(pipeline._respond(runtime, request, OPENAI_CHAT, call, answer(), None, "r", 0.0))
+            pipeline._whole(runtime, OPENAI_CHAT, call, answer(), None, "r", 0.0)
         runtime.policies = chain
 
     def observed(count: int) -> None:
@@ -150,7 +150,7 @@ async def main(seconds: float, rounds: int) -> None:
             info.call = call
             _drive(chain.before(info))
             info.target, info.attempts = target, 1
-            _drive(pipeline._respond(runtime, request, OPENAI_CHAT, call, answer(), info, "r", 0.0))
+            pipeline._whole(runtime, OPENAI_CHAT, call, answer(), info, "r", 0.0)
             chain.after(info)
             if done % TURN == 0:
                 end_turn(done)

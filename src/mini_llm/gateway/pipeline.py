@@ -98,7 +98,9 @@ class Pipeline:
                 given = await chain.before(info)
                 if given is not None:
                     answer = _given(call, given)
-                    return await _respond(
+                    if answer.stream is None:
+                        return _whole(runtime, dialect, call, answer, info, rid, started)
+                    return await _stream(
                         runtime, request, dialect, call, answer, info, rid, started
                     )
             route = runtime.router.route(call.model)
@@ -134,7 +136,9 @@ class Pipeline:
                 answer.waited += answer.sent - dispatched
             if info is not None:
                 info.target, info.attempts = answer.target, answer.attempts
-            return await _respond(runtime, request, dialect, call, answer, info, rid, started)
+            if answer.stream is None:
+                return _whole(runtime, dialect, call, answer, info, rid, started)
+            return await _stream(runtime, request, dialect, call, answer, info, rid, started)
         except GatewayError as e:
             response = error_response(e, dialect, rid, runtime.redact.scrub)
             if info is not None:
@@ -187,16 +191,9 @@ def _overhead(
     return response
 
 
-async def _respond(
-    runtime: Runtime,
-    request: web.Request,
-    dialect: Dialect,
-    call: Call,
-    answer: Answer,
-    info: RequestInfo | None,
-    rid: str,
-    started: float,
-) -> web.StreamResponse:
+def _headers(call: Call, answer: Answer, info: RequestInfo | None, rid: str) -> dict[str, str]:
+    """The answer's own headers: where it came from, the request id, what policies add and
+    what a translation dropped."""
     headers = answer.headers()
     headers["x-request-id"] = rid
     if info is not None and info.response_headers:
@@ -206,7 +203,65 @@ async def _respond(
         dropped = ",".join(dict.fromkeys((*call.dropped, *answer.dropped)))
         headers["x-mini-llm-dropped"] = dropped
         log.info("request %s to %s: dropped %s", rid, answer.target.label, dropped)
-    scrub = runtime.redact.scrub
+    return headers
+
+
+def _whole(
+    runtime: Runtime,
+    dialect: Dialect,
+    call: Call,
+    answer: Answer,
+    info: RequestInfo | None,
+    rid: str,
+    started: float,
+) -> web.Response:
+    """A whole answer (not a stream) as the client's response: nothing here awaits."""
+    headers = _headers(call, answer, info, rid)
+    data = runtime.redact.scrub(dialect.whole(call, answer))
+    if info is not None:
+        chain = runtime.policies
+        wants_usage = chain.wants_usage
+        info.status = 200
+        if info.keep_answer:
+            info.answer_body = data[: info.keep_answer]
+        # a given answer's (a hit's) usage only when a policy reads it: it costs nothing
+        if wants_usage and (answer.target is not None or chain.reads_usage):
+            # the whole canonical answer, for a policy that stores it: only from upstream
+            keep = chain.wants_completion and answer.target is not None
+            read = WHOLE_USAGE_READERS.get(call.format) if answer.native and not keep else None
+            if read is not None and answer.data:
+                # a pass-through answer in the canonical format: its usage, nothing else decoded
+                info.usage = read(answer.data)
+            else:
+                completion = _whole_completion(answer)
+                usage = completion.get("usage") if completion is not None else None
+                info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
+                if keep:
+                    info.completion = completion
+        if wants_usage:
+            cost = cost_of(info, runtime.prices)
+            if cost is not None:
+                headers[COST] = f"{cost:.10f}".rstrip("0").rstrip(".")
+    headers["Content-Type"] = _JSON
+    overhead = time.monotonic() - started - answer.waited
+    headers[OVERHEAD] = _ms(overhead)
+    if info is not None:
+        info.overhead = overhead
+    return web.Response(body=data, headers=headers)
+
+
+async def _stream(
+    runtime: Runtime,
+    request: web.Request,
+    dialect: Dialect,
+    call: Call,
+    answer: Answer,
+    info: RequestInfo | None,
+    rid: str,
+    started: float,
+) -> web.StreamResponse:
+    """A stream's response, written as its events come."""
+    headers = _headers(call, answer, info, rid)
     chain = runtime.policies
     wants_usage = info is not None and chain.wants_usage
     # the whole canonical answer, for a policy that stores it: only one that came from upstream
@@ -215,38 +270,6 @@ async def _respond(
         if info is not None and chain.wants_completion and answer.target is not None
         else None
     )
-    if answer.stream is None:
-        data = scrub(dialect.whole(call, answer))
-        if info is not None:
-            info.status = 200
-            if info.keep_answer:
-                info.answer_body = data[: info.keep_answer]
-            # a given answer's (a hit's) usage only when a policy reads it: it costs nothing
-            read_usage = wants_usage and (answer.target is not None or chain.reads_usage)
-            read = (
-                WHOLE_USAGE_READERS.get(call.format)
-                if read_usage and answer.native and builder is None
-                else None
-            )
-            if read is not None and answer.data:
-                # a pass-through answer in the canonical format: its usage, nothing else decoded
-                info.usage = read(answer.data)
-            elif read_usage:
-                completion = _whole_completion(answer)
-                usage = completion.get("usage") if completion is not None else None
-                info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
-                if builder is not None:
-                    info.completion = completion
-            if wants_usage:
-                cost = cost_of(info, runtime.prices)
-                if cost is not None:
-                    headers[COST] = f"{cost:.10f}".rstrip("0").rstrip(".")
-        headers["Content-Type"] = _JSON
-        overhead = time.monotonic() - started - answer.waited
-        headers[OVERHEAD] = _ms(overhead)
-        if info is not None:
-            info.overhead = overhead
-        return web.Response(body=data, headers=headers)
 
     def stamp(headers: dict[str, str]) -> None:
         """The first event is in hand, the headers about to go: what the gateway added to
@@ -259,7 +282,7 @@ async def _respond(
 
     events = _events(dialect, call, answer, info if wants_usage else None, builder)
     response = await write_stream(
-        request, events, dialect, headers=headers, scrub=scrub, stamp=stamp
+        request, events, dialect, headers=headers, scrub=runtime.redact.scrub, stamp=stamp
     )
     if info is not None:
         info.status = 200
