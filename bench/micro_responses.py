@@ -87,6 +87,21 @@ async def _reads(parts: list[bytes]) -> AsyncIterator[bytes]:
 
 
 async def one(dialect: OpenAIResponsesDialect, parts: list[bytes]) -> bytes:
+    """One stream, as the pipeline runs it when no policy reads the stream (`direct_events`,
+    else the dialect's `events` over `canonical_chunks`)."""
+    call = dialect.parse(dict(BODY), {})
+    answer = Answer(None, False, stream=_reads(parts), endpoint=ANTHROPIC_WIRE.endpoints[RESPONSES])
+    events = dialect.direct_events(call, answer)
+    if events is None:
+        events = dialect.events(call, answer, canonical_chunks(answer))
+    out: list[bytes] = []
+    async for data in events:
+        out.append(data)
+    return b"".join(out)
+
+
+async def general(dialect: OpenAIResponsesDialect, parts: list[bytes]) -> bytes:
+    """One stream through canonical chunks (the pipeline's way when a policy reads them)."""
     call = dialect.parse(dict(BODY), {})
     answer = Answer(None, False, stream=_reads(parts), endpoint=ANTHROPIC_WIRE.endpoints[RESPONSES])
     out: list[bytes] = []

@@ -216,6 +216,7 @@ _TEXT_BLOCK = b'event: content_block_delta\ndata: {"type":"content_block_delta",
 _TEXT_AFTER_INDEX = b',"delta":{"type":"text_delta","text":'
 _INDEX_AT = len(_TEXT_BLOCK)
 _TEXT_AT = len(_TEXT_AFTER_INDEX)
+_TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
 _decode_text = msgspec.json.Decoder(str).decode
 
 
@@ -390,6 +391,65 @@ def _object(raw: bytes) -> dict[str, Any] | None:
     return decoded
 
 
+def _text_of(block: bytes) -> str | None:
+    """The text of a text delta laid out as Anthropic sends it (`block` starts with
+    `_TEXT_BLOCK`): what lies between the text key and the closing braces must decode as one
+    JSON string; else (more keys or lines, other spacing) None, and the event is parsed and
+    decoded whole."""
+    if (
+        len(block) > _INDEX_AT
+        and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
+        and block.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
+    ):
+        after = _INDEX_AT + 1  # a one-digit index, the usual case: no search
+    else:
+        after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
+        if after < 0 or not block[_INDEX_AT:after].isdigit():
+            return None
+    if not block.endswith(b"}}"):
+        return None
+    try:
+        return _decode_text(block[after + _TEXT_AT : -2])
+    except msgspec.DecodeError:
+        return None
+
+
+_TEXT_READ_END = b'"}}\n\n'
+
+
+def _read_text(data: bytes) -> str | None:
+    """The text of a read that is exactly one text delta event in Anthropic's layout, LF line
+    ends and its blank line included; None for anything else. The JSON string between the
+    text key and the braces holds no raw line end (JSON forbids them), and its quotes are
+    checked to sit right after the key and right before the braces, so the read has no other
+    line than the event's two: nothing is left for the parser."""
+    if (
+        len(data) > _INDEX_AT
+        and 48 <= data[_INDEX_AT] <= 57  # a one-digit index
+        and data.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
+        and data.endswith(_TEXT_READ_END)
+        and data[_TEXT_STRING_AT] == 34  # the opening quote
+    ):
+        try:
+            return _decode_text(data[_TEXT_STRING_AT:-4])
+        except msgspec.DecodeError:
+            return None
+    return None
+
+
+def _text_chunk(ident: str, model: str, text: str) -> dict[str, Any]:
+    """The chunk `AnthropicStreamTranslator.feed` makes for a text delta."""
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+        ],
+    }
+
+
 class AnthropicStreamDecoder:
     """An Anthropic stream's bytes to canonical chunks: the SSE parser, then the translator;
     a text delta (most events of any answer) is read from its bytes, without an `SSEEvent`
@@ -404,58 +464,48 @@ class AnthropicStreamDecoder:
         self._error: Exception | None = None
         self._finished = False
 
+    def text(self, data: bytes) -> str | None:
+        """The text of a read that is exactly one text delta (a model streaming token by
+        token), when nothing is held from earlier reads; None otherwise (then `feed` it). The
+        decoder's state does not change: a text delta only adds text, and a client's dialect
+        may render it straight away, with no canonical chunk made for it."""
+        if (
+            self._error is None
+            and self._parser.idle
+            and data.startswith(_TEXT_BLOCK)
+            and not self._translator._done
+        ):
+            return _read_text(data)
+        return None
+
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if self._error is not None:
             raise self._error
-        out: list[dict[str, Any]] = []
-        parser = self._parser
         translator = self._translator
+        parser = self._parser
+        if parser.idle and data.startswith(_TEXT_BLOCK) and not translator._done:
+            # one read, one text delta (a model streaming token by token): read without the
+            # parser when nothing is held and the read is exactly that event
+            text = _read_text(data)
+            if text is not None:
+                return [_text_chunk(translator._id, translator._model, text)]
+        out: list[dict[str, Any]] = []
         run: tuple[dict[str, Any], list[str], dict[str, Any]] | None = None
         for block in parser.blocks(data):
             if block.startswith(_TEXT_BLOCK) and not translator._done:
-                # a text delta laid out as Anthropic sends it: what lies between the text key
-                # and the closing braces must decode as one JSON string, else (more keys or
-                # lines, other spacing) the event is parsed and decoded whole below
-                if (
-                    len(block) > _INDEX_AT
-                    and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
-                    and block.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
-                ):
-                    after = _INDEX_AT + 1  # a one-digit index, the usual case: no search
-                else:
-                    after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
-                    if after < 0 or not block[_INDEX_AT:after].isdigit():
-                        after = 0
-                if after and block.endswith(b"}}"):
-                    try:
-                        text = _decode_text(block[after + _TEXT_AT : -2])
-                    except msgspec.DecodeError:
-                        pass
-                    else:  # the chunk `feed` makes for it
-                        if run is not None and out and out[-1] is run[0]:
-                            # text deltas that came in the same read: one chunk (a client
-                            # concatenates deltas; fewer events, the same text)
-                            run[1].append(text)
-                            continue
-                        if run is not None:
-                            _close_run(run)
-                        delta = {"content": text}
-                        choice = {
-                            "index": 0,
-                            "delta": delta,
-                            "logprobs": None,
-                            "finish_reason": None,
-                        }
-                        chunk = {
-                            "id": translator._id,
-                            "object": "chat.completion.chunk",
-                            "created": 0,
-                            "model": translator._model,
-                            "choices": [choice],
-                        }
-                        out.append(chunk)
-                        run = (chunk, [text], delta)
+                text = _text_of(block)
+                if text is not None:
+                    if run is not None and out and out[-1] is run[0]:
+                        # text deltas that came in the same read: one chunk (a client
+                        # concatenates deltas; fewer events, the same text)
+                        run[1].append(text)
                         continue
+                    if run is not None:
+                        _close_run(run)
+                    chunk = _text_chunk(translator._id, translator._model, text)
+                    out.append(chunk)
+                    run = (chunk, [text], chunk["choices"][0]["delta"])
+                    continue
             try:
                 end = block.find(b"\n")
                 if (

@@ -409,6 +409,21 @@ class ResponsesEventWriter:
             self._feed(chunk, out)
         return b"".join(out)
 
+    def more_text(self, text: str) -> bytes | None:
+        """The `output_text.delta` event of more text for the open text part, what
+        `feed_batch` makes for a chunk of only that text (`b""` for none); None when no text
+        part is open (then the chunk goes through `feed_batch`)."""
+        if not self._texting:
+            return None
+        if not text:
+            return b""
+        head = self._delta_head
+        assert head is not None
+        self._pieces.append(text)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3]))
+
     def _feed(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         usage = chunk.get("usage")
         if usage:

@@ -1,0 +1,208 @@
+"""The Responses dialect's direct lane (`direct_events`): an Anthropic stream rendered with no
+canonical chunk for a read that is one text delta must give the very bytes the general way
+(`events` over the decoder's canonical chunks) gives, however the reads are cut."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from mini_llm.call import Answer
+from mini_llm.dialects.base import LastEvents
+from mini_llm.dialects.openai_responses import OpenAIResponsesDialect
+from mini_llm.formats import RESPONSES
+from mini_llm.gateway.pipeline import canonical_chunks
+from mini_llm.providers.anthropic import ANTHROPIC_WIRE
+from mini_llm.providers.anthropic_answer import AnthropicStreamDecoder
+from mini_llm.providers.openai import OPENAI_WIRE
+from mini_llm.state.responses import MemoryResponseStore
+
+from .fixture_files import FIXTURES
+
+BODY: dict[str, Any] = {
+    "model": "anthropic/claude-test",
+    "input": "hi",
+    "stream": True,
+    "store": True,
+}
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data).encode())
+
+
+def _compact(kind: str, data: dict[str, Any]) -> bytes:
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), text.encode())
+
+
+def _text(text: str, index: int = 0, ascii_only: bool = False) -> bytes:
+    data = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta"}}
+    data["delta"]["text"] = text
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=ascii_only)
+    return b"event: content_block_delta\ndata: %s\n\n" % payload.encode()
+
+
+def _start(index: int = 0) -> list[bytes]:
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 7, "output_tokens": 1},
+    }
+    block = {"type": "content_block_start", "index": index, "content_block": {"type": "text"}}
+    block["content_block"]["text"] = ""
+    return [
+        _compact("message_start", {"type": "message_start", "message": message}),
+        _compact("content_block_start", block),
+    ]
+
+
+def _end(index: int = 0, stop: str = "end_turn") -> list[bytes]:
+    delta = {"type": "message_delta", "delta": {"stop_reason": stop}}
+    delta["usage"] = {"output_tokens": 9}
+    return [
+        _compact("content_block_stop", {"type": "content_block_stop", "index": index}),
+        _compact("message_delta", delta),
+        _compact("message_stop", {"type": "message_stop"}),
+    ]
+
+
+TEXTS = ["Hel", "lo, ", "wörld ", '\u2028 "quoted" \\ back/slash\n', "", "tab\there", "🙂 <&>"]
+
+STREAMS: dict[str, list[bytes]] = {
+    "plain": [*_start(), *(_text(t) for t in TEXTS), *_end()],
+    "ascii-escaped": [*_start(), *(_text(t, ascii_only=True) for t in TEXTS), *_end()],
+    "index 12": [*_start(12), *(_text(t, 12) for t in TEXTS), *_end(12)],
+    "spaced json": [
+        *_start(),
+        *(_event("content_block_delta", json.loads(_text(t)[33:-2])) for t in TEXTS),
+        *_end(),
+    ],
+    "max tokens": [*_start(), _text("cut"), *_end(stop="max_tokens")],
+    "ping between": [
+        *_start(),
+        _text("a"),
+        _compact("ping", {"type": "ping"}),
+        _text("b"),
+        *_end(),
+    ],
+    "crlf": [e.replace(b"\n", b"\r\n") for e in [*_start(), *(_text(t) for t in TEXTS), *_end()]],
+    "bad utf-8": [*_start(), _text("ok"), _text("x").replace(b'"x"', b'"\xff"'), *_end()],
+    "line break before quote": [*_start(), _text("a").replace(b':"a"', b':\n"a"'), *_end()],
+    "tool use fixture": [
+        e + b"\n\n"
+        for e in (FIXTURES / "anthropic" / "stream_tool_use.sse").read_bytes().split(b"\n\n")
+        if e.strip()
+    ],
+    "error fixture": [
+        e + b"\n\n"
+        for e in (FIXTURES / "anthropic" / "stream_error.sse").read_bytes().split(b"\n\n")
+        if e.strip()
+    ],
+    "cut short": [*_start(), _text("never ends")],
+}
+
+
+def _cuts(events: list[bytes]) -> dict[str, list[bytes]]:
+    """The same stream read three ways: an event a read, all in one, cut every 7 bytes."""
+    whole = b"".join(events)
+    return {
+        "event a read": events,
+        "one read": [whole],
+        "7 bytes a read": [whole[i : i + 7] for i in range(0, len(whole), 7)],
+    }
+
+
+def _dialect() -> OpenAIResponsesDialect:
+    return OpenAIResponsesDialect(
+        MemoryResponseStore(), clock=lambda: 1700000000.0, new_id=lambda p: p + "_fixed"
+    )
+
+
+async def _reads(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def _run(events: AsyncIterator[bytes]) -> tuple[list[bytes], str | None]:
+    out: list[bytes] = []
+    try:
+        async for data in events:
+            out.append(data)
+    except Exception as e:  # the error response the pipeline would render
+        return out, type(e).__name__ + ": " + str(e)
+    return out, None
+
+
+def _both(parts: list[bytes]) -> tuple[Any, Any, OpenAIResponsesDialect, OpenAIResponsesDialect]:
+    endpoint = ANTHROPIC_WIRE.endpoints[RESPONSES]
+    general, direct = _dialect(), _dialect()
+    call = general.parse(dict(BODY), {})
+    answer = Answer(None, False, stream=_reads(parts), endpoint=endpoint)
+    expected = asyncio.run(_run(general.events(call, answer, canonical_chunks(answer))))
+    call = direct.parse(dict(BODY), {})
+    answer = Answer(None, False, stream=_reads(parts), endpoint=endpoint)
+    events = direct.direct_events(call, answer)
+    assert events is not None
+    got = asyncio.run(_run(events))
+    return expected, got, general, direct
+
+
+@pytest.mark.parametrize("cut", ["event a read", "one read", "7 bytes a read"])
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_direct_lane_gives_the_bytes_of_the_general_way(name: str, cut: str) -> None:
+    parts = _cuts(STREAMS[name])[cut]
+    expected, got, general, direct = _both(parts)
+    assert got == expected
+    assert [type(e) for e in got[0]] == [type(e) for e in expected[0]]  # LastEvents kept
+    # what the store keeps is the same too
+    assert [r.response for r in general.store._records.values()] == [
+        r.response for r in direct.store._records.values()
+    ]
+
+
+def test_a_read_of_one_text_delta_makes_one_delta_event() -> None:
+    parts = STREAMS["plain"]
+    (_, _), (got, error), _, _ = _both(parts)
+    assert error is None
+    events = b"".join(got).split(b"\n\n")
+    deltas = [e for e in events if e.startswith(b"event: response.output_text.delta")]
+    assert len(deltas) == len([t for t in TEXTS if t])  # an empty delta makes no event
+    texts = [json.loads(e.split(b"data: ", 1)[1])["delta"] for e in deltas]
+    assert texts == [t for t in TEXTS if t]
+    last = got[-1]
+    assert type(last) is LastEvents and b"response.completed" in last
+    done = [e for e in events if e.startswith(b"event: response.output_text.done")]
+    assert json.loads(done[0].split(b"data: ", 1)[1])["text"] == "".join(TEXTS)
+
+
+def test_the_decoder_text_lane_reads_only_a_whole_text_delta() -> None:
+    decoder = AnthropicStreamDecoder()
+    first, block = _start()
+    assert decoder.text(first) is None  # before anything is parsed: the parser decides
+    decoder.feed(first + block)
+    assert decoder.text(_text("tok ")) == "tok "
+    assert decoder.text(_text("é\n", ascii_only=True)) == "é\n"
+    assert decoder.text(_text("a") + _text("b")) is None  # two events: `feed` reads them
+    assert decoder.text(_text("a")[:-1]) is None  # not ended yet
+    assert decoder.text(_text("a").replace(b'"a"', b'"\xff"')) is None
+    assert decoder.text(_compact("ping", {"type": "ping"})) is None
+    decoder.feed(_text("a")[:10])  # a part held by the parser: nothing is read around it
+    assert decoder.text(_text("b")) is None
+
+
+def test_no_direct_lane_without_a_text_lane_decoder() -> None:
+    dialect = _dialect()
+    call = dialect.parse(dict(BODY), {})
+    endpoint = OPENAI_WIRE.endpoints[RESPONSES]
+    answer = Answer(None, False, stream=_reads([]), endpoint=endpoint)
+    assert dialect.direct_events(call, answer) is None
+    assert dialect.direct_events(call, Answer(None, False, completion={})) is None
