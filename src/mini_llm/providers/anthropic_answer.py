@@ -217,6 +217,7 @@ _TEXT_AFTER_INDEX = b',"delta":{"type":"text_delta","text":'
 _INDEX_AT = len(_TEXT_BLOCK)
 _TEXT_AT = len(_TEXT_AFTER_INDEX)
 _TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
+_TEXT_PREFIX = _TEXT_BLOCK + b"0" + _TEXT_AFTER_INDEX
 _decode_text = msgspec.json.Decoder(str).decode
 
 
@@ -391,11 +392,12 @@ def _object(raw: bytes) -> dict[str, Any] | None:
     return decoded
 
 
-def _text_of(block: bytes) -> str | None:
+def _text_of(block: bytes) -> tuple[str, int] | None:
     """The text of a text delta laid out as Anthropic sends it (`block` starts with
     `_TEXT_BLOCK`): what lies between the text key and the closing braces must decode as one
     JSON string; else (more keys or lines, other spacing) None, and the event is parsed and
-    decoded whole."""
+    decoded whole. With the text, where it begins (the bytes before it are the same for the
+    next text delta of the block)."""
     if (
         len(block) > _INDEX_AT
         and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
@@ -408,8 +410,9 @@ def _text_of(block: bytes) -> str | None:
             return None
     if not block.endswith(b"}}"):
         return None
+    cut = after + _TEXT_AT
     try:
-        return _decode_text(block[after + _TEXT_AT : -2])
+        return _decode_text(block[cut:-2]), cut
     except msgspec.DecodeError:
         return None
 
@@ -456,13 +459,14 @@ class AnthropicStreamDecoder:
     and a dict. As `SSEDecoder`: when an event fails, the chunks before it in the same read
     are returned and the error is raised by the next call."""
 
-    __slots__ = ("_error", "_finished", "_parser", "_translator")
+    __slots__ = ("_error", "_finished", "_parser", "_prefix", "_translator")
 
     def __init__(self) -> None:
         self._parser = SSEParser()
         self._translator = AnthropicStreamTranslator()
         self._error: Exception | None = None
         self._finished = False
+        self._prefix = _TEXT_PREFIX  # a text delta's bytes up to its text (the last block's)
 
     def text(self, data: bytes) -> str | None:
         """The text of a read that is exactly one text delta (a model streaming token by
@@ -490,22 +494,35 @@ class AnthropicStreamDecoder:
             if text is not None:
                 return [_text_chunk(translator._id, translator._model, text)]
         out: list[dict[str, Any]] = []
-        run: tuple[dict[str, Any], list[str], dict[str, Any]] | None = None
+        # text deltas that come in the same read make one chunk (a client concatenates
+        # deltas: fewer events, the same text): the run's chunk and texts, joined at its end
+        run: dict[str, Any] | None = None
+        texts: list[str] = []
+        prefix = self._prefix
         for block in parser.blocks(data):
-            if block.startswith(_TEXT_BLOCK) and not translator._done:
-                text = _text_of(block)
-                if text is not None:
-                    if run is not None and out and out[-1] is run[0]:
-                        # text deltas that came in the same read: one chunk (a client
-                        # concatenates deltas; fewer events, the same text)
-                        run[1].append(text)
-                        continue
-                    if run is not None:
-                        _close_run(run)
-                    chunk = _text_chunk(translator._id, translator._model, text)
-                    out.append(chunk)
-                    run = (chunk, [text], chunk["choices"][0]["delta"])
+            text: str | None = None
+            if block.startswith(prefix) and block.endswith(b"}}") and not translator._done:
+                # the bytes of the last text delta up to its text: the JSON string between
+                # them and the braces is the text (else the event is read whole below)
+                try:
+                    text = _decode_text(block[len(prefix) : -2])
+                except msgspec.DecodeError:
+                    pass
+            elif block.startswith(_TEXT_BLOCK) and not translator._done:
+                found = _text_of(block)
+                if found is not None:
+                    text, cut = found
+                    prefix = self._prefix = block[:cut]
+            if text is not None:
+                if run is not None and out[-1] is run:
+                    texts.append(text)
                     continue
+                if len(texts) > 1:
+                    _join_run(run, texts)
+                run = _text_chunk(translator._id, translator._model, text)
+                out.append(run)
+                texts = [text]
+                continue
             try:
                 end = block.find(b"\n")
                 if (
@@ -527,8 +544,8 @@ class AnthropicStreamDecoder:
                     raise
                 self._error = e
                 break
-        if run is not None:
-            _close_run(run)
+        if len(texts) > 1:
+            _join_run(run, texts)
         return out
 
     def finish(self) -> list[dict[str, Any]]:
@@ -543,8 +560,7 @@ class AnthropicStreamDecoder:
         return self._translator.finish()
 
 
-def _close_run(run: tuple[dict[str, Any], list[str], dict[str, Any]]) -> None:
+def _join_run(run: dict[str, Any] | None, texts: list[str]) -> None:
     """The text of a run of deltas, joined once, into its one chunk."""
-    texts = run[1]
-    if len(texts) > 1:
-        run[2]["content"] = "".join(texts)
+    assert run is not None
+    run["choices"][0]["delta"]["content"] = "".join(texts)
