@@ -507,7 +507,7 @@ class AnthropicStreamDecoder:
                 try:
                     text = _decode_text(block[len(prefix) : -2])
                 except msgspec.DecodeError:
-                    pass
+                    text = None
             elif block.startswith(_TEXT_BLOCK) and not translator._done:
                 found = _text_of(block)
                 if found is not None:

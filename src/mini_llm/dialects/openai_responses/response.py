@@ -242,11 +242,6 @@ def assistant_message(
     return message
 
 
-def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    """`format_event`, in one copy (a `response.completed` carries the whole response)."""
-    return b"".join((b"event: ", kind.encode(), b"\ndata: ", _encode(payload), b"\n\n"))
-
-
 _DELTA_START = (
     b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
     b'"sequence_number":'
@@ -293,9 +288,16 @@ class ResponsesEventWriter:
         self._texting = False  # the open item is a message whose last part is output_text
 
     def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
-        payload = {"type": kind, "sequence_number": self._sequence, **payload}
-        self._sequence += 1
-        out.append(_event(kind, payload))
+        """One event: `{"type": kind, "sequence_number": n, **payload}` as `_event` lays it
+        out, the first two keys written as bytes (`kind` is one of the API's event names,
+        plain ASCII; `payload` never empty)."""
+        name = kind.encode()
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        out.append(
+            b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b\n\n'
+            % (name, name, sequence, _encode(payload)[1:])
+        )
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
@@ -339,21 +341,30 @@ class ResponsesEventWriter:
         self._open = None
         self._texting = False
         item = self._output[index]
-        where = {"item_id": item["id"], "output_index": index}
+        ident = item["id"]
         kind = item["type"]
         if kind == "message":
             for n, part in enumerate(item["content"]):
-                at = {**where, "content_index": n}
                 if part["type"] == "output_text":
-                    done = {**at, "text": part["text"], "logprobs": []}
+                    done = {
+                        "item_id": ident,
+                        "output_index": index,
+                        "content_index": n,
+                        "text": part["text"],
+                        "logprobs": [],
+                    }
                     self._emit("response.output_text.done", done, out)
                 else:
+                    at = {"item_id": ident, "output_index": index, "content_index": n}
                     self._emit("response.refusal.done", {**at, "refusal": part["refusal"]}, out)
-                self._emit("response.content_part.done", {**at, "part": part}, out)
+                done = {"item_id": ident, "output_index": index, "content_index": n, "part": part}
+                self._emit("response.content_part.done", done, out)
         elif kind == "function_call":
+            where = {"item_id": ident, "output_index": index}
             done = {**where, "name": item["name"], "arguments": item["arguments"]}
             self._emit("response.function_call_arguments.done", done, out)
         elif kind == "reasoning":
+            where = {"item_id": ident, "output_index": index}
             if self._frame.encrypted:
                 item["encrypted_content"] = encode_reasoning(self._thinking)
             self._thinking = []
