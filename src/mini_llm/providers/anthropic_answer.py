@@ -490,9 +490,9 @@ class AnthropicStreamDecoder:
         if parser.idle and data.startswith(_TEXT_BLOCK) and not translator._done:
             # one read, one text delta (a model streaming token by token): read without the
             # parser when nothing is held and the read is exactly that event
-            text = _read_text(data)
-            if text is not None:
-                return [_text_chunk(translator._id, translator._model, text)]
+            alone = _read_text(data)
+            if alone is not None:
+                return [_text_chunk(translator._id, translator._model, alone)]
         out: list[dict[str, Any]] = []
         # text deltas that come in the same read make one chunk (a client concatenates
         # deltas: fewer events, the same text): the run's chunk and texts, joined at its end
@@ -500,7 +500,7 @@ class AnthropicStreamDecoder:
         texts: list[str] = []
         prefix = self._prefix
         for block in parser.blocks(data):
-            text: str | None = None
+            text = None
             if block.startswith(prefix) and block.endswith(b"}}") and not translator._done:
                 # the bytes of the last text delta up to its text: the JSON string between
                 # them and the braces is the text (else the event is read whole below)
