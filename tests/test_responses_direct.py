@@ -209,3 +209,90 @@ def test_no_direct_lane_without_a_text_lane_decoder() -> None:
     answer = Answer(None, False, stream=_reads([]), endpoint=endpoint)
     assert dialect.direct_events(call, answer) is None
     assert dialect.direct_events(call, Answer(None, False, completion={})) is None
+
+
+def _merged(chunks: list[dict[str, Any]]) -> list[Any]:
+    """Chunks with consecutive text-only ones merged (a decoder may join the text deltas of
+    one read into one chunk: the same text)."""
+    out: list[Any] = []
+    for chunk in chunks:
+        choices = chunk.get("choices") or []
+        delta = choices[0]["delta"] if len(choices) == 1 else None
+        only_text = (
+            delta is not None
+            and list(delta) == ["content"]
+            and choices[0]["finish_reason"] is None
+            and "usage" not in chunk
+        )
+        if only_text and out and isinstance(out[-1], list):
+            out[-1][1] += delta["content"]  # type: ignore[index]
+        elif only_text:
+            out.append(["text", delta["content"]])  # type: ignore[index]
+        else:
+            out.append(chunk)
+    return out
+
+
+def _decoded(decoder: Any, parts: list[bytes]) -> tuple[list[Any], str | None]:
+    chunks: list[dict[str, Any]] = []
+    try:
+        for part in parts:
+            chunks += decoder.feed(part)
+        batch = decoder.finish()
+        while batch:
+            chunks += batch
+            batch = decoder.finish()
+    except Exception as e:
+        return _merged(chunks), type(e).__name__ + ": " + str(e)
+    return _merged(chunks), None
+
+
+RUNS: dict[str, list[bytes]] = {
+    **STREAMS,
+    "long run": [*_start(), *(_text(f"t{i} ") for i in range(40)), *_end()],
+    "run, ping, run": [
+        *_start(),
+        *(_text(t) for t in TEXTS),
+        _compact("ping", {"type": "ping"}),
+        *(_text(t) for t in TEXTS),
+        *_end(),
+    ],
+    "a bad one mid-run": [
+        *_start(),
+        *(_text(t) for t in TEXTS),
+        _text("x").replace(b'"x"', b'"x","y"'),
+        *(_text(t) for t in TEXTS),
+        *_end(),
+    ],
+    "two strings in one": [
+        *_start(),
+        _text("a"),
+        _text("b").replace(b'"b"', b'"b" "c"'),
+        _text("d"),
+        _text("e"),
+        *_end(),
+    ],
+    "text after the end": [*_start(), *_end(), *(_text(t) for t in TEXTS)],
+}
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 64, 333])
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_decoder_reads_text_runs_as_the_generic_decoder_does(name: str, size: int) -> None:
+    from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
+    from mini_llm.providers.base import SSEDecoder
+
+    whole = b"".join(RUNS[name])
+    parts = [whole] if size == 0 else [whole[i : i + size] for i in range(0, len(whole), size)]
+    got = _decoded(AnthropicStreamDecoder(), parts)
+    expected = _decoded(SSEDecoder(AnthropicStreamTranslator()), parts)
+    assert got == expected
+
+
+def test_a_run_of_text_deltas_in_one_read_is_one_chunk() -> None:
+    decoder = AnthropicStreamDecoder()
+    decoder.feed(b"".join(_start()))
+    chunks = decoder.feed(b"".join(_text(f"t{i} ") for i in range(30)))
+    assert [c["choices"][0]["delta"] for c in chunks] == [
+        {"content": "".join(f"t{i} " for i in range(30))}
+    ]

@@ -85,6 +85,12 @@ class SSEParser:
         self.idle = not held and not self._pending_cr
         return blocks
 
+    @property
+    def holding(self) -> bool:
+        """Whether a part of an event (or a CR whose LF may follow) is held: else the next
+        chunk begins an event, the first one perhaps (`idle`: and the start is behind)."""
+        return bool(self._buf) or self._pending_cr
+
     def event(self, block: bytes) -> SSEEvent | None:
         """The event of one block `blocks` gave (None for one without data), in order."""
         if block[:7] == b"event: ":  # `event: <name>` then `data: <payload>`, alone

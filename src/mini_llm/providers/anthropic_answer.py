@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -219,6 +220,7 @@ _TEXT_AT = len(_TEXT_AFTER_INDEX)
 _TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
 _TEXT_PREFIX = _TEXT_BLOCK + b"0" + _TEXT_AFTER_INDEX
 _decode_text = msgspec.json.Decoder(str).decode
+_decode_texts = msgspec.json.Decoder(list[str]).decode
 
 
 class AnthropicStreamTranslator:
@@ -408,9 +410,9 @@ def _text_of(block: bytes) -> tuple[str, int] | None:
         after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
         if after < 0 or not block[_INDEX_AT:after].isdigit():
             return None
-    if not block.endswith(b"}}"):
-        return None
     cut = after + _TEXT_AT
+    if not block.endswith(b'"}}') or block[cut : cut + 1] != b'"':  # nothing else on the line
+        return None
     try:
         return _decode_text(block[cut:-2]), cut
     except msgspec.DecodeError:
@@ -499,9 +501,27 @@ class AnthropicStreamDecoder:
         run: dict[str, Any] | None = None
         texts: list[str] = []
         prefix = self._prefix
-        for block in parser.blocks(data):
+        for block in self._blocks(data):
+            if type(block) is list:  # a run of text deltas, read in bulk (`_blocks`)
+                if translator._done:
+                    continue  # what the translator makes of them then: nothing
+                if run is not None and out[-1] is run:
+                    texts += block
+                    continue
+                if len(texts) > 1:
+                    _join_run(run, texts)
+                run = _text_chunk(translator._id, translator._model, "")  # joined at its end
+                out.append(run)
+                texts = block
+                continue
+            assert type(block) is bytes
             text = None
-            if block.startswith(prefix) and block.endswith(b"}}") and not translator._done:
+            if (
+                block.startswith(prefix)
+                and block.endswith(b'"}}')
+                and block[len(prefix)] == 34  # its quote right after the key: no line break
+                and not translator._done
+            ):
                 # the bytes of the last text delta up to its text: the JSON string between
                 # them and the braces is the text (else the event is read whole below)
                 try:
@@ -547,6 +567,52 @@ class AnthropicStreamDecoder:
         if len(texts) > 1:
             _join_run(run, texts)
         return out
+
+    def _blocks(self, data: bytes) -> Sequence[bytes | list[str]]:
+        """The parser's blocks of a read; a run of text deltas of the same block, laid out as
+        the last one was, comes as the list of its texts, read with a few calls whatever its
+        length (what the translator makes of each, one after the other, is more text).
+
+        The run's events are cut apart at `}}\n\n` + the bytes of a text delta up to its
+        text: what lies between is one JSON string each (a raw line end cannot be inside one),
+        checked by decoding them all as one array of as many strings. Anything else in the
+        read (and all of it, when it holds a CR or the parser holds a part of an event) goes
+        through the parser."""
+        parser = self._parser
+        prefix = self._prefix
+        if data.startswith(prefix) and parser.idle:
+            start = 0
+        else:
+            # the run after the events before it, which the parser reads first (the first
+            # read of a stream too: the parser's start, a BOM, is in them)
+            start = data.find(b"\n\n" + prefix) + 2
+            if start < 2 or (not parser.idle and parser.holding):
+                return parser.blocks(data)
+        pieces = data[start + len(prefix) :].split(b"}}\n\n" + prefix)
+        if len(pieces) < 3 or data.find(b"\r") >= 0:
+            return parser.blocks(data)
+        last = pieces.pop()
+        end = last.find(b"}}\n\n")
+        if end < 0:  # the run goes on in the next read: its last event is the parser's
+            rest = prefix + last
+        else:
+            pieces.append(last[:end])
+            rest = last[end + 4 :]
+        joined = b",".join(pieces)
+        if joined.find(b"\n") >= 0:  # a line break between the key and the braces
+            return parser.blocks(data)
+        try:
+            texts = _decode_texts(b"[" + joined + b"]")
+        except msgspec.DecodeError:
+            return parser.blocks(data)
+        if len(texts) != len(pieces):  # a piece that was more than one string
+            return parser.blocks(data)
+        blocks: list[bytes | list[str]] = []
+        if start:
+            blocks += parser.blocks(data[:start])
+        blocks.append(texts)
+        blocks += parser.blocks(rest)
+        return blocks
 
     def finish(self) -> list[dict[str, Any]]:
         """The last chunks (none: an Anthropic stream ends with `message_stop`); raises the
