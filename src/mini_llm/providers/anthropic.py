@@ -178,6 +178,9 @@ def _marked(blocks: list[dict[str, Any]], control: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+_PLAIN_ROLES = ("user", "system", "developer")
+
+
 def _messages(
     messages: list[Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -193,10 +196,19 @@ def _messages(
             turns.append({"role": role, "content": blocks})
 
     for i, message in enumerate(messages):
-        param = f"messages.{i}"
         role = message.get("role")
         content = message.get("content")
         marked = message.get("cache_control")  # on the message: its last block carries it
+        if type(content) is str and not marked and role in _PLAIN_ROLES:
+            # a message of plain text, the usual one: its block without the general way
+            if content:
+                block = [{"type": "text", "text": content}]
+                if role == "user":
+                    add("user", block)
+                else:
+                    system += block
+            continue
+        param = f"messages.{i}"
         if role in ("system", "developer"):
             system.extend(_marked(_blocks(content, param + ".content"), marked))
         elif role == "user":

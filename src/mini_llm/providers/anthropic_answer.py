@@ -141,11 +141,15 @@ def canonical_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage for Anthropic usage: cache reads and writes count as prompt tokens."""
     if not isinstance(usage, dict):
         usage = {}
-    fresh = token_count(usage.get("input_tokens"))
+    fresh = usage.get("input_tokens")
+    if type(fresh) is not int or fresh < 0:  # (a count as it should be: no call)
+        fresh = token_count(fresh)
     read = token_count(usage.get("cache_read_input_tokens"))
     written = token_count(usage.get("cache_creation_input_tokens"))
     prompt = fresh + read + written
-    completion = token_count(usage.get("output_tokens"))
+    completion = usage.get("output_tokens")
+    if type(completion) is not int or completion < 0:
+        completion = token_count(completion)
     out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

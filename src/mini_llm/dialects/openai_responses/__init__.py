@@ -175,11 +175,12 @@ class OpenAIResponsesDialect:
             return answer.data or b""
         assert isinstance(call, ResponsesCall)
         response = to_response(completion, self._frame(call))
-        choices = completion.get("choices") or [{}]
-        message = choices[0].get("message") if isinstance(choices[0], dict) else None
-        if not isinstance(message, dict):
-            message = assistant_message(response["output"], [])
-        self._keep(call, response, {**message, "role": "assistant"})
+        if call.stored:
+            choices = completion.get("choices") or [{}]
+            message = choices[0].get("message") if isinstance(choices[0], dict) else None
+            if not isinstance(message, dict):
+                message = assistant_message(response["output"], [])
+            self._keep(call, response, {**message, "role": "assistant"})
         return _encode(response)
 
     async def events(

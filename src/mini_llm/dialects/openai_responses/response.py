@@ -74,8 +74,12 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
     """Responses usage for canonical usage (None when there is none)."""
     if not isinstance(usage, dict):
         return None
-    prompt = token_count(usage.get("prompt_tokens"))
-    completion = token_count(usage.get("completion_tokens"))
+    prompt = usage.get("prompt_tokens")
+    if type(prompt) is not int or prompt < 0:  # (a count as it should be: no call)
+        prompt = token_count(prompt)
+    completion = usage.get("completion_tokens")
+    if type(completion) is not int or completion < 0:
+        completion = token_count(completion)
     details = usage.get("prompt_tokens_details")
     cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     cached = cached or token_count(usage.get("cache_read_input_tokens"))
@@ -107,9 +111,10 @@ def shell(frame: ResponseFrame, status: str) -> dict[str, Any]:
         "model": frame.model,
         "output": [],
     }
-    for name, default in _ECHOED.items():
-        value = request.get(name)
-        response[name] = default if value is None else value
+    response.update(_ECHOED)  # the defaults, in their order; then what the request gave
+    for name, value in request.items():
+        if value is not None and name in _ECHOED:
+            response[name] = value
     reasoning = request.get("reasoning")
     response["reasoning"] = {
         "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
@@ -171,6 +176,12 @@ def _finished(response: dict[str, Any], finish: str | None, usage: Any) -> dict[
 
 
 def _thinking_text(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    if not (
+        message.get("thinking_blocks")
+        or message.get("reasoning_content")
+        or message.get("reasoning")
+    ):
+        return "", []  # no reasoning: the usual answer
     blocks = message.get("thinking_blocks")
     kept = [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
     text = message.get("reasoning_content") or message.get("reasoning")
