@@ -580,8 +580,10 @@ class ResponsesEventWriter:
     def response(self) -> dict[str, Any]:
         """The whole response so far (after `finish`: as the last event gave it)."""
         self._settle_text()
-        made = self._shell
-        response = dict(made) if made is not None else shell(self._frame, "in_progress")
+        # the shell itself (its events are written): `_finished` sets what changes
+        response = self._shell
+        if response is None:
+            response = self._shell = shell(self._frame, "in_progress")
         response["output"] = self._output
         return _finished(response, self._finish, self._usage)
 
