@@ -296,3 +296,54 @@ def test_a_run_of_text_deltas_in_one_read_is_one_chunk() -> None:
     assert [c["choices"][0]["delta"] for c in chunks] == [
         {"content": "".join(f"t{i} " for i in range(30))}
     ]
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_through_the_gateway_with_and_without_policies(
+    make_gateway: Any,
+    anthropic_upstream_url: str,
+    anthropic_upstream: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    observed: bool,
+) -> None:
+    """The official client reads the same stream whichever way the gateway makes it: the
+    direct lane when no policy reads the stream, canonical chunks when one does (usage)."""
+    import openai
+
+    from .upstreams import anthropic_upstream as aup
+
+    lanes: list[bool] = []
+    direct_events = OpenAIResponsesDialect.direct_events
+
+    def spy(self: OpenAIResponsesDialect, call: Any, answer: Answer) -> Any:
+        events = direct_events(self, call, answer)
+        lanes.append(events is not None)
+        return events
+
+    monkeypatch.setattr(OpenAIResponsesDialect, "direct_events", spy)
+    flag = "true" if observed else "false"
+    gateway = make_gateway(
+        {
+            "ANTHROPIC_BASE_URL": anthropic_upstream_url,
+            "ANTHROPIC_API_KEY": "sk-ant-direct-4444",
+            "MINI_LLM_USAGE": flag,
+            "MINI_LLM_METRICS": flag,
+            "MINI_LLM_LOG_LEVEL": "info" if observed else "warning",  # (the access log)
+            "MINI_LLM_RETRY_ATTEMPTS": "1",
+        }
+    )
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
+    model = "anthropic/claude-sonnet-4-5"
+    with client.responses.stream(model=model, input="say something long") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert deltas and "".join(deltas) == final.output_text
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert final.status == "completed" and final.usage is not None
+    assert lanes == ([] if observed else [True])  # asked only when no policy reads it
+
+    anthropic_upstream.push(aup.error_mid_stream("partial answer"))
+    with client.responses.stream(model=model, input="x") as stream:
+        kinds = [e.type for e in stream]
+    assert kinds[-1] in ("error", "response.failed")
