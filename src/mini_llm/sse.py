@@ -30,13 +30,17 @@ class SSEParser:
     (then the event is read whole): a read holds many events, most of them one `event:` line
     and one `data:` line, which take a short path."""
 
-    __slots__ = ("_buf", "_id", "_pending_cr", "_started")
+    __slots__ = ("_buf", "_id", "_pending_cr", "_started", "idle")
 
     def __init__(self) -> None:
         self._buf = b""  # an incomplete event's lines, line ends already made LF
         self._id: str | None = None
         self._started = False
         self._pending_cr = False
+        self.idle = False
+        """Whether the parser holds nothing (no part of an event, no CR whose LF may follow,
+        the BOM check done): a decoder may then read a chunk that is exactly one whole event
+        of its own, without `blocks`."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
@@ -77,8 +81,15 @@ class SSEParser:
                 return []
             chunk = held + chunk
         blocks = chunk.split(b"\n\n")  # each the lines of one event (a blank line ends it)
-        self._buf = blocks.pop()
+        held = self._buf = blocks.pop()
+        self.idle = not held and not self._pending_cr
         return blocks
+
+    @property
+    def holding(self) -> bool:
+        """Whether a part of an event (or a CR whose LF may follow) is held: else the next
+        chunk begins an event, the first one perhaps (`idle`: and the start is behind)."""
+        return bool(self._buf) or self._pending_cr
 
     def event(self, block: bytes) -> SSEEvent | None:
         """The event of one block `blocks` gave (None for one without data), in order."""

@@ -306,6 +306,11 @@ def _events(
         if usage_for is not None:
             stream = _usage_tap(call, answer, stream, usage_for, builder)
         return dialect.passthrough(call, stream)
+    direct = getattr(dialect, "direct_events", None)  # no canonical chunk for a plain read
+    if usage_for is None and direct is not None:
+        events = direct(call, answer)
+        if events is not None:
+            return events  # type: ignore[no-any-return]
     chunks = canonical_chunks(answer) if answer.endpoint else _replay(answer.completion)
     if usage_for is not None:
         chunks = _chunk_usage(chunks, usage_for, builder)

@@ -178,6 +178,9 @@ def _marked(blocks: list[dict[str, Any]], control: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+_PLAIN_ROLES = ("user", "system", "developer")
+
+
 def _messages(
     messages: list[Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -193,10 +196,19 @@ def _messages(
             turns.append({"role": role, "content": blocks})
 
     for i, message in enumerate(messages):
-        param = f"messages.{i}"
         role = message.get("role")
         content = message.get("content")
         marked = message.get("cache_control")  # on the message: its last block carries it
+        if type(content) is str and not marked and role in _PLAIN_ROLES:
+            # a message of plain text, the usual one: its block without the general way
+            if content:
+                block = [{"type": "text", "text": content}]
+                if role == "user":
+                    add("user", block)
+                else:
+                    system += block
+            continue
+        param = f"messages.{i}"
         if role in ("system", "developer"):
             system.extend(_marked(_blocks(content, param + ".content"), marked))
         elif role == "user":
@@ -250,11 +262,29 @@ def _json_tool(response_format: Any) -> dict[str, Any] | None:
     return {"name": JSON_TOOL, "description": JSON_TOOL_DESCRIPTION, "input_schema": schema}
 
 
+# The canonical fields `to_anthropic_request` reads beyond model, messages and max_tokens.
+_OPTIONAL = frozenset(
+    {"n", "max_completion_tokens", "tools", "tool_choice", "response_format", "reasoning_effort"}
+    | {"stop", "user", "parallel_tool_calls", "temperature", "top_p", "top_k"}
+)
+
+
 def to_anthropic_request(body: dict[str, Any], stream: bool) -> dict[str, Any]:
     """An Anthropic Messages request for a canonical (OpenAI chat) request."""
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise invalid("messages", "must be a list")
+    if _OPTIONAL.isdisjoint(body):  # model, messages, max_tokens, stream: the usual request
+        system, turns = _messages(messages)
+        model = str(body.get("model", ""))
+        plain: dict[str, Any] = {"model": model, "messages": turns}
+        if system:
+            plain["system"] = system
+        limit = body.get("max_tokens")
+        plain["max_tokens"] = limit if isinstance(limit, int) else default_max_tokens(model)
+        if stream:
+            plain["stream"] = True
+        return plain
     if (body.get("n") or 1) != 1:
         raise invalid("n", "Anthropic models return one choice per request (n must be 1)")
     system, turns = _messages(messages)

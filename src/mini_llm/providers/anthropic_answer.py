@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -140,11 +141,15 @@ def canonical_usage(usage: Any) -> dict[str, Any]:
     """OpenAI usage for Anthropic usage: cache reads and writes count as prompt tokens."""
     if not isinstance(usage, dict):
         usage = {}
-    fresh = token_count(usage.get("input_tokens"))
+    fresh = usage.get("input_tokens")
+    if type(fresh) is not int or fresh < 0:  # (a count as it should be: no call)
+        fresh = token_count(fresh)
     read = token_count(usage.get("cache_read_input_tokens"))
     written = token_count(usage.get("cache_creation_input_tokens"))
     prompt = fresh + read + written
-    completion = token_count(usage.get("output_tokens"))
+    completion = usage.get("output_tokens")
+    if type(completion) is not int or completion < 0:
+        completion = token_count(completion)
     out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -216,7 +221,10 @@ _TEXT_BLOCK = b'event: content_block_delta\ndata: {"type":"content_block_delta",
 _TEXT_AFTER_INDEX = b',"delta":{"type":"text_delta","text":'
 _INDEX_AT = len(_TEXT_BLOCK)
 _TEXT_AT = len(_TEXT_AFTER_INDEX)
+_TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
+_TEXT_PREFIX = _TEXT_BLOCK + b"0" + _TEXT_AFTER_INDEX
 _decode_text = msgspec.json.Decoder(str).decode
+_decode_texts = msgspec.json.Decoder(list[str]).decode
 
 
 class AnthropicStreamTranslator:
@@ -390,72 +398,155 @@ def _object(raw: bytes) -> dict[str, Any] | None:
     return decoded
 
 
+def _text_of(block: bytes) -> tuple[str, int] | None:
+    """The text of a text delta laid out as Anthropic sends it (`block` starts with
+    `_TEXT_BLOCK`): what lies between the text key and the closing braces must decode as one
+    JSON string; else (more keys or lines, other spacing) None, and the event is parsed and
+    decoded whole. With the text, where it begins (the bytes before it are the same for the
+    next text delta of the block)."""
+    if (
+        len(block) > _INDEX_AT
+        and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
+        and block.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
+    ):
+        after = _INDEX_AT + 1  # a one-digit index, the usual case: no search
+    else:
+        after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
+        if after < 0 or not block[_INDEX_AT:after].isdigit():
+            return None
+    cut = after + _TEXT_AT
+    if not block.endswith(b'"}}') or block[cut : cut + 1] != b'"':  # nothing else on the line
+        return None
+    try:
+        return _decode_text(block[cut:-2]), cut
+    except msgspec.DecodeError:
+        return None
+
+
+_TEXT_READ_END = b'"}}\n\n'
+
+
+def _read_text(data: bytes) -> str | None:
+    """The text of a read that is exactly one text delta event in Anthropic's layout, LF line
+    ends and its blank line included; None for anything else. The JSON string between the
+    text key and the braces holds no raw line end (JSON forbids them), and its quotes are
+    checked to sit right after the key and right before the braces, so the read has no other
+    line than the event's two: nothing is left for the parser."""
+    if (
+        len(data) > _INDEX_AT
+        and 48 <= data[_INDEX_AT] <= 57  # a one-digit index
+        and data.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
+        and data.endswith(_TEXT_READ_END)
+        and data[_TEXT_STRING_AT] == 34  # the opening quote
+    ):
+        try:
+            return _decode_text(data[_TEXT_STRING_AT:-4])
+        except msgspec.DecodeError:
+            return None
+    return None
+
+
+def _text_chunk(ident: str, model: str, text: str) -> dict[str, Any]:
+    """The chunk `AnthropicStreamTranslator.feed` makes for a text delta."""
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+        ],
+    }
+
+
 class AnthropicStreamDecoder:
     """An Anthropic stream's bytes to canonical chunks: the SSE parser, then the translator;
     a text delta (most events of any answer) is read from its bytes, without an `SSEEvent`
     and a dict. As `SSEDecoder`: when an event fails, the chunks before it in the same read
     are returned and the error is raised by the next call."""
 
-    __slots__ = ("_error", "_finished", "_parser", "_translator")
+    __slots__ = ("_error", "_finished", "_parser", "_prefix", "_translator")
 
     def __init__(self) -> None:
         self._parser = SSEParser()
         self._translator = AnthropicStreamTranslator()
         self._error: Exception | None = None
         self._finished = False
+        self._prefix = _TEXT_PREFIX  # a text delta's bytes up to its text (the last block's)
+
+    def text(self, data: bytes) -> str | None:
+        """The text of a read that is exactly one text delta (a model streaming token by
+        token), when nothing is held from earlier reads; None otherwise (then `feed` it). The
+        decoder's state does not change: a text delta only adds text, and a client's dialect
+        may render it straight away, with no canonical chunk made for it."""
+        if (
+            self._error is None
+            and self._parser.idle
+            and data.startswith(_TEXT_BLOCK)
+            and not self._translator._done
+        ):
+            return _read_text(data)
+        return None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if self._error is not None:
             raise self._error
-        out: list[dict[str, Any]] = []
-        parser = self._parser
         translator = self._translator
-        run: tuple[dict[str, Any], list[str], dict[str, Any]] | None = None
-        for block in parser.blocks(data):
-            if block.startswith(_TEXT_BLOCK) and not translator._done:
-                # a text delta laid out as Anthropic sends it: what lies between the text key
-                # and the closing braces must decode as one JSON string, else (more keys or
-                # lines, other spacing) the event is parsed and decoded whole below
-                if (
-                    len(block) > _INDEX_AT
-                    and 48 <= block[_INDEX_AT] <= 57  # an ASCII digit
-                    and block.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
-                ):
-                    after = _INDEX_AT + 1  # a one-digit index, the usual case: no search
-                else:
-                    after = block.find(_TEXT_AFTER_INDEX, _INDEX_AT)
-                    if after < 0 or not block[_INDEX_AT:after].isdigit():
-                        after = 0
-                if after and block.endswith(b"}}"):
-                    try:
-                        text = _decode_text(block[after + _TEXT_AT : -2])
-                    except msgspec.DecodeError:
-                        pass
-                    else:  # the chunk `feed` makes for it
-                        if run is not None and out and out[-1] is run[0]:
-                            # text deltas that came in the same read: one chunk (a client
-                            # concatenates deltas; fewer events, the same text)
-                            run[1].append(text)
-                            continue
-                        if run is not None:
-                            _close_run(run)
-                        delta = {"content": text}
-                        choice = {
-                            "index": 0,
-                            "delta": delta,
-                            "logprobs": None,
-                            "finish_reason": None,
-                        }
-                        chunk = {
-                            "id": translator._id,
-                            "object": "chat.completion.chunk",
-                            "created": 0,
-                            "model": translator._model,
-                            "choices": [choice],
-                        }
-                        out.append(chunk)
-                        run = (chunk, [text], delta)
-                        continue
+        parser = self._parser
+        if parser.idle and data.startswith(_TEXT_BLOCK) and not translator._done:
+            # one read, one text delta (a model streaming token by token): read without the
+            # parser when nothing is held and the read is exactly that event
+            alone = _read_text(data)
+            if alone is not None:
+                return [_text_chunk(translator._id, translator._model, alone)]
+        out: list[dict[str, Any]] = []
+        # text deltas that come in the same read make one chunk (a client concatenates
+        # deltas: fewer events, the same text): the run's chunk and texts, joined at its end
+        run: dict[str, Any] | None = None
+        texts: list[str] = []
+        prefix = self._prefix
+        for block in self._blocks(data):
+            if type(block) is list:  # a run of text deltas, read in bulk (`_blocks`)
+                if translator._done:
+                    continue  # what the translator makes of them then: nothing
+                if run is not None and out[-1] is run:
+                    texts += block
+                    continue
+                if len(texts) > 1:
+                    _join_run(run, texts)
+                run = _text_chunk(translator._id, translator._model, "")  # joined at its end
+                out.append(run)
+                texts = block
+                continue
+            assert type(block) is bytes
+            text = None
+            if (
+                block.startswith(prefix)
+                and block.endswith(b'"}}')
+                and block[len(prefix)] == 34  # its quote right after the key: no line break
+                and not translator._done
+            ):
+                # the bytes of the last text delta up to its text: the JSON string between
+                # them and the braces is the text (else the event is read whole below)
+                try:
+                    text = _decode_text(block[len(prefix) : -2])
+                except msgspec.DecodeError:
+                    text = None
+            elif block.startswith(_TEXT_BLOCK) and not translator._done:
+                found = _text_of(block)
+                if found is not None:
+                    text, cut = found
+                    prefix = self._prefix = block[:cut]
+            if text is not None:
+                if run is not None and out[-1] is run:
+                    texts.append(text)
+                    continue
+                if len(texts) > 1:
+                    _join_run(run, texts)
+                run = _text_chunk(translator._id, translator._model, text)
+                out.append(run)
+                texts = [text]
+                continue
             try:
                 end = block.find(b"\n")
                 if (
@@ -477,9 +568,55 @@ class AnthropicStreamDecoder:
                     raise
                 self._error = e
                 break
-        if run is not None:
-            _close_run(run)
+        if len(texts) > 1:
+            _join_run(run, texts)
         return out
+
+    def _blocks(self, data: bytes) -> Sequence[bytes | list[str]]:
+        """The parser's blocks of a read; a run of text deltas of the same block, laid out as
+        the last one was, comes as the list of its texts, read with a few calls whatever its
+        length (what the translator makes of each, one after the other, is more text).
+
+        The run's events are cut apart at `}}\n\n` + the bytes of a text delta up to its
+        text: what lies between is one JSON string each (a raw line end cannot be inside one),
+        checked by decoding them all as one array of as many strings. Anything else in the
+        read (and all of it, when it holds a CR or the parser holds a part of an event) goes
+        through the parser."""
+        parser = self._parser
+        prefix = self._prefix
+        if data.startswith(prefix) and parser.idle:
+            start = 0
+        else:
+            # the run after the events before it, which the parser reads first (the first
+            # read of a stream too: the parser's start, a BOM, is in them)
+            start = data.find(b"\n\n" + prefix) + 2
+            if start < 2 or (not parser.idle and parser.holding):
+                return parser.blocks(data)
+        pieces = data[start + len(prefix) :].split(b"}}\n\n" + prefix)
+        if len(pieces) < 3 or data.find(b"\r") >= 0:
+            return parser.blocks(data)
+        last = pieces.pop()
+        end = last.find(b"}}\n\n")
+        if end < 0:  # the run goes on in the next read: its last event is the parser's
+            rest = prefix + last
+        else:
+            pieces.append(last[:end])
+            rest = last[end + 4 :]
+        joined = b",".join(pieces)
+        if joined.find(b"\n") >= 0:  # a line break between the key and the braces
+            return parser.blocks(data)
+        try:
+            texts = _decode_texts(b"[" + joined + b"]")
+        except msgspec.DecodeError:
+            return parser.blocks(data)
+        if len(texts) != len(pieces):  # a piece that was more than one string
+            return parser.blocks(data)
+        blocks: list[bytes | list[str]] = []
+        if start:
+            blocks += parser.blocks(data[:start])
+        blocks.append(texts)
+        blocks += parser.blocks(rest)
+        return blocks
 
     def finish(self) -> list[dict[str, Any]]:
         """The last chunks (none: an Anthropic stream ends with `message_stop`); raises the
@@ -493,8 +630,7 @@ class AnthropicStreamDecoder:
         return self._translator.finish()
 
 
-def _close_run(run: tuple[dict[str, Any], list[str], dict[str, Any]]) -> None:
+def _join_run(run: dict[str, Any] | None, texts: list[str]) -> None:
     """The text of a run of deltas, joined once, into its one chunk."""
-    texts = run[1]
-    if len(texts) > 1:
-        run[2]["content"] = "".join(texts)
+    assert run is not None
+    run["choices"][0]["delta"]["content"] = "".join(texts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -37,6 +37,18 @@ OWNER = ""
 
 # The last event of a Responses stream; a pass-through stream without one was cut short.
 _ENDINGS = (b"response.completed", b"response.incomplete", b"response.failed", b"event: error")
+
+
+class TextLaneDecoder(Protocol):
+    """A stream decoder that can read a text delta on its own (`providers/anthropic_answer.py:
+    AnthropicStreamDecoder`): `text` gives the text of a read that is exactly one text delta
+    (None: `feed` that read), leaving the decoder's state as `feed` would."""
+
+    def text(self, data: bytes) -> str | None: ...
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
 
 
 class ResponsesCall(Call):
@@ -163,11 +175,12 @@ class OpenAIResponsesDialect:
             return answer.data or b""
         assert isinstance(call, ResponsesCall)
         response = to_response(completion, self._frame(call))
-        choices = completion.get("choices") or [{}]
-        message = choices[0].get("message") if isinstance(choices[0], dict) else None
-        if not isinstance(message, dict):
-            message = assistant_message(response["output"], [])
-        self._keep(call, response, {**message, "role": "assistant"})
+        if call.stored:
+            choices = completion.get("choices") or [{}]
+            message = choices[0].get("message") if isinstance(choices[0], dict) else None
+            if not isinstance(message, dict):
+                message = assistant_message(response["output"], [])
+            self._keep(call, response, {**message, "role": "assistant"})
         return _encode(response)
 
     async def events(
@@ -188,6 +201,66 @@ class OpenAIResponsesDialect:
             yield b"".join(writer.fail(e.code, e.message))
             return
         yield LastEvents(b"".join(writer.finish()))
+        self._keep_streamed(call, writer)
+
+    def direct_events(self, call: Call, answer: Answer) -> AsyncIterator[bytes] | None:
+        """`events` read straight from the upstream's bytes, when its stream decoder has a
+        text lane (`text`: the text of a read that is exactly one text delta): such a read
+        becomes its `output_text.delta` event with no canonical chunk between; every other
+        read goes through the decoder and the writer as in `events`, with the same bytes.
+        None when the decoder has no such lane. For a caller that needs no canonical chunk
+        of its own (the pipeline when no policy reads the stream)."""
+        if answer.stream is None or answer.endpoint is None:
+            return None
+        decoder = answer.endpoint.decoder()
+        if getattr(decoder, "text", None) is None:  # (a protocol's isinstance costs more)
+            return None
+        assert isinstance(call, ResponsesCall)
+        return self._direct(call, answer.stream, cast(TextLaneDecoder, decoder))
+
+    async def _direct(
+        self, call: ResponsesCall, stream: AsyncIterator[bytes], decoder: TextLaneDecoder
+    ) -> AsyncIterator[bytes]:
+        writer = ResponsesEventWriter(self._frame(call))
+        text_of = decoder.text
+        more_text = writer.more_text
+        sent = False
+        try:
+            try:
+                async for data in stream:
+                    text = text_of(data)
+                    if text is not None:
+                        event = more_text(text)
+                        if event is not None:  # the open text part's: sent before this
+                            if event:
+                                yield event
+                            continue
+                    batch = decoder.feed(data)
+                    if batch:
+                        events = writer.feed_batch(batch)
+                        if events:
+                            sent = True
+                            yield events
+                batch = decoder.finish()
+                while batch:
+                    events = writer.feed_batch(batch)
+                    if events:
+                        sent = True
+                        yield events
+                    batch = decoder.finish()
+            except GatewayError as e:
+                if not sent:
+                    raise  # nothing sent yet: the client gets an error response instead
+                yield b"".join(writer.fail(e.code, e.message))
+                return
+            yield LastEvents(b"".join(writer.finish()))
+            self._keep_streamed(call, writer)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _keep_streamed(self, call: ResponsesCall, writer: ResponsesEventWriter) -> None:
         if call.stored:
             response = writer.response()
             self._keep(call, response, assistant_message(response["output"], writer.thinking))

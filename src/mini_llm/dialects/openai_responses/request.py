@@ -255,9 +255,17 @@ class _Conversation:
         self._open = None
         self.messages.append({"role": role, "content": _content(content, param + ".content")})
 
+    def close(self) -> None:
+        """A message not the assistant's came: calls after it begin another answer."""
+        self._open = None
+
     def finish(self) -> None:
         if self._thinking or self._reasoning:
             self._thinking, self._reasoning = [], []  # reasoning with no answer after it
+
+
+_PLAIN_ROLES = frozenset(("user", "system", "developer"))
+_MESSAGE = (None, "message")
 
 
 def input_messages(body: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -267,7 +275,16 @@ def input_messages(body: dict[str, Any], history: list[dict[str, Any]]) -> list[
     if isinstance(given, str):
         conversation.messages.append({"role": "user", "content": given})
     elif isinstance(given, list):
+        messages = conversation.messages
         for i, item in enumerate(given):
+            if type(item) is dict:
+                content = item.get("content")
+                role = item.get("role")
+                if type(content) is str and role in _PLAIN_ROLES and item.get("type") in _MESSAGE:
+                    # a plain text message, the usual item: what `add` makes of it, directly
+                    conversation.close()
+                    messages.append({"role": role, "content": content})
+                    continue
             conversation.add(item, f"input[{i}]")
     elif given is not None:
         raise invalid("input", "must be a string or a list of items")
@@ -327,17 +344,24 @@ def _response_format(text: Any) -> dict[str, Any] | None:
 
 # Server-side features of OpenAI's Responses API that a chat completion cannot do.
 _SERVER_SIDE = ("conversation", "prompt")
+# The fields read only when present (`tool_choice` and `parallel_tool_calls` go with `tools`)
+_OPTIONAL = frozenset(
+    {*_SERVER_SIDE, "background", "tools", "text", "reasoning", "temperature", "top_p"}
+    | {"user", "safety_identifier"}
+)
 
 
 def to_canonical_request(
     body: dict[str, Any], history: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """A canonical request for a Responses request, after `history` (a stored conversation)."""
-    for field in _SERVER_SIDE:
-        if body.get(field) is not None:
-            raise _only_openai(field, f"'{field}'")
-    if body.get("background"):
-        raise _only_openai("background", "a background response")
+    plain = _OPTIONAL.isdisjoint(body)  # none of the fields below that are not always there
+    if not plain:
+        for field in _SERVER_SIDE:
+            if body.get(field) is not None:
+                raise _only_openai(field, f"'{field}'")
+        if body.get("background"):
+            raise _only_openai("background", "a background response")
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -348,6 +372,25 @@ def to_canonical_request(
     if not messages:
         raise invalid("input", "a request needs input")
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
+    if not plain:
+        _tool_and_format_options(body, out)
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        out["max_tokens"] = limit
+    if not plain:
+        for field in ("temperature", "top_p"):
+            if body.get(field) is not None:
+                out[field] = body[field]
+        user = body.get("user") or body.get("safety_identifier")
+        if isinstance(user, str):
+            out["user"] = user
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _tool_and_format_options(body: dict[str, Any], out: dict[str, Any]) -> None:
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
         if body.get("tool_choice") is not None:
@@ -361,16 +404,3 @@ def to_canonical_request(
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     if isinstance(effort, str) and effort != "none":
         out["reasoning_effort"] = effort
-    limit = body.get("max_output_tokens")
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        out["max_tokens"] = limit
-    for field in ("temperature", "top_p"):
-        if body.get(field) is not None:
-            out[field] = body[field]
-    user = body.get("user") or body.get("safety_identifier")
-    if isinstance(user, str):
-        out["user"] = user
-    if body.get("stream"):
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-    return out

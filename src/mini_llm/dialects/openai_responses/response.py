@@ -74,8 +74,12 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
     """Responses usage for canonical usage (None when there is none)."""
     if not isinstance(usage, dict):
         return None
-    prompt = token_count(usage.get("prompt_tokens"))
-    completion = token_count(usage.get("completion_tokens"))
+    prompt = usage.get("prompt_tokens")
+    if type(prompt) is not int or prompt < 0:  # (a count as it should be: no call)
+        prompt = token_count(prompt)
+    completion = usage.get("completion_tokens")
+    if type(completion) is not int or completion < 0:
+        completion = token_count(completion)
     details = usage.get("prompt_tokens_details")
     cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
     cached = cached or token_count(usage.get("cache_read_input_tokens"))
@@ -107,9 +111,10 @@ def shell(frame: ResponseFrame, status: str) -> dict[str, Any]:
         "model": frame.model,
         "output": [],
     }
-    for name, default in _ECHOED.items():
-        value = request.get(name)
-        response[name] = default if value is None else value
+    response.update(_ECHOED)  # the defaults, in their order; then what the request gave
+    for name, value in request.items():
+        if value is not None and name in _ECHOED:
+            response[name] = value
     reasoning = request.get("reasoning")
     response["reasoning"] = {
         "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
@@ -171,6 +176,12 @@ def _finished(response: dict[str, Any], finish: str | None, usage: Any) -> dict[
 
 
 def _thinking_text(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    if not (
+        message.get("thinking_blocks")
+        or message.get("reasoning_content")
+        or message.get("reasoning")
+    ):
+        return "", []  # no reasoning: the usual answer
     blocks = message.get("thinking_blocks")
     kept = [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
     text = message.get("reasoning_content") or message.get("reasoning")
@@ -242,11 +253,6 @@ def assistant_message(
     return message
 
 
-def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    """`format_event`, in one copy (a `response.completed` carries the whole response)."""
-    return b"".join((b"event: ", kind.encode(), b"\ndata: ", _encode(payload), b"\n\n"))
-
-
 _DELTA_START = (
     b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
     b'"sequence_number":'
@@ -293,9 +299,16 @@ class ResponsesEventWriter:
         self._texting = False  # the open item is a message whose last part is output_text
 
     def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
-        payload = {"type": kind, "sequence_number": self._sequence, **payload}
-        self._sequence += 1
-        out.append(_event(kind, payload))
+        """One event: `{"type": kind, "sequence_number": n, **payload}` as `_event` lays it
+        out, the first two keys written as bytes (`kind` is one of the API's event names,
+        plain ASCII; `payload` never empty)."""
+        name = kind.encode()
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        out.append(
+            b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b\n\n'
+            % (name, name, sequence, _encode(payload)[1:])
+        )
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
@@ -339,21 +352,30 @@ class ResponsesEventWriter:
         self._open = None
         self._texting = False
         item = self._output[index]
-        where = {"item_id": item["id"], "output_index": index}
+        ident = item["id"]
         kind = item["type"]
         if kind == "message":
             for n, part in enumerate(item["content"]):
-                at = {**where, "content_index": n}
                 if part["type"] == "output_text":
-                    done = {**at, "text": part["text"], "logprobs": []}
+                    done = {
+                        "item_id": ident,
+                        "output_index": index,
+                        "content_index": n,
+                        "text": part["text"],
+                        "logprobs": [],
+                    }
                     self._emit("response.output_text.done", done, out)
                 else:
+                    at = {"item_id": ident, "output_index": index, "content_index": n}
                     self._emit("response.refusal.done", {**at, "refusal": part["refusal"]}, out)
-                self._emit("response.content_part.done", {**at, "part": part}, out)
+                done = {"item_id": ident, "output_index": index, "content_index": n, "part": part}
+                self._emit("response.content_part.done", done, out)
         elif kind == "function_call":
+            where = {"item_id": ident, "output_index": index}
             done = {**where, "name": item["name"], "arguments": item["arguments"]}
             self._emit("response.function_call_arguments.done", done, out)
         elif kind == "reasoning":
+            where = {"item_id": ident, "output_index": index}
             if self._frame.encrypted:
                 item["encrypted_content"] = encode_reasoning(self._thinking)
             self._thinking = []
@@ -408,6 +430,21 @@ class ResponsesEventWriter:
                             continue
             self._feed(chunk, out)
         return b"".join(out)
+
+    def more_text(self, text: str) -> bytes | None:
+        """The `output_text.delta` event of more text for the open text part, what
+        `feed_batch` makes for a chunk of only that text (`b""` for none); None when no text
+        part is open (then the chunk goes through `feed_batch`)."""
+        if not self._texting:
+            return None
+        if not text:
+            return b""
+        head = self._delta_head
+        assert head is not None
+        self._pieces.append(text)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3]))
 
     def _feed(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         usage = chunk.get("usage")
@@ -543,8 +580,10 @@ class ResponsesEventWriter:
     def response(self) -> dict[str, Any]:
         """The whole response so far (after `finish`: as the last event gave it)."""
         self._settle_text()
-        made = self._shell
-        response = dict(made) if made is not None else shell(self._frame, "in_progress")
+        # the shell itself (its events are written): `_finished` sets what changes
+        response = self._shell
+        if response is None:
+            response = self._shell = shell(self._frame, "in_progress")
         response["output"] = self._output
         return _finished(response, self._finish, self._usage)
 
