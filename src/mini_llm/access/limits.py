@@ -32,7 +32,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -88,7 +88,7 @@ class Reservation:
         headers: dict[str, str] | None = None,
     ) -> None:
         self.held: list[tuple[str, float, float, float]] = []
-        self.kinds: list[str] = []
+        self.kinds: Sequence[str] = ()
         self.headers: dict[str, str] = {} if headers is None else headers
         """The `x-ratelimit-*` headers (filled in the dict given, the answer's own)."""
         self.model = model
@@ -103,7 +103,7 @@ class _KeyLimits:
     amount set per request): worked out once per key and minute, not per request. A reloaded
     key is a new object: its limits are worked out again."""
 
-    __slots__ = ("items", "key", "kinds", "shown", "window")
+    __slots__ = ("items", "key", "kinds", "shown", "tokens_at", "window")
 
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
@@ -121,12 +121,23 @@ class _KeyLimits:
             kinds.append("concurrency")
         self.items = tuple(items)
         self.kinds = tuple(kinds)
+        self.tokens_at = kinds.index("tokens") if "tokens" in kinds else -1
+        """Where the tokens limit is in `items` (its amount is each request's own), or -1."""
         self.shown = tuple(
             (i, item[2], _HEADERS[kind], str(item[2]))
             for i, (item, kind) in enumerate(zip(items, kinds, strict=True))
             if kind in _HEADERS
         )
         """What the headers show: (index, limit, header names, the limit as text)."""
+
+    def wanted(self, tokens: int) -> list[tuple[str, float, float, float]]:
+        """The items to reserve for a request of `tokens` estimated tokens."""
+        wanted = list(self.items)
+        at = self.tokens_at
+        if at >= 0:
+            name, _, limit, ttl = wanted[at]
+            wanted[at] = (name, tokens, limit, ttl)
+        return wanted
 
 
 _HEADERS = {
@@ -139,6 +150,10 @@ _HEADERS = {
     )
 }
 """The headers that tell a kind of limit (the limit, what remains, when it resets)."""
+
+
+_REQUESTS = frozenset(("requests", "m-requests"))
+_TOKENS = frozenset(("tokens", "m-tokens"))
 
 
 def budget_period(kind: str, now: float) -> tuple[str, float]:
@@ -236,6 +251,51 @@ class Limiter:
         estimate = (size + 3) // 4 if size else 0
         return estimate, _requested_output(body) or self.default_max_tokens
 
+    def quick(self, key: GatewayKey | None) -> bool:
+        """Whether `admit_now` serves a request with `key`: the memory backend, no model
+        limits, no budget (nothing to seed or price, nothing that could wait)."""
+        return (
+            self._memory is not None
+            and not self.model_limits
+            and key is not None
+            and key.budget_usd is None
+        )
+
+    def admit_now(
+        self,
+        key: GatewayKey,
+        model: str,
+        body: Mapping[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> Reservation:
+        """`admit` without a coroutine, where `quick(key)` says it may: the key's own limits
+        on the memory backend, which never waits."""
+        memory = self._memory
+        assert memory is not None
+        now = self.clock()
+        window = int(now // _WINDOW)
+        plan = self._plans.get(key.id)
+        if plan is None or plan.key is not key or plan.window != window:
+            plan = self._plans[key.id] = _KeyLimits(key, window)
+        prompt, output = self.estimate(body)
+        tokens = prompt + output
+        res = Reservation(model, tokens, key, headers)
+        if not plan.items:
+            return res
+        res.held = wanted = plan.wanted(tokens)
+        res.kinds = plan.kinds
+        admitted, values = memory.reserve_now(wanted)
+        reset = self._reset_text(now, window)
+        shown = res.headers
+        for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
+            remaining = limit - values[i]
+            shown[limit_name] = text
+            shown[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
+            shown[reset_name] = reset
+        if not admitted:
+            self._refuse(res, values, now, window, _INF)
+        return res
+
     async def admit(
         self,
         key: GatewayKey | None,
@@ -248,21 +308,23 @@ class Limiter:
         budget) holding nothing; `UnpricedModelError` (403) for a budgeted key on a model
         without a price. `names(model)`: the targets' labels, then `model` (asked only for
         model limits and budgets); the `x-ratelimit-*` headers go into `headers`."""
+        if key is not None and self.quick(key):
+            return self.admit_now(key, model, body, headers)
         now = self.clock()
         window = int(now // _WINDOW)
         prompt, output = self.estimate(body)
         tokens = prompt + output
         res = Reservation(model, tokens, key, headers)
         wanted = res.held  # (state key, amount, limit, ttl), as reserve_many takes them
-        kinds = res.kinds
+        kinds: list[str] = []
+        res.kinds = kinds
         budget = None
         plan = None
         if key is not None:
             plan = self._plans.get(key.id)
             if plan is None or plan.key is not key or plan.window != window:
                 plan = self._plans[key.id] = _KeyLimits(key, window)
-            for item, kind in zip(plan.items, plan.kinds, strict=True):
-                wanted.append(item if kind != "tokens" else (item[0], tokens, item[2], item[3]))
+            wanted.extend(plan.wanted(tokens))
             kinds.extend(plan.kinds)
             budget = key.budget_usd
         targets: tuple[str, ...] = (model,)
@@ -303,15 +365,22 @@ class Limiter:
                 headers[reset_name] = reset
         else:
             self._headers(res, values, reset)
-        if admitted:
-            return res
-        # the first limit it would pass (the values are the ones the refusal was decided on)
+        if not admitted:
+            self._refuse(res, values, now, window, ends)
+        return res
+
+    def _refuse(
+        self, res: Reservation, values: list[float], now: float, window: int, ends: float
+    ) -> None:
+        """Raise the refusal of the first limit the request would pass (`values`: the ones
+        the refusal was decided on); nothing is held."""
+        key = res.key
         kind, limit, value = next(
             (kind, limit, value)
-            for (_, amount, limit, _), value, kind in zip(wanted, values, kinds, strict=True)
+            for (_, amount, limit, _), value, kind in zip(res.held, values, res.kinds, strict=True)
             if amount > 0 and value + amount > limit
         )
-        res.held, res.kinds = [], []  # nothing is held
+        res.held, res.kinds = [], ()  # nothing is held
         if kind == "budget":
             assert key is not None
             until = (
@@ -329,7 +398,8 @@ class Limiter:
             )
         retry = 1 if kind == "concurrency" else math.ceil((window + 1) * _WINDOW - now)
         raise RateLimitError(
-            _refusal(kind, limit, key, model), headers={"Retry-After": str(retry), **res.headers}
+            _refusal(kind, limit, key, res.model),
+            headers={"Retry-After": str(retry), **res.headers},
         )
 
     def _model_limits(
@@ -433,13 +503,17 @@ class Limiter:
         waits), anything else in a task."""
         if not res.held:
             return
+        memory = self._memory
+        if memory is not None and not res.period:  # no budget: changed at once, nothing kept
+            for k, delta, _, ttl in self._changes(res, usage, served, None):
+                memory.add_now(k, delta, ttl)
+            return
         changes = self._changes(res, usage, served, usd)
         spent = 0.0
         if res.period and res.key is not None and self.keys is not None:
             spent = usd if usd is not None else (res.usd if served else 0.0)
         if not changes and not spent:
             return
-        memory = self._memory
         if memory is not None and not spent:
             for k, delta, _, ttl in changes:
                 memory.add_now(k, delta, ttl)
@@ -451,7 +525,7 @@ class Limiter:
     def release(self, res: Reservation) -> None:
         """Give back everything held (a request that never went upstream)."""
         self.settle(res, None, False)
-        res.held, res.kinds = [], []
+        res.held, res.kinds = [], ()
 
     @staticmethod
     def _changes(
@@ -461,11 +535,11 @@ class Limiter:
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
         changes: list[tuple[str, float, float, float]] = []
         for (k, amount, _, ttl), kind in zip(res.held, res.kinds, strict=True):
-            if kind == "requests" or kind == "m-requests":
+            if kind in _REQUESTS:
                 if served:
                     continue
                 delta = -amount  # a request that never went upstream does not count
-            elif kind == "tokens" or kind == "m-tokens":
+            elif kind in _TOKENS:
                 if real_tokens is not None:
                     delta = real_tokens - amount
                 else:  # nothing served: all back; served without usage: kept

@@ -55,7 +55,7 @@ def presented_key(request: web.Request) -> str | None:
     """The key as the client's SDK sends it, whichever that is."""
     headers = request.headers
     auth = headers.get("Authorization")
-    if auth and auth[:7].lower() == "bearer ":
+    if auth and (auth.startswith("Bearer ") or auth[:7].lower() == "bearer "):
         return auth[7:].strip() or None
     return (
         headers.get("x-api-key")
@@ -100,12 +100,11 @@ class AccessControl:
             )
         if hmac.compare_digest(given.encode(), self.master_key):
             return None
-        now = time.time()
-        key = self.cache.lookup(hash_key(given), now) if self.cache is not None else None
+        key = self.cache.lookup(hash_key(given)) if self.cache is not None else None
         if key is None:
             raise AuthenticationError("Invalid API key.")
         if key.revoked or not key.enabled or key.expires_at is not None:
-            refusal = key.refusal(now)
+            refusal = key.refusal(time.time())
             if refusal is not None:
                 log.info("refused key %s: %s", key.label, refusal)
                 raise AuthenticationError(f"This API key is {refusal}.")

@@ -162,6 +162,7 @@ class PolicyChain:
         "policies",
         "reads_usage",
         "wants_completion",
+        "wants_cost",
         "wants_usage",
     )
 
@@ -177,6 +178,13 @@ class PolicyChain:
         self.reads_usage = any(p.wants_usage for p in self.policies)
         """A policy reads `info.usage` (not only the whole answer)."""
         self.wants_usage = self.wants_completion or self.reads_usage
+        self.wants_cost = any(
+            getattr(p, "wants_cost", p.wants_usage or getattr(p, "wants_completion", False))
+            for p in self.policies
+        )
+        """A policy counts what answers cost (the ledger, metrics, logs), so the answer says
+        it too (`x-mini-llm-cost-usd`); one that reads usage for tokens alone says
+        `wants_cost = False` (the limits: a budget works its cost out itself)."""
 
     def __bool__(self) -> bool:
         return bool(self.policies)

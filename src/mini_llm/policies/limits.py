@@ -16,6 +16,8 @@ __all__ = ["LimitsPolicy"]
 
 class LimitsPolicy:
     wants_usage = True
+    wants_cost = False
+    """Tokens settle the tpm; the cost is worked out only for a key with a budget."""
 
     def __init__(self, limiter: Limiter, names: Callable[[str], tuple[str, ...]]) -> None:
         self.limiter = limiter
@@ -25,11 +27,17 @@ class LimitsPolicy:
         key = info.notes.get("key")
         limiter = self.limiter
         call = info.call
-        if call is None or not limiter.applies(key):
+        if call is None:
             return None
-        info.notes["reservation"] = await limiter.admit(
-            key, call.model, call.body, self.names, info.response_headers
-        )
+        if limiter.quick(key):  # nothing that could wait: no coroutine
+            assert key is not None
+            info.notes["reservation"] = limiter.admit_now(
+                key, call.model, call.body, info.response_headers
+            )
+        elif limiter.applies(key):
+            info.notes["reservation"] = await limiter.admit(
+                key, call.model, call.body, self.names, info.response_headers
+            )
         return None
 
     def after(self, info: RequestInfo) -> None:

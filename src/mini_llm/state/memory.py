@@ -92,15 +92,19 @@ class MemoryState:
         held = self._values
         now = self._clock()
         values: list[float] = []
+        expiries: list[float] = []  # a live key's expiry (0: none, or not live)
         fits = True
         for key, amount, limit, _ in items:
             entry = held.get(key)
-            if entry is None or (entry[1] and entry[1] <= now):
-                value = 0.0
-            else:
-                found = entry[0]
-                value = found if isinstance(found, float) else 0.0
+            value = expires = 0.0
+            if entry is not None:
+                found, expires = entry
+                if expires and expires <= now:
+                    expires = 0.0
+                elif found.__class__ is float:
+                    value = found
             values.append(value)
+            expiries.append(expires)
             if amount > 0 and value + amount > limit:
                 fits = False
         if not fits:
@@ -110,9 +114,9 @@ class MemoryState:
             if value < 0.0:
                 value = 0.0
             values[i] = value
-            entry = held.get(key)
-            if entry is not None and entry[1] > now:  # a live key keeps its expiry
-                held[key] = (value, entry[1])
+            expires = expiries[i]
+            if expires > now:  # a live key keeps its expiry
+                held[key] = (value, expires)
             else:
                 self._store(key, value, ttl)
         return True, values
@@ -120,18 +124,16 @@ class MemoryState:
     def add_now(self, key: str, amount: float, ttl: float) -> None:
         """`reserve_now` of one settlement (never refused, never below 0)."""
         entry = self._values.get(key)
-        value = 0.0
-        if entry is not None and (not entry[1] or entry[1] > self._clock()):
-            found = entry[0]
-            if isinstance(found, float):
-                value = found
-        value += amount
-        if value < 0.0:
-            value = 0.0
-        if entry is not None and entry[1] > self._clock():  # a live key keeps its expiry
-            self._values[key] = (value, entry[1])
-        else:
-            self._store(key, value, ttl)
+        if entry is not None:
+            found, expires = entry
+            if expires > self._clock():  # a live key keeps its expiry
+                value = found + amount if found.__class__ is float else amount
+                self._values[key] = (value if value > 0.0 else 0.0, expires)
+                return
+            if expires or found.__class__ is not float:
+                found = 0.0  # gone, or not a number
+            amount += found
+        self._store(key, float(amount) if amount > 0.0 else 0.0, ttl)
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
