@@ -78,7 +78,7 @@ class Reservation:
     """What one request holds: `held`, the `(state key, amount, limit, ttl)` it reserved
     (as `reserve_many` took them), and the kind of limit each one is (`kinds`)."""
 
-    __slots__ = ("headers", "held", "key", "kinds", "model", "period", "tokens", "usd")
+    __slots__ = ("cells", "headers", "held", "key", "kinds", "model", "period", "tokens", "usd")
 
     def __init__(
         self,
@@ -89,6 +89,9 @@ class Reservation:
     ) -> None:
         self.held: list[tuple[str, float, float, float]] = []
         self.kinds: Sequence[str] = ()
+        self.cells: list[list[Any]] | None = None
+        """On the memory path (`admit_now`): the counters held, in place of `held` (the
+        kinds in `kinds`, the tokens in `tokens`, 1 of the others)."""
         self.headers: dict[str, str] = {} if headers is None else headers
         """The `x-ratelimit-*` headers (filled in the dict given, the answer's own)."""
         self.model = model
@@ -103,7 +106,7 @@ class _KeyLimits:
     amount set per request): worked out once per key and minute, not per request. A reloaded
     key is a new object: its limits are worked out again."""
 
-    __slots__ = ("items", "key", "kinds", "shown", "tokens_at", "window")
+    __slots__ = ("cells", "cells_until", "items", "key", "kinds", "shown", "tokens_at", "window")
 
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
@@ -129,6 +132,16 @@ class _KeyLimits:
             if kind in _HEADERS
         )
         """What the headers show: (index, limit, header names, the limit as text)."""
+        self.cells: list[list[Any]] = []
+        """The memory backend's counters of `items` (`MemoryState.cell`), once asked."""
+        self.cells_until = 0.0
+        """When the first of `cells` expires (the memory backend's clock): ask again then."""
+
+    def fetch(self, memory: MemoryState) -> list[list[Any]]:
+        """`cells`, asked of the memory backend again."""
+        cells = self.cells = [memory.cell(name, ttl) for name, _, _, ttl in self.items]
+        self.cells_until = min(cell[1] for cell in cells)
+        return cells
 
     def wanted(self, tokens: int) -> list[tuple[str, float, float, float]]:
         """The items to reserve for a request of `tokens` estimated tokens."""
@@ -189,10 +202,13 @@ def _reset(seconds: float) -> str:
     return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".") + "s"
 
 
+_OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
 def _requested_output(body: Mapping[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+    for name in _OUTPUT_LIMITS:
         value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if value.__class__ is int and value > 0:  # a whole number, not a bool
             return value
     return None
 
@@ -216,6 +232,9 @@ class Limiter:
         self.closed = on_store_error == "closed"
         self.default_max_tokens = default_max_tokens
         self.model_limits = dict(model_limits or {})
+        self.keys_only_in_memory = self._memory is not None and not self.model_limits
+        """The memory backend and no model limits: a key without a budget is admitted by
+        `admit_now` (`quick`)."""
         self.prices = prices if prices is not None else PriceTable()
         self.clock = clock
         self.passed_unchecked = 0
@@ -254,12 +273,7 @@ class Limiter:
     def quick(self, key: GatewayKey | None) -> bool:
         """Whether `admit_now` serves a request with `key`: the memory backend, no model
         limits, no budget (nothing to seed or price, nothing that could wait)."""
-        return (
-            self._memory is not None
-            and not self.model_limits
-            and key is not None
-            and key.budget_usd is None
-        )
+        return self.keys_only_in_memory and key is not None and key.budget_usd is None
 
     def admit_now(
         self,
@@ -280,11 +294,27 @@ class Limiter:
         prompt, output = self.estimate(body)
         tokens = prompt + output
         res = Reservation(model, tokens, key, headers)
-        if not plan.items:
+        items = plan.items
+        if not items:
             return res
-        res.held = wanted = plan.wanted(tokens)
-        res.kinds = plan.kinds
-        admitted, values = memory.reserve_now(wanted)
+        cells = plan.cells
+        if not cells or memory.now() >= plan.cells_until:
+            cells = plan.fetch(memory)
+        # the memory backend's reserve_now on the key's own counters, changed in place
+        at = plan.tokens_at
+        values = [cell[0] for cell in cells]
+        admitted = True
+        for i, (_, amount, limit, _) in enumerate(items):
+            if i == at:
+                amount = tokens
+            if amount > 0 and values[i] + amount > limit:
+                admitted = False
+        if admitted:
+            for i, cell in enumerate(cells):
+                value = values[i] + (tokens if i == at else items[i][1])
+                cell[0] = values[i] = value
+            res.cells = cells
+            res.kinds = plan.kinds
         reset = self._reset_text(now, window)
         shown = res.headers
         for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
@@ -293,6 +323,7 @@ class Limiter:
             shown[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
             shown[reset_name] = reset
         if not admitted:
+            res.held, res.kinds = plan.wanted(tokens), plan.kinds
             self._refuse(res, values, now, window, _INF)
         return res
 
@@ -501,6 +532,21 @@ class Limiter:
         records it cost; None: unknown, the reservation kept when it was served), the slot
         freed. `after` hooks must not wait: the memory backend is changed at once (it never
         waits), anything else in a task."""
+        cells = res.cells
+        if cells is not None:  # the memory path: its counters changed in place
+            real = usage.prompt_tokens + usage.output_tokens if usage is not None else None
+            for cell, kind in zip(cells, res.kinds, strict=True):
+                if kind == "tokens":  # nothing served: all back; served without usage: kept
+                    change = real - res.tokens if real is not None else 0 if served else -res.tokens
+                elif kind == "requests" and served:
+                    continue  # a request that went upstream counts
+                else:  # a slot freed, or a request that never went upstream
+                    change = -1
+                if change:
+                    value = cell[0] + change
+                    cell[0] = value if value > 0.0 else 0.0
+            res.cells = None
+            return
         if not res.held:
             return
         memory = self._memory
@@ -525,7 +571,7 @@ class Limiter:
     def release(self, res: Reservation) -> None:
         """Give back everything held (a request that never went upstream)."""
         self.settle(res, None, False)
-        res.held, res.kinds = [], ()
+        res.held, res.kinds, res.cells = [], (), None
 
     @staticmethod
     def _changes(

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..access.keys import GatewayKey, hash_key
 from ..access.limits import Limiter
@@ -54,7 +54,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def presented_key(request: web.Request) -> str | None:
     """The key as the client's SDK sends it, whichever that is."""
     headers = request.headers
-    auth = headers.get("Authorization")
+    auth = headers.get(hdrs.AUTHORIZATION)  # an istr: no case folding per lookup
     if auth and (auth.startswith("Bearer ") or auth[:7].lower() == "bearer "):
         return auth[7:].strip() or None
     return (

@@ -29,8 +29,8 @@ class LimitsPolicy:
         call = info.call
         if call is None:
             return None
-        if limiter.quick(key):  # nothing that could wait: no coroutine
-            assert key is not None
+        if limiter.keys_only_in_memory and key is not None and key.budget_usd is None:
+            # `limiter.quick(key)`: nothing that could wait, so no coroutine
             info.notes["reservation"] = limiter.admit_now(
                 key, call.model, call.body, info.response_headers
             )
