@@ -106,7 +106,18 @@ class _KeyLimits:
     amount set per request): worked out once per key and minute, not per request. A reloaded
     key is a new object: its limits are worked out again."""
 
-    __slots__ = ("cells", "cells_until", "items", "key", "kinds", "shown", "tokens_at", "window")
+    __slots__ = (
+        "amounts",
+        "cells",
+        "cells_until",
+        "items",
+        "key",
+        "kinds",
+        "limits",
+        "shown",
+        "tokens_at",
+        "window",
+    )
 
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
@@ -124,6 +135,8 @@ class _KeyLimits:
             kinds.append("concurrency")
         self.items = tuple(items)
         self.kinds = tuple(kinds)
+        self.amounts = tuple(item[1] for item in items)
+        self.limits = tuple(item[2] for item in items)
         self.tokens_at = kinds.index("tokens") if "tokens" in kinds else -1
         """Where the tokens limit is in `items` (its amount is each request's own), or -1."""
         self.shown = tuple(
@@ -302,20 +315,21 @@ class Limiter:
             cells = plan.fetch(memory)
         # the memory backend's reserve_now on the key's own counters, changed in place
         at = plan.tokens_at
-        values = [cell[0] for cell in cells]
+        amounts, limits = plan.amounts, plan.limits
+        values: list[float] = []
         admitted = True
-        for i, (_, amount, limit, _) in enumerate(items):
-            if i == at:
-                amount = tokens
-            if amount > 0 and values[i] + amount > limit:
+        for i, cell in enumerate(cells):
+            value = cell[0]
+            values.append(value)
+            amount = tokens if i == at else amounts[i]
+            if amount > 0 and value + amount > limits[i]:
                 admitted = False
         if admitted:
             for i, cell in enumerate(cells):
-                value = values[i] + (tokens if i == at else items[i][1])
-                cell[0] = values[i] = value
+                cell[0] = values[i] = values[i] + (tokens if i == at else amounts[i])
             res.cells = cells
             res.kinds = plan.kinds
-        reset = self._reset_text(now, window)
+        reset = self._tick_reset if int(now * 100) == self._tick else self._reset_text(now, window)
         shown = res.headers
         for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
             remaining = limit - values[i]
@@ -535,7 +549,9 @@ class Limiter:
         cells = res.cells
         if cells is not None:  # the memory path: its counters changed in place
             real = usage.prompt_tokens + usage.output_tokens if usage is not None else None
-            for cell, kind in zip(cells, res.kinds, strict=True):
+            kinds = res.kinds
+            for i, cell in enumerate(cells):
+                kind = kinds[i]
                 if kind == "tokens":  # nothing served: all back; served without usage: kept
                     change = real - res.tokens if real is not None else 0 if served else -res.tokens
                 elif kind == "requests" and served:
