@@ -27,14 +27,14 @@ class LimitsPolicy:
         key = info.notes.get("key")
         limiter = self.limiter
         call = info.call
-        if call is None:
+        if call is None or not limiter.applies(key):
             return None
         if limiter.keys_only_in_memory and key is not None and key.budget_usd is None:
             # `limiter.quick(key)`: nothing that could wait, so no coroutine
             info.notes["reservation"] = limiter.admit_now(
                 key, call.model, call.body, info.response_headers
             )
-        elif limiter.applies(key):
+        else:
             info.notes["reservation"] = await limiter.admit(
                 key, call.model, call.body, self.names, info.response_headers
             )
