@@ -110,11 +110,13 @@ class _KeyLimits:
         "amounts",
         "cells",
         "cells_until",
+        "ends",
         "items",
         "key",
         "kinds",
         "limits",
         "shown",
+        "starts",
         "tokens_at",
         "window",
     )
@@ -122,6 +124,8 @@ class _KeyLimits:
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
         self.window = window
+        self.starts, self.ends = window * _WINDOW, (window + 1) * _WINDOW
+        """The window's bounds (the limiter's clock)."""
         items: list[tuple[str, float, float, float]] = []
         kinds: list[str] = []
         if key.rpm is not None:
@@ -300,10 +304,10 @@ class Limiter:
         memory = self._memory
         assert memory is not None
         now = self.clock()
-        window = int(now // _WINDOW)
         plan = self._plans.get(key.id)
-        if plan is None or plan.key is not key or plan.window != window:
-            plan = self._plans[key.id] = _KeyLimits(key, window)
+        if plan is None or plan.key is not key or not plan.starts <= now < plan.ends:
+            plan = self._plans[key.id] = _KeyLimits(key, int(now // _WINDOW))
+        window = plan.window
         prompt, output = self.estimate(body)
         tokens = prompt + output
         res = Reservation(model, tokens, key, headers)
