@@ -196,3 +196,20 @@ def test_the_answer_names_its_cost_only_when_a_policy_counts_it() -> None:
     alone = PolicyChain([limits])
     assert alone.wants_usage and not alone.wants_cost
     assert PolicyChain([limits, _Counting()]).wants_cost
+
+
+def test_a_cell_is_the_number_as_it_stands() -> None:
+    """`MemoryState.cell` hands out the live pair (its value and expiry kept, one without
+    an expiry too) and starts a new one at 0 only when there is none, or it expired."""
+    ticks = Clock(100.0)
+    state = MemoryState(clock=ticks)
+    asyncio.run(state.incr("kept", 5, None))  # no expiry
+    asyncio.run(state.incr("window", 2, 60.0))
+    assert state.cell("kept", 30.0) == [5.0, 0.0]
+    window = state.cell("window", 30.0)
+    assert window == [2.0, 160.0]
+    window[0] += 1  # changed in place: what every other call sees
+    assert asyncio.run(state.incr("window", 0)) == 3
+    ticks.now = 160.0
+    assert state.cell("window", 30.0) == [0.0, 190.0]
+    assert state.cell("new", 30.0) == [0.0, 190.0]

@@ -157,7 +157,7 @@ class _KeyLimits:
     def fetch(self, memory: MemoryState) -> list[list[Any]]:
         """`cells`, asked of the memory backend again."""
         cells = self.cells = [memory.cell(name, ttl) for name, _, _, ttl in self.items]
-        self.cells_until = min(cell[1] for cell in cells)
+        self.cells_until = min(cell[1] or _INF for cell in cells)  # 0: never expires
         return cells
 
     def wanted(self, tokens: int) -> list[tuple[str, float, float, float]]:

@@ -79,9 +79,9 @@ class MemoryState:
         and the rest see the same pair). Once `expires` has passed it is no longer the key's:
         ask again."""
         entry = self._values.get(key)
-        if entry is not None:
+        if entry is not None and entry[0].__class__ is float:
             expires = entry[1]
-            if expires and expires > self._clock() and entry[0].__class__ is float:
+            if not expires or expires > self._clock():
                 return entry
         return self._store(key, 0.0, ttl)
 
