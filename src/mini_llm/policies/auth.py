@@ -201,6 +201,7 @@ class ModelAccess:
     against the name asked and every provider/model it resolves to)."""
 
     wants_usage = False
+    acts_after = False
 
     def __init__(self, names: Callable[[str], tuple[str, ...]]) -> None:
         self.names = names
