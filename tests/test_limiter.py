@@ -13,6 +13,8 @@ from mini_llm.access.keys import GatewayKey
 from mini_llm.access.limits import Limiter, Reservation
 from mini_llm.canonical import Usage
 from mini_llm.errors import RateLimitError
+from mini_llm.policies.base import PolicyChain, RequestInfo
+from mini_llm.policies.limits import LimitsPolicy
 from mini_llm.state.memory import MemoryState
 
 _BODY: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
@@ -122,3 +124,92 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+def test_two_limiters_on_one_memory_backend_hold_one_limit() -> None:
+    """A hot reload builds a new limiter on the same state: the counts go on."""
+    state = MemoryState()
+    clock = Clock()
+    before, after = Limiter(state, None, clock=clock), Limiter(state, None, clock=clock)
+    key = _key(rpm=3, max_concurrency=2)
+    held = _admit(before, key)
+    assert _admit(after, key).headers["x-ratelimit-remaining-requests"] == "1"
+    with pytest.raises(RateLimitError):  # both slots taken, one through each limiter
+        _admit(before, key)
+    before.settle(held, Usage(input_tokens=1, output_tokens=1), True)
+    assert asyncio.run(state.incr("conc:key_1", 0)) == 1
+    assert _admit(after, key).headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_a_counter_that_expired_is_asked_for_again() -> None:
+    """The concurrency count lives an hour from its first use; a key's plan that holds it
+    past that takes the new one, which starts at 0."""
+    ticks = Clock(100.0)
+    state = MemoryState(clock=ticks)
+    limiter = Limiter(state, None, clock=Clock())
+    key = _key(max_concurrency=1)
+    _admit(limiter, key)  # never settled: the slot stays taken...
+    with pytest.raises(RateLimitError):
+        _admit(limiter, key)
+    ticks.now += 3601.0  # ...until its count expires
+    res = _admit(limiter, key)
+    assert asyncio.run(state.incr("conc:key_1", 0)) == 1
+    limiter.settle(res, None, True)
+    assert asyncio.run(state.incr("conc:key_1", 0)) == 0
+
+
+def test_the_memory_path_and_the_general_one_count_alike() -> None:
+    """A budget-free key on the memory backend is admitted without a coroutine
+    (`admit_now`); with a model limit the general path does it: the same counts."""
+    counts = []
+    for model_limits in (None, {"p/other": {"rpm": 5}}):
+        state = MemoryState()
+        limiter = Limiter(state, None, model_limits=model_limits, clock=Clock())
+        key = _key(rpm=10, tpm=1000, max_concurrency=4)
+        assert limiter.quick(key) is (model_limits is None)
+        res = _admit(limiter, key)
+        limiter.settle(res, Usage(input_tokens=7, output_tokens=4), True)
+        _admit(limiter, key)
+        window = int(6_000_000.5 // 60)
+        names = (f"rpm:key_1:{window}", f"tpm:key_1:{window}", "conc:key_1")
+        counts.append([asyncio.run(state.incr(name, 0)) for name in names])
+    assert counts[0] == counts[1]
+    assert counts[0][1] == 11 + limiter.estimate(_BODY)[0] + 10 and counts[0][2] == 1
+
+
+class _Counting:
+    """A policy that reads usage (a ledger, metrics): it counts cost as well."""
+
+    wants_usage = True
+
+    async def before(self, info: RequestInfo) -> None:
+        return None
+
+    def after(self, info: RequestInfo) -> None:
+        return None
+
+
+def test_the_answer_names_its_cost_only_when_a_policy_counts_it() -> None:
+    """The limits read usage for the tokens alone (a budget works its cost out itself), so
+    with no other policy the pipeline leaves `x-mini-llm-cost-usd` out."""
+    limits = LimitsPolicy(Limiter(MemoryState(), None), lambda m: (m,))
+    alone = PolicyChain([limits])
+    assert alone.wants_usage and not alone.wants_cost
+    assert PolicyChain([limits, _Counting()]).wants_cost
+
+
+def test_a_cell_is_the_number_as_it_stands() -> None:
+    """`MemoryState.cell` hands out the live pair (its value and expiry kept, one without
+    an expiry too) and starts a new one at 0 only when there is none, or it expired."""
+    ticks = Clock(100.0)
+    state = MemoryState(clock=ticks)
+    asyncio.run(state.incr("kept", 5, None))  # no expiry
+    asyncio.run(state.incr("window", 2, 60.0))
+    assert state.cell("kept", 30.0) == [5.0, 0.0]
+    window = state.cell("window", 30.0)
+    assert window == [2.0, 160.0]
+    window[0] += 1  # changed in place: what every other call sees
+    assert asyncio.run(state.incr("window", 0)) == 3
+    ticks.now = 160.0
+    assert state.cell("window", 30.0) == [0.0, 190.0]
+    assert state.cell("new", 30.0) == [0.0, 190.0]

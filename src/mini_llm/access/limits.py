@@ -32,7 +32,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -78,7 +78,7 @@ class Reservation:
     """What one request holds: `held`, the `(state key, amount, limit, ttl)` it reserved
     (as `reserve_many` took them), and the kind of limit each one is (`kinds`)."""
 
-    __slots__ = ("headers", "held", "key", "kinds", "model", "period", "tokens", "usd")
+    __slots__ = ("cells", "headers", "held", "key", "kinds", "model", "period", "tokens", "usd")
 
     def __init__(
         self,
@@ -88,7 +88,10 @@ class Reservation:
         headers: dict[str, str] | None = None,
     ) -> None:
         self.held: list[tuple[str, float, float, float]] = []
-        self.kinds: list[str] = []
+        self.kinds: Sequence[str] = ()
+        self.cells: list[list[Any]] | None = None
+        """On the memory path (`admit_now`): the counters held, in place of `held` (the
+        kinds in `kinds`, the tokens in `tokens`, 1 of the others)."""
         self.headers: dict[str, str] = {} if headers is None else headers
         """The `x-ratelimit-*` headers (filled in the dict given, the answer's own)."""
         self.model = model
@@ -103,11 +106,26 @@ class _KeyLimits:
     amount set per request): worked out once per key and minute, not per request. A reloaded
     key is a new object: its limits are worked out again."""
 
-    __slots__ = ("items", "key", "kinds", "shown", "window")
+    __slots__ = (
+        "amounts",
+        "cells",
+        "cells_until",
+        "ends",
+        "items",
+        "key",
+        "kinds",
+        "limits",
+        "shown",
+        "starts",
+        "tokens_at",
+        "window",
+    )
 
     def __init__(self, key: GatewayKey, window: int) -> None:
         self.key = key
         self.window = window
+        self.starts, self.ends = window * _WINDOW, (window + 1) * _WINDOW
+        """The window's bounds (the limiter's clock)."""
         items: list[tuple[str, float, float, float]] = []
         kinds: list[str] = []
         if key.rpm is not None:
@@ -121,12 +139,35 @@ class _KeyLimits:
             kinds.append("concurrency")
         self.items = tuple(items)
         self.kinds = tuple(kinds)
+        self.amounts = tuple(item[1] for item in items)
+        self.limits = tuple(item[2] for item in items)
+        self.tokens_at = kinds.index("tokens") if "tokens" in kinds else -1
+        """Where the tokens limit is in `items` (its amount is each request's own), or -1."""
         self.shown = tuple(
             (i, item[2], _HEADERS[kind], str(item[2]))
             for i, (item, kind) in enumerate(zip(items, kinds, strict=True))
             if kind in _HEADERS
         )
         """What the headers show: (index, limit, header names, the limit as text)."""
+        self.cells: list[list[Any]] = []
+        """The memory backend's counters of `items` (`MemoryState.cell`), once asked."""
+        self.cells_until = 0.0
+        """When the first of `cells` expires (the memory backend's clock): ask again then."""
+
+    def fetch(self, memory: MemoryState) -> list[list[Any]]:
+        """`cells`, asked of the memory backend again."""
+        cells = self.cells = [memory.cell(name, ttl) for name, _, _, ttl in self.items]
+        self.cells_until = min(cell[1] or _INF for cell in cells)  # 0: never expires
+        return cells
+
+    def wanted(self, tokens: int) -> list[tuple[str, float, float, float]]:
+        """The items to reserve for a request of `tokens` estimated tokens."""
+        wanted = list(self.items)
+        at = self.tokens_at
+        if at >= 0:
+            name, _, limit, ttl = wanted[at]
+            wanted[at] = (name, tokens, limit, ttl)
+        return wanted
 
 
 _HEADERS = {
@@ -139,6 +180,10 @@ _HEADERS = {
     )
 }
 """The headers that tell a kind of limit (the limit, what remains, when it resets)."""
+
+
+_REQUESTS = frozenset(("requests", "m-requests"))
+_TOKENS = frozenset(("tokens", "m-tokens"))
 
 
 def budget_period(kind: str, now: float) -> tuple[str, float]:
@@ -174,10 +219,13 @@ def _reset(seconds: float) -> str:
     return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".") + "s"
 
 
+_OUTPUT_LIMITS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
 def _requested_output(body: Mapping[str, Any]) -> int | None:
-    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+    for name in _OUTPUT_LIMITS:
         value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if value.__class__ is int and value > 0:  # a whole number, not a bool
             return value
     return None
 
@@ -201,6 +249,9 @@ class Limiter:
         self.closed = on_store_error == "closed"
         self.default_max_tokens = default_max_tokens
         self.model_limits = dict(model_limits or {})
+        self.keys_only_in_memory = self._memory is not None and not self.model_limits
+        """The memory backend and no model limits: a key without a budget is admitted by
+        `admit_now` (`quick`)."""
         self.prices = prices if prices is not None else PriceTable()
         self.clock = clock
         self.passed_unchecked = 0
@@ -236,6 +287,64 @@ class Limiter:
         estimate = (size + 3) // 4 if size else 0
         return estimate, _requested_output(body) or self.default_max_tokens
 
+    def quick(self, key: GatewayKey | None) -> bool:
+        """Whether `admit_now` serves a request with `key`: the memory backend, no model
+        limits, no budget (nothing to seed or price, nothing that could wait)."""
+        return self.keys_only_in_memory and key is not None and key.budget_usd is None
+
+    def admit_now(
+        self,
+        key: GatewayKey,
+        model: str,
+        body: Mapping[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> Reservation:
+        """`admit` without a coroutine, where `quick(key)` says it may: the key's own limits
+        on the memory backend, which never waits."""
+        memory = self._memory
+        assert memory is not None
+        now = self.clock()
+        plan = self._plans.get(key.id)
+        if plan is None or plan.key is not key or not plan.starts <= now < plan.ends:
+            plan = self._plans[key.id] = _KeyLimits(key, int(now // _WINDOW))
+        window = plan.window
+        prompt, output = self.estimate(body)
+        tokens = prompt + output
+        res = Reservation(model, tokens, key, headers)
+        items = plan.items
+        if not items:
+            return res
+        cells = plan.cells
+        if not cells or memory.now() >= plan.cells_until:
+            cells = plan.fetch(memory)
+        # the memory backend's reserve_now on the key's own counters, changed in place
+        at = plan.tokens_at
+        amounts, limits = plan.amounts, plan.limits
+        values: list[float] = []
+        admitted = True
+        for i, cell in enumerate(cells):
+            value = cell[0]
+            values.append(value)
+            amount = tokens if i == at else amounts[i]
+            if amount > 0 and value + amount > limits[i]:
+                admitted = False
+        if admitted:
+            for i, cell in enumerate(cells):
+                cell[0] = values[i] = values[i] + (tokens if i == at else amounts[i])
+            res.cells = cells
+            res.kinds = plan.kinds
+        reset = self._tick_reset if int(now * 100) == self._tick else self._reset_text(now, window)
+        shown = res.headers
+        for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
+            remaining = limit - values[i]
+            shown[limit_name] = text
+            shown[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
+            shown[reset_name] = reset
+        if not admitted:
+            res.held, res.kinds = plan.wanted(tokens), plan.kinds
+            self._refuse(res, values, now, window, _INF)
+        return res
+
     async def admit(
         self,
         key: GatewayKey | None,
@@ -248,21 +357,23 @@ class Limiter:
         budget) holding nothing; `UnpricedModelError` (403) for a budgeted key on a model
         without a price. `names(model)`: the targets' labels, then `model` (asked only for
         model limits and budgets); the `x-ratelimit-*` headers go into `headers`."""
+        if key is not None and self.quick(key):
+            return self.admit_now(key, model, body, headers)
         now = self.clock()
         window = int(now // _WINDOW)
         prompt, output = self.estimate(body)
         tokens = prompt + output
         res = Reservation(model, tokens, key, headers)
         wanted = res.held  # (state key, amount, limit, ttl), as reserve_many takes them
-        kinds = res.kinds
+        kinds: list[str] = []
+        res.kinds = kinds
         budget = None
         plan = None
         if key is not None:
             plan = self._plans.get(key.id)
             if plan is None or plan.key is not key or plan.window != window:
                 plan = self._plans[key.id] = _KeyLimits(key, window)
-            for item, kind in zip(plan.items, plan.kinds, strict=True):
-                wanted.append(item if kind != "tokens" else (item[0], tokens, item[2], item[3]))
+            wanted.extend(plan.wanted(tokens))
             kinds.extend(plan.kinds)
             budget = key.budget_usd
         targets: tuple[str, ...] = (model,)
@@ -303,15 +414,22 @@ class Limiter:
                 headers[reset_name] = reset
         else:
             self._headers(res, values, reset)
-        if admitted:
-            return res
-        # the first limit it would pass (the values are the ones the refusal was decided on)
+        if not admitted:
+            self._refuse(res, values, now, window, ends)
+        return res
+
+    def _refuse(
+        self, res: Reservation, values: list[float], now: float, window: int, ends: float
+    ) -> None:
+        """Raise the refusal of the first limit the request would pass (`values`: the ones
+        the refusal was decided on); nothing is held."""
+        key = res.key
         kind, limit, value = next(
             (kind, limit, value)
-            for (_, amount, limit, _), value, kind in zip(wanted, values, kinds, strict=True)
+            for (_, amount, limit, _), value, kind in zip(res.held, values, res.kinds, strict=True)
             if amount > 0 and value + amount > limit
         )
-        res.held, res.kinds = [], []  # nothing is held
+        res.held, res.kinds = [], ()  # nothing is held
         if kind == "budget":
             assert key is not None
             until = (
@@ -329,7 +447,8 @@ class Limiter:
             )
         retry = 1 if kind == "concurrency" else math.ceil((window + 1) * _WINDOW - now)
         raise RateLimitError(
-            _refusal(kind, limit, key, model), headers={"Retry-After": str(retry), **res.headers}
+            _refusal(kind, limit, key, res.model),
+            headers={"Retry-After": str(retry), **res.headers},
         )
 
     def _model_limits(
@@ -431,7 +550,29 @@ class Limiter:
         records it cost; None: unknown, the reservation kept when it was served), the slot
         freed. `after` hooks must not wait: the memory backend is changed at once (it never
         waits), anything else in a task."""
+        cells = res.cells
+        if cells is not None:  # the memory path: its counters changed in place
+            real = usage.prompt_tokens + usage.output_tokens if usage is not None else None
+            kinds = res.kinds
+            for i, cell in enumerate(cells):
+                kind = kinds[i]
+                if kind == "tokens":  # nothing served: all back; served without usage: kept
+                    change = real - res.tokens if real is not None else 0 if served else -res.tokens
+                elif kind == "requests" and served:
+                    continue  # a request that went upstream counts
+                else:  # a slot freed, or a request that never went upstream
+                    change = -1
+                if change:
+                    value = cell[0] + change
+                    cell[0] = value if value > 0.0 else 0.0
+            res.cells = None
+            return
         if not res.held:
+            return
+        memory = self._memory
+        if memory is not None and not res.period:  # no budget: changed at once, nothing kept
+            for k, delta, _, ttl in self._changes(res, usage, served, None):
+                memory.add_now(k, delta, ttl)
             return
         changes = self._changes(res, usage, served, usd)
         spent = 0.0
@@ -439,7 +580,6 @@ class Limiter:
             spent = usd if usd is not None else (res.usd if served else 0.0)
         if not changes and not spent:
             return
-        memory = self._memory
         if memory is not None and not spent:
             for k, delta, _, ttl in changes:
                 memory.add_now(k, delta, ttl)
@@ -451,7 +591,7 @@ class Limiter:
     def release(self, res: Reservation) -> None:
         """Give back everything held (a request that never went upstream)."""
         self.settle(res, None, False)
-        res.held, res.kinds = [], []
+        res.held, res.kinds, res.cells = [], (), None
 
     @staticmethod
     def _changes(
@@ -461,11 +601,11 @@ class Limiter:
         real_tokens = usage.prompt_tokens + usage.output_tokens if usage is not None else None
         changes: list[tuple[str, float, float, float]] = []
         for (k, amount, _, ttl), kind in zip(res.held, res.kinds, strict=True):
-            if kind == "requests" or kind == "m-requests":
+            if kind in _REQUESTS:
                 if served:
                     continue
                 delta = -amount  # a request that never went upstream does not count
-            elif kind == "tokens" or kind == "m-tokens":
+            elif kind in _TOKENS:
                 if real_tokens is not None:
                     delta = real_tokens - amount
                 else:  # nothing served: all back; served without usage: kept

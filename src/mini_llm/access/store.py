@@ -165,9 +165,15 @@ class KeyCache:
         self.store_down = False
         self._task: asyncio.Task[None] | None = None
 
-    def lookup(self, key_hash: str, now: float) -> GatewayKey | None:
+    def lookup(self, key_hash: str, now: float | None = None) -> GatewayKey | None:
+        """The key whose secret (or previous secret, within its grace) has this hash; `now`
+        (Unix seconds, read when None) matters only for a previous secret."""
         key = self.by_hash.get(key_hash)
-        if key is not None and key.hash != key_hash and now >= key.previous_until:
+        if (
+            key is not None
+            and key.hash != key_hash
+            and (time.time() if now is None else now) >= key.previous_until
+        ):
             return None  # a rotated-out secret past its grace
         return key
 

@@ -238,7 +238,7 @@ def _whole(
                 info.usage = Usage.from_canonical(usage) if isinstance(usage, dict) else None
                 if keep:
                     info.completion = completion
-        if wants_usage:
+        if wants_usage and chain.wants_cost:
             cost = cost_of(info, runtime.prices)
             if cost is not None:
                 headers[COST] = f"{cost:.10f}".rstrip("0").rstrip(".")

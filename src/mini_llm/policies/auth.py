@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..access.keys import GatewayKey, hash_key
 from ..access.limits import Limiter
@@ -54,8 +54,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def presented_key(request: web.Request) -> str | None:
     """The key as the client's SDK sends it, whichever that is."""
     headers = request.headers
-    auth = headers.get("Authorization")
-    if auth and auth[:7].lower() == "bearer ":
+    auth = headers.get(hdrs.AUTHORIZATION)  # an istr: no case folding per lookup
+    if auth and (auth.startswith("Bearer ") or auth[:7].lower() == "bearer "):
         return auth[7:].strip() or None
     return (
         headers.get("x-api-key")
@@ -93,19 +93,22 @@ class AccessControl:
 
     def _known(self, request: web.Request) -> GatewayKey | None:
         """`identify` but the signature: None for the master key, the gateway key else."""
-        given = presented_key(request)
+        auth = request.headers.get(hdrs.AUTHORIZATION)
+        if auth is not None and auth.startswith("Bearer "):  # most clients: no call
+            given: str | None = auth[7:].strip() or None
+        else:
+            given = presented_key(request)
         if given is None:
             raise AuthenticationError(
                 "This gateway needs a key: send it as 'Authorization: Bearer <key>' (or x-api-key)."
             )
         if hmac.compare_digest(given.encode(), self.master_key):
             return None
-        now = time.time()
-        key = self.cache.lookup(hash_key(given), now) if self.cache is not None else None
+        key = self.cache.lookup(hash_key(given)) if self.cache is not None else None
         if key is None:
             raise AuthenticationError("Invalid API key.")
         if key.revoked or not key.enabled or key.expires_at is not None:
-            refusal = key.refusal(now)
+            refusal = key.refusal(time.time())
             if refusal is not None:
                 log.info("refused key %s: %s", key.label, refusal)
                 raise AuthenticationError(f"This API key is {refusal}.")
@@ -198,6 +201,7 @@ class ModelAccess:
     against the name asked and every provider/model it resolves to)."""
 
     wants_usage = False
+    acts_after = False
 
     def __init__(self, names: Callable[[str], tuple[str, ...]]) -> None:
         self.names = names

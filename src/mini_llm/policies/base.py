@@ -17,7 +17,8 @@ the answer through `info.response_headers` (set in `before`: a stream's headers 
 first event). `info.owner` is whose request it is (the gateway key's owner; "" until keys
 exist); `info.cache_hit` says the answer came from the cache; `info.notes` is scratch space
 a policy keeps between its `before` and `after`, under its own key. A policy whose `before`
-does nothing (it only watches) sets `acts_before = False` (optional) and is not called then.
+does nothing (it only watches) sets `acts_before = False` (optional) and is not called then;
+one whose `after` does nothing (it only checks) sets `acts_after = False` the same way.
 """
 
 from __future__ import annotations
@@ -158,16 +159,20 @@ class Policy(Protocol):
 class PolicyChain:
     __slots__ = (
         "_acting",
+        "_watching",
         "keep_answer",
         "policies",
         "reads_usage",
         "wants_completion",
+        "wants_cost",
         "wants_usage",
     )
 
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
         self._acting = tuple(p for p in self.policies if getattr(p, "acts_before", True))
+        self._watching = tuple(p for p in self.policies if getattr(p, "acts_after", True))
+        """The policies whose `after` does something, in order."""
         """The policies whose `before` does something, in order."""
         self.keep_answer: int = max(
             (getattr(p, "keep_answer", 0) for p in self.policies), default=0
@@ -177,6 +182,13 @@ class PolicyChain:
         self.reads_usage = any(p.wants_usage for p in self.policies)
         """A policy reads `info.usage` (not only the whole answer)."""
         self.wants_usage = self.wants_completion or self.reads_usage
+        self.wants_cost = any(
+            getattr(p, "wants_cost", p.wants_usage or getattr(p, "wants_completion", False))
+            for p in self.policies
+        )
+        """A policy counts what answers cost (the ledger, metrics, logs), so the answer says
+        it too (`x-mini-llm-cost-usd`); one that reads usage for tokens alone says
+        `wants_cost = False` (the limits: a budget works its cost out itself)."""
 
     def __bool__(self) -> bool:
         return bool(self.policies)
@@ -189,5 +201,5 @@ class PolicyChain:
         return None
 
     def after(self, info: RequestInfo) -> None:
-        for policy in self.policies:
+        for policy in self._watching:
             policy.after(info)

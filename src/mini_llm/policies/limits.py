@@ -16,6 +16,8 @@ __all__ = ["LimitsPolicy"]
 
 class LimitsPolicy:
     wants_usage = True
+    wants_cost = False
+    """Tokens settle the tpm; the cost is worked out only for a key with a budget."""
 
     def __init__(self, limiter: Limiter, names: Callable[[str], tuple[str, ...]]) -> None:
         self.limiter = limiter
@@ -27,9 +29,15 @@ class LimitsPolicy:
         call = info.call
         if call is None or not limiter.applies(key):
             return None
-        info.notes["reservation"] = await limiter.admit(
-            key, call.model, call.body, self.names, info.response_headers
-        )
+        if limiter.keys_only_in_memory and key is not None and key.budget_usd is None:
+            # `limiter.quick(key)`: nothing that could wait, so no coroutine
+            info.notes["reservation"] = limiter.admit_now(
+                key, call.model, call.body, info.response_headers
+            )
+        else:
+            info.notes["reservation"] = await limiter.admit(
+                key, call.model, call.body, self.names, info.response_headers
+            )
         return None
 
     def after(self, info: RequestInfo) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .base import Counter, Deadline
 
@@ -18,7 +19,9 @@ class MemoryState:
         self._clock = clock
         self._deadlines: dict[str, Deadline] = {}
         self._counters: dict[str, Counter] = {}
-        self._values: dict[str, tuple[float | bytes, float]] = {}  # key -> (value, expires)
+        self._values: dict[str, list[Any]] = {}
+        """key -> [value, expires] (a float or bytes; 0: no expiry). A number's pair is
+        changed in place, so a `cell` handed out stays the key's own while it lives."""
         self._sweep_at = 0.0
 
     def deadline(self, name: str) -> Deadline:
@@ -44,15 +47,16 @@ class MemoryState:
         if expires and expires <= self._clock():
             del self._values[key]
             return None
-        return value
+        return value  # type: ignore[no-any-return]
 
-    def _store(self, key: str, value: float | bytes, ttl: float | None) -> None:
+    def _store(self, key: str, value: float | bytes, ttl: float | None) -> list[Any]:
         now = self._clock()
-        self._values[key] = (value, now + ttl if ttl else 0.0)
+        entry = self._values[key] = [value, now + ttl if ttl else 0.0]
         if now >= self._sweep_at:  # at most once a minute, drop what expired
             self._sweep_at = now + 60.0
             for stale in [k for k, (_, exp) in self._values.items() if exp and exp <= now]:
                 del self._values[stale]
+        return entry
 
     def _number(self, key: str) -> float:
         value = self._live(key)
@@ -61,9 +65,25 @@ class MemoryState:
     def _keep(self, key: str, value: float, ttl: float | None) -> None:
         entry = self._values.get(key)
         if entry is not None and entry[1]:  # an existing key keeps its expiry
-            self._values[key] = (value, entry[1])
+            entry[0] = value
         else:
             self._store(key, value, ttl)
+
+    def now(self) -> float:
+        """The clock expiries are read on (a `cell`'s `expires`)."""
+        return self._clock()
+
+    def cell(self, key: str, ttl: float) -> list[Any]:
+        """The number under `key` as its live `[value, expires]` pair, made at 0 with `ttl`
+        when there is none: the limiter checks and changes it in place (`incr`, `reserve`
+        and the rest see the same pair). Once `expires` has passed it is no longer the key's:
+        ask again."""
+        entry = self._values.get(key)
+        if entry is not None and entry[0].__class__ is float:
+            expires = entry[1]
+            if not expires or expires > self._clock():
+                return entry
+        return self._store(key, 0.0, ttl)
 
     async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
         value = self._number(key) + amount
@@ -88,19 +108,22 @@ class MemoryState:
     def reserve_now(
         self, items: Sequence[tuple[str, float, float, float]]
     ) -> tuple[bool, list[float]]:
-        """`reserve_many`, without a coroutine: the limiter calls it on every request."""
+        """`reserve_many`, without a coroutine (the limiter's memory path)."""
         held = self._values
         now = self._clock()
         values: list[float] = []
+        entries: list[list[Any] | None] = []  # each key's live pair, if any
         fits = True
         for key, amount, limit, _ in items:
             entry = held.get(key)
-            if entry is None or (entry[1] and entry[1] <= now):
-                value = 0.0
-            else:
-                found = entry[0]
-                value = found if isinstance(found, float) else 0.0
+            value = 0.0
+            if entry is not None:
+                if entry[1] and entry[1] <= now:
+                    entry = None
+                elif entry[0].__class__ is float:
+                    value = entry[0]
             values.append(value)
+            entries.append(entry)
             if amount > 0 and value + amount > limit:
                 fits = False
         if not fits:
@@ -110,9 +133,9 @@ class MemoryState:
             if value < 0.0:
                 value = 0.0
             values[i] = value
-            entry = held.get(key)
-            if entry is not None and entry[1] > now:  # a live key keeps its expiry
-                held[key] = (value, entry[1])
+            entry = entries[i]
+            if entry is not None and entry[1]:  # a live key keeps its expiry
+                entry[0] = value
             else:
                 self._store(key, value, ttl)
         return True, values
@@ -120,18 +143,16 @@ class MemoryState:
     def add_now(self, key: str, amount: float, ttl: float) -> None:
         """`reserve_now` of one settlement (never refused, never below 0)."""
         entry = self._values.get(key)
-        value = 0.0
-        if entry is not None and (not entry[1] or entry[1] > self._clock()):
-            found = entry[0]
-            if isinstance(found, float):
-                value = found
-        value += amount
-        if value < 0.0:
-            value = 0.0
-        if entry is not None and entry[1] > self._clock():  # a live key keeps its expiry
-            self._values[key] = (value, entry[1])
-        else:
-            self._store(key, value, ttl)
+        if entry is not None:
+            found, expires = entry
+            if expires > self._clock():  # a live key keeps its expiry
+                value = found + amount if found.__class__ is float else amount
+                entry[0] = value if value > 0.0 else 0.0
+                return
+            if expires or found.__class__ is not float:
+                found = 0.0  # gone, or not a number
+            amount += found
+        self._store(key, float(amount) if amount > 0.0 else 0.0, ttl)
 
     async def get(self, key: str) -> bytes | None:
         value = self._live(key)
