@@ -171,9 +171,9 @@ class PolicyChain:
     def __init__(self, policies: Sequence[Policy] = ()) -> None:
         self.policies = tuple(policies)
         self._acting = tuple(p for p in self.policies if getattr(p, "acts_before", True))
+        """The policies whose `before` does something, in order."""
         self._watching = tuple(p for p in self.policies if getattr(p, "acts_after", True))
         """The policies whose `after` does something, in order."""
-        """The policies whose `before` does something, in order."""
         self.keep_answer: int = max(
             (getattr(p, "keep_answer", 0) for p in self.policies), default=0
         )
