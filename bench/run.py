@@ -102,6 +102,10 @@ def export_source(ref: str, into: Path) -> Path:
     return into / "src"
 
 
+def _spec(name: str) -> Scenario:
+    return next(s for s in SCENARIOS if s.name == name)
+
+
 def selected(only: set[str]) -> list[Scenario]:
     """The scenarios named (all when none is), with those they are compared to."""
     if not only:
@@ -341,13 +345,23 @@ class Bench:
                 out["skipped"] = f"the gateway answered HTTP {status}: {body[:200].decode()}"
                 self.note(f"{scenario.name} skipped: {out['skipped']}")
                 return
+            # what this row is compared to runs in the same rounds as the row itself: the
+            # floor (its own request, or the request of the scenario named as its floor) and
+            # the pass-through on the shared gateway; a machine whose speed drifts between
+            # scenarios does not skew the ratios
             pairs = [(server, scenario.request)]
-            if scenario.floor == scenario.name:
-                pairs.append((floor, scenario.request))
-            curves = self.curves(pairs)
-            out["mini-llm"] = curves[0]
-            if len(curves) > 1:
-                out["floor"] = floors[scenario.name] = curves[1]
+            if scenario.floor:
+                pairs.append((floor, _spec(scenario.floor).request))
+            if scenario.passthrough:
+                pairs.append((gateway, _spec(scenario.passthrough).request))
+            curves = iter(self.curves(pairs))
+            out["mini-llm"] = next(curves)
+            if scenario.floor:
+                out["floor"] = next(curves)
+                if scenario.floor == scenario.name:
+                    floors[scenario.name] = out["floor"]
+            if scenario.passthrough:
+                out["passthrough"] = next(curves)
             if scenario.direct is not None:
                 direct = [
                     self.load(self.mock, scenario.direct, 1, LOAD_CPU)
@@ -460,8 +474,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for name, out in scenarios.items():
         if "mini-llm" not in out:
             continue
-        spec = next(s for s in SCENARIOS if s.name == name)
-        floor = scenarios.get(spec.floor or "", {}).get("floor")
+        spec = _spec(name)
+        floor = out.get("floor") or scenarios.get(spec.floor or "", {}).get("floor")
         row: dict[str, Any] = {}
         for c in CONCURRENCY:
             key = f"c{c}"
@@ -486,8 +500,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             row["ttfc_added_ms"] = round(t["mini-llm"] - t["direct"], 3)
             if "floor" in t:
                 row["floor_ttfc_added_ms"] = round(t["floor"] - t["direct"], 3)
-        if spec.passthrough and spec.passthrough in scenarios:
-            base = scenarios[spec.passthrough].get("mini-llm")
+        if spec.passthrough:
+            base = out.get("passthrough") or scenarios.get(spec.passthrough, {}).get("mini-llm")
             if base:
                 key = f"c{HEADLINE_C}"
                 row["cpu_vs_passthrough"] = _ratio(
@@ -510,13 +524,16 @@ def table(results: dict[str, Any]) -> str:
             continue
         direct = out.get("direct", {}).get("c1", {}).get("p50_ms")
         ttfc = out.get("ttfc_ms", {})
-        for system in ("mini-llm", "floor"):
+        spec = _spec(name)
+        for system in ("mini-llm", "floor", "passthrough"):
             runs = out.get(system)
             if not runs:
                 continue
             cpu = "/".join(f"{runs[f'c{c}']['cpu_us_per_req'] or 0:.0f}" for c in CONCURRENCY)
             rps = "/".join(f"{runs[f'c{c}']['rps']:.0f}" for c in CONCURRENCY)
-            added = f"{runs['c1']['p50_ms'] - direct:+.3f}" if direct is not None else "-"
+            # the latency added over this row's direct request: for the row's own request only
+            own = system == "mini-llm" or (system == "floor" and spec.floor == name)
+            added = f"{runs['c1']['p50_ms'] - direct:+.3f}" if direct is not None and own else "-"
             first = (
                 f"{ttfc[system] - ttfc['direct']:+.3f}"
                 if system in ttfc and "direct" in ttfc
@@ -524,7 +541,7 @@ def table(results: dict[str, Any]) -> str:
             )
             other = max(r.get("foreign_cpu_pct") or 0 for r in runs.values())
             lines.append(
-                f"{name if system == 'mini-llm' else '':<28} {system:<9} {cpu:>23} {rps:>22} "
+                f"{name if system == 'mini-llm' else '':<28} {system[:9]:<9} {cpu:>23} {rps:>22} "
                 f"{runs['c1']['p50_ms']:>7.3f} {runs['c64']['p99_ms']:>8.3f} {added:>8} {first:>7} "
                 f"{other:>6.0f}"
             )
@@ -588,8 +605,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     for name, out in results["scenarios"].items():
         if "mini-llm" not in out:
             continue
-        spec = next(s for s in SCENARIOS if s.name == name)
-        floor = results["scenarios"].get(spec.floor or "", {}).get("floor")
+        spec = _spec(name)
+        floor = out.get("floor") or results["scenarios"].get(spec.floor or "", {}).get("floor")
         names.append(name.replace("-to-", " →\n").replace("-stream", "\nstream"))
         mine.append(out["mini-llm"][key]["cpu_us_per_req"] or 0)
         floors.append(floor[key]["cpu_us_per_req"] if floor else 0)
