@@ -430,6 +430,10 @@ def test_the_key_of_the_same_bytes_is_remembered_and_bounded(
     remembered = {seen[2]: key for seen, key in policy._keys.items()}
     assert set(remembered) == {body.encode(), respelled.encode()}
     assert len(set(remembered.values())) == 1  # one answer's key, reached from both
+    # a body over 8 KiB is keyed each time, not remembered, and still hits
+    big = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "b" * 9000}]})
+    assert [post(gateway, big)[1]["x-mini-llm-cache"] for _ in range(2)] == ["miss", "hit"]
+    assert big.encode() not in {seen[2] for seen in policy._keys}
     # the alias moves: the new runtime's policy knows no keys, and the old answer is not used
     gw.reload(gateway_settings({**env, "MINI_LLM_MODEL_ALIASES": '{"fast": "mock/json"}'}))
     moved = gw.runtime.cache

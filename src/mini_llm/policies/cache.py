@@ -122,7 +122,12 @@ class CachePolicy:
         raw = call.raw
         # the key of these very bytes, worked out before: the body, and so its canonical
         # form, is the same (what else decides the key is part of `seen`)
-        seen = (info.dialect, call.model, raw, models, namespace) if raw else None
+        # (a body too big to be remembered is not hashed to be looked up either)
+        seen = (
+            (info.dialect, call.model, raw, models, namespace)
+            if raw and len(raw) <= _SEEN_BODY_MAX
+            else None
+        )
         key = self._keys.get(seen) if seen is not None else None
         if key is None:
             try:
@@ -131,7 +136,7 @@ class CachePolicy:
                 self._skip(info)
                 return None  # the pipeline says what is wrong, if anything
             key = cache_key(canonical, models, namespace)
-            if seen is not None and len(raw) <= _SEEN_BODY_MAX:
+            if seen is not None:
                 self._remember(seen, key)
         note: _Note | None = None
         try:
