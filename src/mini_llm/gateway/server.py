@@ -21,6 +21,7 @@ from aiohttp import web
 from ..config import ConfigError, Settings, plan_reload, reload_settings
 from .app import GATEWAY, Gateway, build_app
 from .connections import GatewayRunner
+from .eager import install as install_eager
 from .health import HEALTH
 
 __all__ = ["BindError", "bind_socket", "bind_worker_sockets", "run", "serve", "url_for"]
@@ -120,6 +121,7 @@ async def serve(
     """
     app = build_app(settings)
     watch: asyncio.Task[None] | None = None
+    eager = install_eager(asyncio.get_running_loop())  # each handler started at once (3.11)
     # handler_cancellation: a client that goes away cancels its upstream call at once;
     # shutdown_timeout: on SIGTERM, in-flight requests and streams get this long to finish;
     # header timeout, connection caps, compressed bodies: see gateway.connections
@@ -163,6 +165,8 @@ async def serve(
         if watch is not None:
             watch.cancel()
         await runner.cleanup()
+        if eager:
+            asyncio.get_running_loop().set_task_factory(None)
 
 
 async def _stop_listening(site: web.SockSite, runner: GatewayRunner, sock: socket.socket) -> None:
