@@ -132,6 +132,19 @@ def test_a_hit_says_its_age_and_counts_as_a_cache_hit(cached: RunningApp) -> Non
     assert json.loads(data)["choices"][0]["message"]["content"] == "age"
     assert [i.cache_hit for i in seen] == [False, True]
     assert seen[1].usage is not None and seen[1].usage.output_tokens > 0
+    assert second["x-mini-llm-cost-usd"] == "0"  # a policy counts costs: a hit's is none
+
+
+def test_the_cache_alone_names_no_cost(make_gateway: GatewayFactory) -> None:
+    """The cache stores answers, not what they cost: with no policy that counts costs (the
+    ledger, metrics, logs, traces), answers carry no `x-mini-llm-cost-usd`."""
+    alone = {"MINI_LLM_USAGE": "false", "MINI_LLM_METRICS": "false"}
+    cached = make_gateway({"MINI_LLM_CACHE": "memory", "MINI_LLM_LOG_LEVEL": "warning", **alone})
+    assert not cached.app[GATEWAY].runtime.policies.wants_cost
+    body = json.dumps({"model": "mock/echo", "messages": [{"role": "user", "content": "free"}]})
+    answers = [post(cached, body)[1] for _ in range(2)]
+    assert [a["x-mini-llm-cache"] for a in answers] == ["miss", "hit"]
+    assert not [a for a in answers if "x-mini-llm-cost-usd" in a]
 
 
 def post(

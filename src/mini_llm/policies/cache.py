@@ -78,6 +78,7 @@ class _Note:
 class CachePolicy:
     wants_usage = False
     wants_completion = True
+    wants_cost = False  # it stores answers, not what they cost (no cost header on its account)
 
     def __init__(
         self,
