@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from operator import itemgetter
 from collections.abc import Sequence
 from typing import Any
 
@@ -223,6 +224,8 @@ _INDEX_AT = len(_TEXT_BLOCK)
 _TEXT_AT = len(_TEXT_AFTER_INDEX)
 _TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
 _TEXT_PREFIX = _TEXT_BLOCK + b"0" + _TEXT_AFTER_INDEX
+# a text delta's bytes after its prefix, taken with no Python code per piece (`map`)
+_TEXT_STRING = itemgetter(slice(len(_TEXT_PREFIX), None))
 _decode_text = msgspec.json.Decoder(str).decode
 _decode_texts = msgspec.json.Decoder(list[str]).decode
 
@@ -424,6 +427,7 @@ def _text_of(block: bytes) -> tuple[str, int] | None:
 
 
 _TEXT_READ_END = b'"}}\n\n'
+_DELTA_AFTER_EVENT = b"\n\nevent: content_block_delta\n"
 
 
 def _read_text(data: bytes) -> str | None:
@@ -465,7 +469,15 @@ class AnthropicStreamDecoder:
     and a dict. As `SSEDecoder`: when an event fails, the chunks before it in the same read
     are returned and the error is raised by the next call."""
 
-    __slots__ = ("_error", "_finished", "_parser", "_prefix", "_translator")
+    __slots__ = (
+        "_after_event",
+        "_error",
+        "_finished",
+        "_parser",
+        "_prefix",
+        "_string",
+        "_translator",
+    )
 
     def __init__(self) -> None:
         self._parser = SSEParser()
@@ -473,6 +485,8 @@ class AnthropicStreamDecoder:
         self._error: Exception | None = None
         self._finished = False
         self._prefix = _TEXT_PREFIX  # a text delta's bytes up to its text (the last block's)
+        self._after_event = b"\n\n" + _TEXT_PREFIX  # a text delta after another event
+        self._string = _TEXT_STRING  # a text delta's bytes after the prefix (`_blocks`)
 
     def text(self, data: bytes) -> str | None:
         """The text of a read that is exactly one text delta (a model streaming token by
@@ -536,7 +550,10 @@ class AnthropicStreamDecoder:
                 found = _text_of(block)
                 if found is not None:
                     text, cut = found
-                    prefix = self._prefix = block[:cut]
+                    if block[:cut] != prefix:
+                        prefix = self._prefix = block[:cut]
+                        self._after_event = b"\n\n" + prefix
+                        self._string = itemgetter(slice(cut, None))
             if text is not None:
                 if run is not None and out[-1] is run:
                     texts.append(text)
@@ -577,11 +594,14 @@ class AnthropicStreamDecoder:
         the last one was, comes as the list of its texts, read with a few calls whatever its
         length (what the translator makes of each, one after the other, is more text).
 
-        The run's events are cut apart at `}}\n\n` + the bytes of a text delta up to its
-        text: what lies between is one JSON string each (a raw line end cannot be inside one),
-        checked by decoding them all as one array of as many strings. Anything else in the
-        read (and all of it, when it holds a CR or the parser holds a part of an event) goes
-        through the parser."""
+        The run goes from the first text delta of the read to the end of its last one (a
+        search for the bytes of a text delta up to its text, from each end: only the bytes
+        before and after the run are walked); it is cut at `}}\n\n` (a short needle: a long
+        one is walked at about ten instructions a byte) and the text delta's bytes taken off
+        each piece. The run must then be exactly those bytes, each piece's string and `}}`,
+        one after the other (compared whole), each piece one JSON string (all decoded as one
+        array of as many strings) on one line. Anything else in the read (and all of it, when
+        it holds a CR or the parser holds a part of an event) goes through the parser."""
         parser = self._parser
         prefix = self._prefix
         if data.startswith(prefix) and parser.idle:
@@ -589,33 +609,46 @@ class AnthropicStreamDecoder:
         else:
             # the run after the events before it, which the parser reads first (the first
             # read of a stream too: the parser's start, a BOM, is in them)
-            start = data.find(b"\n\n" + prefix) + 2
+            start = data.find(_DELTA_AFTER_EVENT) + 2  # (a short needle: quicker)
+            if start < 2 or not data.startswith(prefix, start):
+                start = data.find(self._after_event) + 2
             if start < 2 or (not parser.idle and parser.holding):
                 return parser.blocks(data)
-        pieces = data[start + len(prefix) :].split(b"}}\n\n" + prefix)
-        if len(pieces) < 3 or data.find(b"\r") >= 0:
+        last = data.rfind(prefix)
+        if last <= start or data.find(b"\r") >= 0:
             return parser.blocks(data)
-        last = pieces.pop()
-        end = last.find(b"}}\n\n")
-        if end < 0:  # the run goes on in the next read: its last event is the parser's
-            rest = prefix + last
+        end = data.find(b"}}\n\n", last)
+        if end >= 0:
+            end += 4
+        elif data[last - 4 : last] == b"}}\n\n":  # the run goes on in the next read: its
+            end = last  # last event is the parser's
         else:
-            pieces.append(last[:end])
-            rest = last[end + 4 :]
-        joined = b",".join(pieces)
+            return parser.blocks(data)
+        pieces = data[start : end - 4].split(b"}}\n\n")
+        count = len(pieces)
+        if count < 2:
+            return parser.blocks(data)
+        strings = list(map(self._string, pieces))
+        run = (b"}}\n\n" + prefix).join(strings)
+        if len(run) + len(prefix) != end - start - 4 or not data.startswith(
+            run, start + len(prefix)
+        ):
+            return parser.blocks(data)  # not text deltas only, or another layout
+        joined = b",".join(strings)
         if joined.find(b"\n") >= 0:  # a line break between the key and the braces
             return parser.blocks(data)
         try:
             texts = _decode_texts(b"[" + joined + b"]")
         except msgspec.DecodeError:
             return parser.blocks(data)
-        if len(texts) != len(pieces):  # a piece that was more than one string
+        if len(texts) != count:  # a piece that was more than one string
             return parser.blocks(data)
         blocks: list[bytes | list[str]] = []
         if start:
             blocks += parser.blocks(data[:start])
         blocks.append(texts)
-        blocks += parser.blocks(rest)
+        if end < len(data):
+            blocks += parser.blocks(data[end:])
         return blocks
 
     def finish(self) -> list[dict[str, Any]]:
