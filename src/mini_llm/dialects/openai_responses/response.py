@@ -128,6 +128,46 @@ def shell(frame: ResponseFrame, status: str) -> dict[str, Any]:
     return response
 
 
+# the echoed fields' bytes, each with its key and the value a request leaves out, in order
+_ECHOED_BYTES = {
+    name: b',"%s":%b' % (name.encode(), _encode(value)) for name, value in _ECHOED.items()
+}
+_NO_REASONING = b'{"effort":null,"summary":null}'
+_TEXT_FORMAT = b'{"format":{"type":"text"}}'
+
+
+def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
+    """`shell(frame, status)` encoded, with no dict made for it: the request's echoed values
+    encoded one by one, the rest written as the encoder writes it (the same bytes, key for
+    key: `tests/test_responses_translation.py` compares them)."""
+    request = frame.request
+    echoed = _ECHOED_BYTES
+    for name, value in request.items():
+        if value is not None and name in _ECHOED:
+            if echoed is _ECHOED_BYTES:
+                echoed = dict(_ECHOED_BYTES)  # (a copy keeps the keys' order)
+            echoed[name] = b',"%s":%b' % (name.encode(), _encode(value))
+    reasoning = request.get("reasoning")
+    text = request.get("text")
+    return (
+        b'{"id":%b,"object":"response","created_at":%d,"status":%b,%b"model":%b,"output":[]%b,"reasoning":%b,"text":%b,"store":%b,"metadata":%b,"usage":null}'
+        % (
+            _encode(frame.ident),
+            frame.created_at,
+            _encode(status),
+            b'"background":false,"error":null,"incomplete_details":null,',
+            _encode(frame.model),
+            b"".join(echoed.values()),
+            _encode({"effort": reasoning.get("effort"), "summary": reasoning.get("summary")})
+            if isinstance(reasoning, dict)
+            else _NO_REASONING,
+            _encode(text) if isinstance(text, dict) else _TEXT_FORMAT,
+            b"false" if request.get("store") is False else b"true",
+            _encode(request.get("metadata") or {}),
+        )
+    )
+
+
 def _reasoning_item(
     ident: str, text: str, blocks: list[dict[str, Any]], encrypted: bool, status: str
 ) -> dict[str, Any]:
@@ -259,6 +299,29 @@ _DELTA_START = (
 )
 
 
+# a message's done events and item, laid out as `_emit` and the encoder would write them
+_TEXT_PART = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
+_TEXT_DONE = (
+    b'event: response.output_text.done\ndata: {"type":"response.output_text.done",'
+    b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":%d,"text":%b,'
+    b'"logprobs":[]}\n\n'
+)
+_PART_DONE = (
+    b'event: response.content_part.done\ndata: {"type":"response.content_part.done",'
+    b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":%d,"part":%b}\n\n'
+)
+_MESSAGE_DONE = b'{"type":"message","id":%b,"status":"completed","role":"assistant","content":[%b]}'
+_ITEM_DONE = (
+    b'event: response.output_item.done\ndata: {"type":"response.output_item.done",'
+    b'"sequence_number":%d,"output_index":%d,"item":%b}\n\n'
+)
+# a shell's bytes from its status to its model's value
+_SHELL_STATUS = (
+    b',"status":"in_progress","background":false,"error":null,"incomplete_details":null,"model":'
+)
+_MODEL_AT = len(_SHELL_STATUS) - len(b',"model":')
+
+
 class ResponsesEventWriter:
     """Canonical chunks -> Responses stream events, already formatted (one per stream)."""
 
@@ -267,11 +330,13 @@ class ResponsesEventWriter:
         "_delta_head",
         "_finish",
         "_frame",
+        "_items",
         "_open",
         "_output",
         "_pieces",
         "_sequence",
         "_shell",
+        "_shell_bytes",
         "_started",
         "_texting",
         "_thinking",
@@ -284,6 +349,10 @@ class ResponsesEventWriter:
         self._sequence = 0
         self._started = False
         self._shell: dict[str, Any] | None = None  # the response without output, made once
+        self._shell_bytes = b""  # ... and encoded (`response.created`'s)
+        # each output item as its `output_item.done` event gave it, in order: the output of
+        # the last event, written again (an item does not change once done); None once not so
+        self._items: list[bytes] | None = []
         self._output: list[dict[str, Any]] = []  # items, in progress then done
         self._open: int | None = None  # output index of the item still receiving deltas
         self._calls: dict[int, int] = {}  # canonical tool-call index -> output index
@@ -312,9 +381,10 @@ class ResponsesEventWriter:
 
     def _start(self, out: list[bytes]) -> None:
         self._started = True
-        self._shell = shell(self._frame, "in_progress")
         # both events carry the same response: encoded once, as `_emit` would lay it out
-        response = b',"response":' + _encode(self._shell) + b"}\n\n"
+        # (the dict itself is made when `response` is asked for)
+        self._shell_bytes = encoded = shell_bytes(self._frame, "in_progress")
+        response = b',"response":' + encoded + b"}\n\n"
         for kind in ("response.created", "response.in_progress"):
             head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (
                 kind.encode(),
@@ -355,7 +425,19 @@ class ResponsesEventWriter:
         ident = item["id"]
         kind = item["type"]
         if kind == "message":
+            parts: list[bytes] = []
+            name = _encode(ident)
             for n, part in enumerate(item["content"]):
+                if part["type"] == "output_text" and len(part) == 4:  # (`_text_part`'s)
+                    text = _encode(part["text"])
+                    sequence = self._sequence
+                    self._sequence = sequence + 2
+                    part_bytes = _TEXT_PART % text
+                    parts.append(part_bytes)
+                    out.append(_TEXT_DONE % (sequence, name, index, n, text))
+                    out.append(_PART_DONE % (sequence + 1, name, index, n, part_bytes))
+                    continue
+                parts.append(_encode(part))
                 if part["type"] == "output_text":
                     done = {
                         "item_id": ident,
@@ -385,7 +467,19 @@ class ResponsesEventWriter:
                 self._emit("response.reasoning_summary_text.done", done, out)
                 self._emit("response.reasoning_summary_part.done", {**at, "part": summary}, out)
         item["status"] = "completed"
-        self._emit("response.output_item.done", {"output_index": index, "item": item}, out)
+        if kind == "message" and len(item) == 5:  # (`_message_item`'s keys)
+            encoded = _MESSAGE_DONE % (name, b",".join(parts))
+        else:
+            encoded = _encode(item)
+        items = self._items
+        if items is not None:
+            if len(items) == index:
+                items.append(encoded)
+            else:
+                self._items = None
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        out.append(_ITEM_DONE % (sequence, index, encoded))  # as `_emit` lays it out
 
     def _current(self, kind: str) -> dict[str, Any] | None:
         if self._open is not None and self._output[self._open]["type"] == kind:
@@ -592,10 +686,54 @@ class ResponsesEventWriter:
         if not self._started:
             self._start(out)
         self._close(out)
-        response = self.response()
-        kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-        self._emit(kind, {"response": response}, out)
+        reason = _INCOMPLETE.get(self._finish or "")
+        kind = "response.incomplete" if reason else "response.completed"
+        encoded = self._finished_bytes(reason)
+        if encoded is None:
+            self._emit(kind, {"response": self.response()}, out)
+        else:
+            name = kind.encode()
+            sequence = self._sequence
+            self._sequence = sequence + 1
+            out.append(
+                b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n'
+                % (name, name, sequence, encoded)
+            )
         return out
+
+    def _finished_bytes(self, reason: str | None) -> bytes | None:
+        """The encoded `response()` at the end, made of the bytes already written: the
+        shell's (`response.created`'s, its status, details, output and usage put in) and
+        the done items'; None when they are not at hand (then it is encoded whole).
+
+        The shell is cut at its keys: a key's bytes, with their quotes, cannot be inside an
+        encoded string (whose quotes are escaped), and the keys before `output` hold no
+        object, so the first `,"output":[],` is the key's."""
+        items = self._items
+        shell_bytes = self._shell_bytes
+        if items is None or len(items) != len(self._output) or self._pieces:
+            return None
+        at = shell_bytes.find(_SHELL_STATUS)
+        output_at = shell_bytes.find(b',"output":[],', at)
+        if at < 0 or output_at < 0 or not shell_bytes.endswith(b',"usage":null}'):
+            return None
+        usage = responses_usage(self._usage)
+        return b"".join(
+            (
+                shell_bytes[:at],
+                b',"status":"incomplete"' if reason else b',"status":"completed"',
+                b',"background":false,"error":null,"incomplete_details":',
+                _encode({"reason": reason}) if reason else b"null",
+                shell_bytes[at + _MODEL_AT : output_at],
+                b',"output":[',
+                b",".join(items),
+                b"]",
+                shell_bytes[output_at + 12 : -14],
+                b',"usage":',
+                b"null" if usage is None else _encode(usage),
+                b"}",
+            )
+        )
 
     def fail(self, code: str | None, message: str) -> list[bytes]:
         out: list[bytes] = []
