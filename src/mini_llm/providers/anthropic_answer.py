@@ -502,6 +502,12 @@ class AnthropicStreamDecoder:
             return _read_text(data)
         return None
 
+    @property
+    def done(self) -> bool:
+        """Whether the stream's last event (`message_stop`) has come: reads after it make no
+        chunk (and, no error pending, `finish` raises none)."""
+        return self._translator._done and self._error is None
+
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if self._error is not None:
             raise self._error
