@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from operator import itemgetter
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import msgspec
