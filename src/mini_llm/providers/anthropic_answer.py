@@ -427,6 +427,24 @@ def _text_of(block: bytes) -> tuple[str, int] | None:
 
 
 _TEXT_READ_END = b'"}}\n\n'
+
+
+def _constant_events() -> dict[bytes, dict[str, Any]]:
+    """The events whose bytes are always the same, as Anthropic lays them out (a block of
+    the SSE parser's: the blank line left out), each with its data decoded: a text block's
+    start and any block's stop (blocks 0 to 9), the message's stop, a ping. The translator
+    only reads an event's data: one dict serves every stream."""
+    events: list[dict[str, Any]] = [{"type": "message_stop"}, {"type": "ping"}]
+    for index in range(10):
+        text = {"type": "text", "text": ""}
+        events.append({"type": "content_block_start", "index": index, "content_block": text})
+        events.append({"type": "content_block_stop", "index": index})
+    table = {b"event: %s\ndata: %s" % (e["type"].encode(), _encode(e)): e for e in events}
+    table[b'event: ping\ndata: {"type": "ping"}'] = {"type": "ping"}
+    return table
+
+
+_CONSTANT_EVENTS = _constant_events()
 _DELTA_AFTER_EVENT = b"\n\nevent: content_block_delta\n"
 
 
@@ -539,6 +557,10 @@ class AnthropicStreamDecoder:
                 texts = block
                 continue
             assert type(block) is bytes
+            known = _CONSTANT_EVENTS.get(block)
+            if known is not None and not translator._done:  # decoded once, at import
+                out += translator.feed_object(known, known["type"])
+                continue
             text = None
             if (
                 block.startswith(prefix)

@@ -299,6 +299,15 @@ _DELTA_START = (
 )
 
 
+# a message's first events: the item, then its `output_text` part (`_emit`'s layout)
+_MESSAGE_ADDED = (
+    b'event: response.output_item.added\ndata: {"type":"response.output_item.added",'
+    b'"sequence_number":%d,"output_index":%d,"item":{"type":"message","id":%b,'
+    b'"status":"in_progress","role":"assistant","content":[]}}\n\n'
+    b'event: response.content_part.added\ndata: {"type":"response.content_part.added",'
+    b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":0,'
+    b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}\n\n'
+)
 # a message's done events and item, laid out as `_emit` and the encoder would write them
 _TEXT_PART = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
 _TEXT_DONE = (
@@ -605,6 +614,9 @@ class ResponsesEventWriter:
 
     def _text(self, kind: str, text: str, out: list[bytes]) -> None:
         item = self._current("message")
+        if item is None and kind == "output_text":  # a message begins, the usual way
+            self._open_message(text, out)
+            return
         if item is None:
             ident = self._frame.item_id("msg", len(self._output))
             item = _message_item(ident, [], "in_progress")
@@ -625,6 +637,26 @@ class ResponsesEventWriter:
         else:
             at = {"item_id": item["id"], "output_index": index, "content_index": len(parts) - 1}
             self._emit("response.refusal.delta", {**at, "delta": text}, out)
+
+    def _open_message(self, text: str, out: list[bytes]) -> None:
+        """A message item with its `output_text` part and the part's first text: what
+        `_add`, then `_text` for a part, would write (one template for both events)."""
+        self._close(out)
+        index = len(self._output)
+        ident = self._frame.item_id("msg", index)
+        item = _message_item(ident, [], "in_progress")
+        self._output.append(item)
+        self._open = index
+        name = _encode(ident)
+        sequence = self._sequence
+        self._sequence = sequence + 3
+        item["content"].append(_text_part(""))
+        self._pieces.append(text)
+        self._texting = True
+        after = b',"item_id":%b,"output_index":%d,"content_index":0,"delta":' % (name, index)
+        head = self._delta_head = (index, 0, after, b',"logprobs":[]}\n\n')
+        out.append(_MESSAGE_ADDED % (sequence, index, name, sequence + 1, name, index))
+        out += (_DELTA_START, b"%d" % (sequence + 2), after, _encode(text), head[3])
 
     def _more_text(self, text: str, out: list[bytes]) -> None:
         """More text for the open `output_text` part (`_texting`: its template is made)."""
