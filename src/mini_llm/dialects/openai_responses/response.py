@@ -136,10 +136,12 @@ _NO_REASONING = b'{"effort":null,"summary":null}'
 _TEXT_FORMAT = b'{"format":{"type":"text"}}'
 
 
-def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
-    """`shell(frame, status)` encoded, with no dict made for it: the request's echoed values
-    encoded one by one, the rest written as the encoder writes it (the same bytes, key for
-    key: `tests/test_responses_translation.py` compares them)."""
+def _shell_parts(frame: ResponseFrame) -> tuple[bytes, bytes, bytes]:
+    """The encoded shell's parts that do not change as the response goes on: up to its
+    status (`{"id":...,"created_at":N`), its model (`,"model":"..."`), and what follows its
+    output up to its usage (the echoed fields, `reasoning`, `text`, `store`, `metadata`),
+    with no dict made for them: the request's echoed values encoded one by one, the rest
+    written as the encoder writes it."""
     request = frame.request
     echoed = _ECHOED_BYTES
     for name, value in request.items():
@@ -149,23 +151,47 @@ def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
             echoed[name] = b',"%s":%b' % (name.encode(), _encode(value))
     reasoning = request.get("reasoning")
     text = request.get("text")
-    return (
-        b'{"id":%b,"object":"response","created_at":%d,"status":%b,%b"model":%b,"output":[]%b,"reasoning":%b,"text":%b,"store":%b,"metadata":%b,"usage":null}'
-        % (
-            _encode(frame.ident),
-            frame.created_at,
+    metadata = request.get("metadata")
+    rest = b'%b,"reasoning":%b,"text":%b,"store":%b,"metadata":%b' % (
+        b"".join(echoed.values()),
+        _encode({"effort": reasoning.get("effort"), "summary": reasoning.get("summary")})
+        if isinstance(reasoning, dict)
+        else _NO_REASONING,
+        _encode(text) if isinstance(text, dict) else _TEXT_FORMAT,
+        b"false" if request.get("store") is False else b"true",
+        _encode(metadata) if metadata else b"{}",
+    )
+    head = b'{"id":%b,"object":"response","created_at":%d' % (
+        _quoted(frame.ident),
+        frame.created_at,
+    )
+    return head, b',"model":' + _encode(frame.model), rest
+
+
+def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
+    """`shell(frame, status)` encoded (the same bytes, key for key:
+    `tests/test_responses_stream_bytes.py` compares them)."""
+    head, model, rest = _shell_parts(frame)
+    return b"".join(
+        (
+            head,
+            b',"status":',
             _encode(status),
-            b'"background":false,"error":null,"incomplete_details":null,',
-            _encode(frame.model),
-            b"".join(echoed.values()),
-            _encode({"effort": reasoning.get("effort"), "summary": reasoning.get("summary")})
-            if isinstance(reasoning, dict)
-            else _NO_REASONING,
-            _encode(text) if isinstance(text, dict) else _TEXT_FORMAT,
-            b"false" if request.get("store") is False else b"true",
-            _encode(request.get("metadata") or {}),
+            b',"background":false,"error":null,"incomplete_details":null',
+            model,
+            b',"output":[]',
+            rest,
+            b',"usage":null}',
         )
     )
+
+
+def _quoted(ident: str) -> bytes:
+    """An id as the encoder writes it: an identifier's characters are never escaped (the
+    usual id: a prefix, `_`, hex digits), so no encoder call for it."""
+    if ident.isidentifier():
+        return b'"' + ident.encode() + b'"'
+    return _encode(ident)
 
 
 def _reasoning_item(
@@ -324,11 +350,7 @@ _ITEM_DONE = (
     b'event: response.output_item.done\ndata: {"type":"response.output_item.done",'
     b'"sequence_number":%d,"output_index":%d,"item":%b}\n\n'
 )
-# a shell's bytes from its status to its model's value
-_SHELL_STATUS = (
-    b',"status":"in_progress","background":false,"error":null,"incomplete_details":null,"model":'
-)
-_MODEL_AT = len(_SHELL_STATUS) - len(b',"model":')
+_IN_PROGRESS = b',"status":"in_progress","background":false,"error":null,"incomplete_details":null'
 
 
 class ResponsesEventWriter:
@@ -345,7 +367,7 @@ class ResponsesEventWriter:
         "_pieces",
         "_sequence",
         "_shell",
-        "_shell_bytes",
+        "_shell_parts",
         "_started",
         "_texting",
         "_thinking",
@@ -358,7 +380,7 @@ class ResponsesEventWriter:
         self._sequence = 0
         self._started = False
         self._shell: dict[str, Any] | None = None  # the response without output, made once
-        self._shell_bytes = b""  # ... and encoded (`response.created`'s)
+        self._shell_parts: tuple[bytes, bytes, bytes] | None = None  # ... encoded (`_start`)
         # each output item as its `output_item.done` event gave it, in order: the output of
         # the last event, written again (an item does not change once done); None once not so
         self._items: list[bytes] | None = []
@@ -392,8 +414,18 @@ class ResponsesEventWriter:
         self._started = True
         # both events carry the same response: encoded once, as `_emit` would lay it out
         # (the dict itself is made when `response` is asked for)
-        self._shell_bytes = encoded = shell_bytes(self._frame, "in_progress")
-        response = b',"response":' + encoded + b"}\n\n"
+        self._shell_parts = head, model, rest = _shell_parts(self._frame)
+        response = b"".join(
+            (
+                b',"response":',
+                head,
+                _IN_PROGRESS,
+                model,
+                b',"output":[]',
+                rest,
+                b',"usage":null}}\n\n',
+            )
+        )
         for kind in ("response.created", "response.in_progress"):
             head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (
                 kind.encode(),
@@ -435,7 +467,7 @@ class ResponsesEventWriter:
         kind = item["type"]
         if kind == "message":
             parts: list[bytes] = []
-            name = _encode(ident)
+            name = _quoted(ident)
             for n, part in enumerate(item["content"]):
                 if part["type"] == "output_text" and len(part) == 4:  # (`_text_part`'s)
                     text = _encode(part["text"])
@@ -647,7 +679,7 @@ class ResponsesEventWriter:
         item = _message_item(ident, [], "in_progress")
         self._output.append(item)
         self._open = index
-        name = _encode(ident)
+        name = _quoted(ident)
         sequence = self._sequence
         self._sequence = sequence + 3
         item["content"].append(_text_part(""))
@@ -735,32 +767,24 @@ class ResponsesEventWriter:
 
     def _finished_bytes(self, reason: str | None) -> bytes | None:
         """The encoded `response()` at the end, made of the bytes already written: the
-        shell's (`response.created`'s, its status, details, output and usage put in) and
-        the done items'; None when they are not at hand (then it is encoded whole).
-
-        The shell is cut at its keys: a key's bytes, with their quotes, cannot be inside an
-        encoded string (whose quotes are escaped), and the keys before `output` hold no
-        object, so the first `,"output":[],` is the key's."""
+        shell's parts (`_start`'s) around its status, details, output and usage, and the done
+        items'; None when they are not at hand (then it is encoded whole)."""
         items = self._items
-        shell_bytes = self._shell_bytes
-        if items is None or len(items) != len(self._output) or self._pieces:
-            return None
-        at = shell_bytes.find(_SHELL_STATUS)
-        output_at = shell_bytes.find(b',"output":[],', at)
-        if at < 0 or output_at < 0 or not shell_bytes.endswith(b',"usage":null}'):
+        parts = self._shell_parts
+        if parts is None or items is None or len(items) != len(self._output) or self._pieces:
             return None
         usage = responses_usage(self._usage)
         return b"".join(
             (
-                shell_bytes[:at],
+                parts[0],
                 b',"status":"incomplete"' if reason else b',"status":"completed"',
                 b',"background":false,"error":null,"incomplete_details":',
                 _encode({"reason": reason}) if reason else b"null",
-                shell_bytes[at + _MODEL_AT : output_at],
+                parts[1],
                 b',"output":[',
                 b",".join(items),
                 b"]",
-                shell_bytes[output_at + 12 : -14],
+                parts[2],
                 b',"usage":',
                 b"null" if usage is None else _encode(usage),
                 b"}",
