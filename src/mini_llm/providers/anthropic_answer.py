@@ -460,6 +460,9 @@ def _read_text(data: bytes) -> str | None:
         and data.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
         and data.endswith(_TEXT_READ_END)
         and data[_TEXT_STRING_AT] == 34  # the opening quote
+        # its line ends are the event's last two: a read of several events is not decoded
+        # (a failed decode costs an error object)
+        and data.find(b"\n", _TEXT_STRING_AT) == len(data) - 2
     ):
         try:
             return _decode_text(data[_TEXT_STRING_AT:-4])
@@ -562,11 +565,12 @@ class AnthropicStreamDecoder:
                 out += translator.feed_object(known, known["type"])
                 continue
             text = None
-            if (
+            if not block.startswith(_TEXT_BLOCK) or translator._done:
+                pass  # (no text delta: read whole below)
+            elif (
                 block.startswith(prefix)
                 and block.endswith(b'"}}')
                 and block[len(prefix)] == 34  # its quote right after the key: no line break
-                and not translator._done
             ):
                 # the bytes of the last text delta up to its text: the JSON string between
                 # them and the braces is the text (else the event is read whole below)
@@ -574,7 +578,7 @@ class AnthropicStreamDecoder:
                     text = _decode_text(block[len(prefix) : -2])
                 except msgspec.DecodeError:
                     text = None
-            elif block.startswith(_TEXT_BLOCK) and not translator._done:
+            else:
                 found = _text_of(block)
                 if found is not None:
                     text, cut = found
@@ -642,7 +646,9 @@ class AnthropicStreamDecoder:
                 start = data.find(self._after_event) + 2
             if start < 2 or (not parser.idle and parser.holding):
                 return parser.blocks(data)
-        last = data.rfind(prefix)
+        last = data.rfind(_DELTA_AFTER_EVENT) + 2  # (a short needle: quicker)
+        if last < 2 or not data.startswith(prefix, last):
+            last = data.rfind(prefix)
         if last <= start or data.find(b"\r") >= 0:
             return parser.blocks(data)
         end = data.find(b"}}\n\n", last)
