@@ -183,3 +183,22 @@ def test_the_run_of_a_read_is_read_in_bulk() -> None:
     blocks = AnthropicStreamDecoder()._blocks(whole)
     assert [b for b in blocks if isinstance(b, list)] == [TRICKY]
     assert len(blocks) == len(START) + 1 + len(END)
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        [b"\xc3", b"\xa9", b"ok"],  # a character cut across two deltas: each invalid UTF-8
+        [b"a\\", b'"b', b"c"],  # an escape that would run into the next delta
+        [b'a","b', b"c", b"d"],  # two strings in one delta
+        [b"a\tb", b"c", b"d"],  # a raw control character
+        [b"caf\xc3\xa9", b"\\u00e9", b"\\n\\\\"],  # UTF-8 and escapes, all valid
+        [b"plain", b"ascii", b"text"],
+    ],
+)
+def test_a_run_of_raw_strings_reads_as_the_generic_decoder(texts: list[bytes]) -> None:
+    raw = [_text("X").replace(b'"X"', b'"' + t + b'"') for t in texts]
+    whole = b"".join([*START, *raw, *END])
+    for parts in ([whole], [whole[:200], whole[200:]]):
+        got = _decoded(AnthropicStreamDecoder(), parts)
+        assert got == _decoded(SSEDecoder(AnthropicStreamTranslator()), parts)

@@ -145,8 +145,12 @@ def canonical_usage(usage: Any) -> dict[str, Any]:
     fresh = usage.get("input_tokens")
     if type(fresh) is not int or fresh < 0:  # (a count as it should be: no call)
         fresh = token_count(fresh)
-    read = token_count(usage.get("cache_read_input_tokens"))
-    written = token_count(usage.get("cache_creation_input_tokens"))
+    read = usage.get("cache_read_input_tokens") or 0
+    if type(read) is not int or read < 0:
+        read = token_count(read)
+    written = usage.get("cache_creation_input_tokens") or 0
+    if type(written) is not int or written < 0:
+        written = token_count(written)
     prompt = fresh + read + written
     completion = usage.get("output_tokens")
     if type(completion) is not int or completion < 0:
@@ -225,7 +229,7 @@ _TEXT_AT = len(_TEXT_AFTER_INDEX)
 _TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
 _TEXT_PREFIX = _TEXT_BLOCK + b"0" + _TEXT_AFTER_INDEX
 # a text delta's bytes after its prefix, taken with no Python code per piece (`map`)
-_TEXT_STRING = itemgetter(slice(len(_TEXT_PREFIX), None))
+_TEXT_STRING = itemgetter(slice(len(_TEXT_PREFIX) + 1, -1))
 _decode_text = msgspec.json.Decoder(str).decode
 _decode_texts = msgspec.json.Decoder(list[str]).decode
 
@@ -287,7 +291,9 @@ class AnthropicStreamTranslator:
         if kind == "message_delta":
             usage = data.get("usage")
             if isinstance(usage, dict):
-                self._usage.update({k: v for k, v in usage.items() if v is not None})
+                if None in usage.values():
+                    usage = {k: v for k, v in usage.items() if v is not None}
+                self._usage.update(usage)
             stop = (data.get("delta") or {}).get("stop_reason")
             finish = FINISH_REASONS.get(stop, "stop") if isinstance(stop, str) else "stop"
             if self._json_answer and finish == "tool_calls":
@@ -555,7 +561,8 @@ class AnthropicStreamDecoder:
                     continue
                 if len(texts) > 1:
                     _join_run(run, texts)
-                run = _text_chunk(translator._id, translator._model, "")  # joined at its end
+                # (more than one text: joined at the run's end)
+                run = _text_chunk(translator._id, translator._model, block[0])
                 out.append(run)
                 texts = block
                 continue
@@ -585,7 +592,7 @@ class AnthropicStreamDecoder:
                     if block[:cut] != prefix:
                         prefix = self._prefix = block[:cut]
                         self._after_event = b"\n\n" + prefix
-                        self._string = itemgetter(slice(cut, None))
+                        self._string = itemgetter(slice(cut + 1, -1))
             if text is not None:
                 if run is not None and out[-1] is run:
                     texts.append(text)
@@ -642,13 +649,13 @@ class AnthropicStreamDecoder:
             # the run after the events before it, which the parser reads first (the first
             # read of a stream too: the parser's start, a BOM, is in them)
             start = data.find(_DELTA_AFTER_EVENT) + 2  # (a short needle: quicker)
-            if start < 2 or not data.startswith(prefix, start):
-                start = data.find(self._after_event) + 2
+            if start >= 2 and not data.startswith(prefix, start):  # another delta first
+                start = data.find(self._after_event, start) + 2
             if start < 2 or (not parser.idle and parser.holding):
                 return parser.blocks(data)
         last = data.rfind(_DELTA_AFTER_EVENT) + 2  # (a short needle: quicker)
         if last < 2 or not data.startswith(prefix, last):
-            last = data.rfind(prefix)
+            last = data.rfind(prefix, start)
         if last <= start or data.find(b"\r") >= 0:
             return parser.blocks(data)
         end = data.find(b"}}\n\n", last)
@@ -662,20 +669,27 @@ class AnthropicStreamDecoder:
         count = len(pieces)
         if count < 2:
             return parser.blocks(data)
+        # each piece's JSON string without its quotes: the run must be exactly these, each
+        # between the text delta's bytes and a quote, and a quote and the braces
         strings = list(map(self._string, pieces))
-        run = (b"}}\n\n" + prefix).join(strings)
-        if len(run) + len(prefix) != end - start - 4 or not data.startswith(
-            run, start + len(prefix)
+        run = (b'"}}\n\n' + prefix + b'"').join(strings)
+        if len(run) + len(prefix) + 2 != end - start - 4 or not data.startswith(
+            run, start + len(prefix) + 1
         ):
             return parser.blocks(data)  # not text deltas only, or another layout
-        joined = b",".join(strings)
-        if joined.find(b"\n") >= 0:  # a line break between the key and the braces
-            return parser.blocks(data)
+        if data[start + len(prefix)] != 34 or data[end - 5] != 34:  # (the first and last
+            return parser.blocks(data)  # quotes: the others are checked in `run`)
+        joined = b"".join(strings)
         try:
-            texts = _decode_texts(b"[" + joined + b"]")
-        except msgspec.DecodeError:
-            return parser.blocks(data)
-        if len(texts) != count:  # a piece that was more than one string
+            if joined.isascii() and joined.find(b"\\") < 0 and joined.find(b'"') < 0:
+                # ASCII with no escape, no quote: the pieces cannot run into each other (nor
+                # share a character), and are all valid strings if their concatenation is one
+                texts = [_decode_text(b'"' + joined + b'"')]
+            else:  # one array of as many strings (a piece that is more is seen)
+                texts = _decode_texts(b'["' + b'","'.join(strings) + b'"]')
+                if len(texts) != count:
+                    return parser.blocks(data)
+        except msgspec.DecodeError:  # (a raw line break or control character among them)
             return parser.blocks(data)
         blocks: list[bytes | list[str]] = []
         if start:

@@ -70,6 +70,15 @@ class ResponseFrame:
         return f"{prefix}_{self.ident.removeprefix('resp_')}{n:02d}"
 
 
+def _count(value: Any) -> int:
+    """`token_count`, with no call for a count as it should be (or none)."""
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    return token_count(value)
+
+
 def responses_usage(usage: Any) -> dict[str, Any] | None:
     """Responses usage for canonical usage (None when there is none)."""
     if not isinstance(usage, dict):
@@ -81,15 +90,15 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
     if type(completion) is not int or completion < 0:
         completion = token_count(completion)
     details = usage.get("prompt_tokens_details")
-    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    cached = cached or token_count(usage.get("cache_read_input_tokens"))
+    cached = _count(details.get("cached_tokens")) if type(details) is dict else 0
+    cached = cached or _count(usage.get("cache_read_input_tokens"))
     out = usage.get("completion_tokens_details")
-    reasoning = token_count(out.get("reasoning_tokens")) if isinstance(out, dict) else 0
+    reasoning = _count(out.get("reasoning_tokens")) if type(out) is dict else 0
     return {
         "input_tokens": prompt,
         "input_tokens_details": {
             "cached_tokens": cached,
-            "cache_write_tokens": token_count(usage.get("cache_creation_input_tokens")),
+            "cache_write_tokens": _count(usage.get("cache_creation_input_tokens")),
         },
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
