@@ -498,6 +498,7 @@ class AnthropicStreamDecoder:
 
     __slots__ = (
         "_after_event",
+        "_between",
         "_error",
         "_finished",
         "_parser",
@@ -513,6 +514,7 @@ class AnthropicStreamDecoder:
         self._finished = False
         self._prefix = _TEXT_PREFIX  # a text delta's bytes up to its text (the last block's)
         self._after_event = b"\n\n" + _TEXT_PREFIX  # a text delta after another event
+        self._between = b'"}}\n\n' + _TEXT_PREFIX + b'"'  # two text deltas' strings
         self._string = _TEXT_STRING  # a text delta's bytes after the prefix (`_blocks`)
 
     def text(self, data: bytes) -> str | None:
@@ -592,6 +594,7 @@ class AnthropicStreamDecoder:
                     if block[:cut] != prefix:
                         prefix = self._prefix = block[:cut]
                         self._after_event = b"\n\n" + prefix
+                        self._between = b'"}}\n\n' + prefix + b'"'
                         self._string = itemgetter(slice(cut + 1, -1))
             if text is not None:
                 if run is not None and out[-1] is run:
@@ -672,7 +675,7 @@ class AnthropicStreamDecoder:
         # each piece's JSON string without its quotes: the run must be exactly these, each
         # between the text delta's bytes and a quote, and a quote and the braces
         strings = list(map(self._string, pieces))
-        run = (b'"}}\n\n' + prefix + b'"').join(strings)
+        run = self._between.join(strings)
         if len(run) + len(prefix) + 2 != end - start - 4 or not data.startswith(
             run, start + len(prefix) + 1
         ):
