@@ -141,6 +141,8 @@ def shell(frame: ResponseFrame, status: str) -> dict[str, Any]:
 _ECHOED_BYTES = {
     name: b',"%s":%b' % (name.encode(), _encode(value)) for name, value in _ECHOED.items()
 }
+_ECHOED_KEYS = frozenset(_ECHOED)
+_ECHOED_NAMES = {name: b',"%s":' % name.encode() for name in _ECHOED}
 _NO_REASONING = b'{"effort":null,"summary":null}'
 _TEXT_FORMAT = b'{"format":{"type":"text"}}'
 
@@ -153,11 +155,12 @@ def _shell_parts(frame: ResponseFrame) -> tuple[bytes, bytes, bytes]:
     written as the encoder writes it."""
     request = frame.request
     echoed = _ECHOED_BYTES
-    for name, value in request.items():
-        if value is not None and name in _ECHOED:
+    for name in request.keys() & _ECHOED_KEYS:  # (the fields given: a set operation in C)
+        value = request[name]
+        if value is not None:
             if echoed is _ECHOED_BYTES:
                 echoed = dict(_ECHOED_BYTES)  # (a copy keeps the keys' order)
-            echoed[name] = b',"%s":%b' % (name.encode(), _encode(value))
+            echoed[name] = _ECHOED_NAMES[name] + _encode(value)
     reasoning = request.get("reasoning")
     text = request.get("text")
     metadata = request.get("metadata")
