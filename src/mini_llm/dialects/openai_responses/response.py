@@ -362,6 +362,10 @@ _ITEM_DONE = (
     b'event: response.output_item.done\ndata: {"type":"response.output_item.done",'
     b'"sequence_number":%d,"output_index":%d,"item":%b}\n\n'
 )
+_CREATED = b'event: response.created\ndata: {"type":"response.created","sequence_number":'
+_IN_PROGRESS_EVENT = (
+    b'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":'
+)
 _IN_PROGRESS = b',"status":"in_progress","background":false,"error":null,"incomplete_details":null'
 
 
@@ -438,14 +442,10 @@ class ResponsesEventWriter:
                 b',"usage":null}}\n\n',
             )
         )
-        for kind in ("response.created", "response.in_progress"):
-            head = b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (
-                kind.encode(),
-                kind.encode(),
-                self._sequence,
-            )
-            self._sequence += 1
-            out.append(head + response)
+        sequence = self._sequence
+        self._sequence = sequence + 2
+        out.append(b"".join((_CREATED, b"%d" % sequence, response)))
+        out.append(b"".join((_IN_PROGRESS_EVENT, b"%d" % (sequence + 1), response)))
 
     def _add(self, item: dict[str, Any], out: list[bytes]) -> int:
         self._close(out)
