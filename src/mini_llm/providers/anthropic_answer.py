@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -301,14 +301,17 @@ class AnthropicStreamTranslator:
             self._finish = finish
             return [self._chunk({}, finish)]
         if kind == "message_stop":
-            self._done = True
-            usage = self._chunk({})
-            usage["choices"] = []
-            usage["usage"] = canonical_usage(self._usage)
-            return [usage]
+            return self._stop_message(data)
         if kind == "error":
             raise _stream_error(data)
         return []  # ping, and event types added after this was written
+
+    def _stop_message(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        self._done = True
+        usage = self._chunk({})
+        usage["choices"] = []
+        usage["usage"] = canonical_usage(self._usage)
+        return [usage]
 
     def _start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         index = _block_index(data)
@@ -435,18 +438,27 @@ def _text_of(block: bytes) -> tuple[str, int] | None:
 _TEXT_READ_END = b'"}}\n\n'
 
 
-def _constant_events() -> dict[bytes, dict[str, Any]]:
+_Handler = Callable[[AnthropicStreamTranslator, dict[str, Any]], list[dict[str, Any]]]
+
+
+def _constant_events() -> dict[bytes, tuple[_Handler | None, dict[str, Any]]]:
     """The events whose bytes are always the same, as Anthropic lays them out (a block of
-    the SSE parser's: the blank line left out), each with its data decoded: a text block's
+    the SSE parser's: the blank line left out), each with its data decoded and what
+    `AnthropicStreamTranslator.feed_object` calls for it (None: nothing): a text block's
     start and any block's stop (blocks 0 to 9), the message's stop, a ping. The translator
     only reads an event's data: one dict serves every stream."""
-    events: list[dict[str, Any]] = [{"type": "message_stop"}, {"type": "ping"}]
+    translator = AnthropicStreamTranslator
+    events: list[tuple[_Handler | None, dict[str, Any]]] = [
+        (translator._stop_message, {"type": "message_stop"}),
+        (None, {"type": "ping"}),
+    ]
     for index in range(10):
         text = {"type": "text", "text": ""}
-        events.append({"type": "content_block_start", "index": index, "content_block": text})
-        events.append({"type": "content_block_stop", "index": index})
-    table = {b"event: %s\ndata: %s" % (e["type"].encode(), _encode(e)): e for e in events}
-    table[b'event: ping\ndata: {"type": "ping"}'] = {"type": "ping"}
+        start = {"type": "content_block_start", "index": index, "content_block": text}
+        events.append((translator._start, start))
+        events.append((translator._stop, {"type": "content_block_stop", "index": index}))
+    table = {b"event: %s\ndata: %s" % (e["type"].encode(), _encode(e)): (f, e) for f, e in events}
+    table[b'event: ping\ndata: {"type": "ping"}'] = (None, {"type": "ping"})
     return table
 
 
@@ -571,7 +583,9 @@ class AnthropicStreamDecoder:
             assert type(block) is bytes
             known = _CONSTANT_EVENTS.get(block)
             if known is not None and not translator._done:  # decoded once, at import
-                out += translator.feed_object(known, known["type"])
+                handle = known[0]
+                if handle is not None:
+                    out += handle(translator, known[1])
                 continue
             text = None
             if not block.startswith(_TEXT_BLOCK) or translator._done:
