@@ -630,8 +630,9 @@ class AnthropicStreamDecoder:
                 ):  # Anthropic's layout: the data decoded from its bytes, no `SSEEvent`
                     decoded = _object(block[end + 7 :])
                     if decoded is not None:
-                        name = block[7:end].decode("utf-8", "replace")
-                        out += translator.feed_object(decoded, name)
+                        # (the `event:` field only when the data names no type: `feed_object`)
+                        kind = decoded.get("type") or block[7:end].decode("utf-8", "replace")
+                        out += translator.feed_object(decoded, kind)
                         continue
                 event = parser.event(block)
                 if event is not None:
