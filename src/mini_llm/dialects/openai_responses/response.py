@@ -362,6 +362,12 @@ _ITEM_DONE = (
     b'event: response.output_item.done\ndata: {"type":"response.output_item.done",'
     b'"sequence_number":%d,"output_index":%d,"item":%b}\n\n'
 )
+_COMPLETED_EVENT = (
+    b'event: response.completed\ndata: {"type":"response.completed","sequence_number":'
+)
+_INCOMPLETE_EVENT = (
+    b'event: response.incomplete\ndata: {"type":"response.incomplete","sequence_number":'
+)
 _CREATED = b'event: response.created\ndata: {"type":"response.created","sequence_number":'
 _IN_PROGRESS_EVENT = (
     b'event: response.in_progress\ndata: {"type":"response.in_progress","sequence_number":'
@@ -763,31 +769,30 @@ class ResponsesEventWriter:
             self._start(out)
         self._close(out)
         reason = _INCOMPLETE.get(self._finish or "")
-        kind = "response.incomplete" if reason else "response.completed"
-        encoded = self._finished_bytes(reason)
-        if encoded is None:
+        event = self._finished_event(reason)
+        if event is None:
+            kind = "response.incomplete" if reason else "response.completed"
             self._emit(kind, {"response": self.response()}, out)
         else:
-            name = kind.encode()
-            sequence = self._sequence
-            self._sequence = sequence + 1
-            out.append(
-                b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n'
-                % (name, name, sequence, encoded)
-            )
+            out.append(event)
         return out
 
-    def _finished_bytes(self, reason: str | None) -> bytes | None:
-        """The encoded `response()` at the end, made of the bytes already written: the
-        shell's parts (`_start`'s) around its status, details, output and usage, and the done
-        items'; None when they are not at hand (then it is encoded whole)."""
+    def _finished_event(self, reason: str | None) -> bytes | None:
+        """The last event, its response (`response()` encoded) made of the bytes already
+        written: the shell's parts (`_start`'s) around its status, details, output and usage,
+        and the done items'; None when they are not at hand (then it is encoded whole)."""
         items = self._items
         parts = self._shell_parts
         if parts is None or items is None or len(items) != len(self._output) or self._pieces:
             return None
         usage = responses_usage(self._usage)
+        sequence = self._sequence
+        self._sequence = sequence + 1
         return b"".join(
             (
+                _INCOMPLETE_EVENT if reason else _COMPLETED_EVENT,
+                b"%d" % sequence,
+                b',"response":',
                 parts[0],
                 b',"status":"incomplete"' if reason else b',"status":"completed"',
                 b',"background":false,"error":null,"incomplete_details":',
@@ -799,7 +804,7 @@ class ResponsesEventWriter:
                 parts[2],
                 b',"usage":',
                 b"null" if usage is None else _encode(usage),
-                b"}",
+                b"}}\n\n",
             )
         )
 
