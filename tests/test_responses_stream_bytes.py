@@ -11,12 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from mini_llm.dialects.openai_responses.response import (
-    ResponseFrame,
-    ResponsesEventWriter,
-    shell,
-    shell_bytes,
-)
+from mini_llm.dialects.openai_responses.response import ResponseFrame, shell
+from mini_llm.dialects.openai_responses.stream import ResponsesEventWriter, shell_bytes
 from mini_llm.providers.anthropic_answer import AnthropicStreamDecoder, AnthropicStreamTranslator
 from mini_llm.providers.base import SSEDecoder
 

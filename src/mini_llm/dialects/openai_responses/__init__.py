@@ -25,7 +25,8 @@ from ...formats import OPENAI_RESPONSES, RESPONSES
 from ...state.responses import ResponseStore, StoredResponse
 from ..base import LastEvents
 from .request import ResponsesEnvelope, input_messages, to_canonical_request, validate_envelope
-from .response import ResponseFrame, ResponsesEventWriter, assistant_message, to_response
+from .response import ResponseFrame, assistant_message, to_response
+from .stream import ResponsesEventWriter
 
 __all__ = ["OWNER", "OpenAIResponsesDialect", "ResponsesCall", "input_items"]
 
