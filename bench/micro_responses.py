@@ -11,10 +11,15 @@ Whole answer (`--whole`): the benchmark's Responses request (JSON bytes) decoded
 made canonical, the Anthropic request built and encoded; the mock's Anthropic JSON answer
 decoded to the canonical answer, then rendered as the Responses JSON answer.
 
-    python bench/micro_responses.py [--seconds 3] [--reads event|whole] [--whole] [--digest]
+    python bench/micro_responses.py [--seconds 3] [--reads event|whole|two|three] [--whole]
+                                    [--digest]
 
 `--reads event`: one upstream read per SSE event (what the mock sends, each event its own
-segment); `whole`: the whole stream in one read. `--digest` prints a SHA-256 of the client
+segment); `whole`: the whole stream in one read (what the gateway mostly reads at low
+concurrency: the mock's events come coalesced); `two`: cut after the 17th text delta (the
+gateway under callgrind, about two reads a stream); `three`: after the 5th and the 11th text
+delta (at 16 streams at once the gateway reads a stream in 2 to 3 parts, cut at events).
+`--digest` prints a SHA-256 of the client
 bytes (ids and the clock fixed; with `--whole` the upstream request's bytes too), to check
 that a change left the output byte-identical.
 """
@@ -24,8 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import mock_upstream
@@ -60,6 +66,25 @@ def upstream_events() -> list[bytes]:
         events.append(rest[: int(size, 16)])
     return events
 
+
+def _cut(*at: int) -> Callable[[list[bytes]], list[bytes]]:
+    """The stream's events read in parts, cut before the events at `at`."""
+
+    def cut(events: list[bytes]) -> list[bytes]:
+        bounds = [0, *at, len(events)]
+        return [b"".join(events[a:b]) for a, b in itertools.pairwise(bounds)]
+
+    return cut
+
+
+# how the upstream's bytes are read (events 0 and 1 are message_start and the text block's
+# start, then the 20 text deltas)
+CUTS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
+    "event": lambda events: events,
+    "whole": _cut(),
+    "two": _cut(19),
+    "three": _cut(7, 13),
+}
 
 WHOLE_BODY = msgspec.json.encode({k: v for k, v in BODY.items() if k != "stream"})
 _UPSTREAM = UpstreamModel("anthropic", "http://127.0.0.1:1", "claude-bench", {})
@@ -113,7 +138,7 @@ async def general(dialect: OpenAIResponsesDialect, parts: list[bytes]) -> bytes:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--reads", choices=("event", "whole"), default="event")
+    ap.add_argument("--reads", choices=tuple(CUTS), default="event")
     ap.add_argument("--whole", action="store_true")
     ap.add_argument("--digest", action="store_true")
     args = ap.parse_args()
@@ -123,8 +148,7 @@ async def main() -> None:
     if args.whole:
         measure_whole(dialect, args.seconds, args.digest)
         return
-    events = upstream_events()
-    parts = events if args.reads == "event" else [b"".join(events)]
+    parts = CUTS[args.reads](upstream_events())
     if args.digest:
         print(hashlib.sha256(await one(dialect, parts)).hexdigest())
         return

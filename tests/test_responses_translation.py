@@ -16,11 +16,8 @@ from mini_llm.dialects.openai_responses.request import (
     encode_reasoning,
     to_canonical_request,
 )
-from mini_llm.dialects.openai_responses.response import (
-    ResponseFrame,
-    ResponsesEventWriter,
-    to_response,
-)
+from mini_llm.dialects.openai_responses.response import ResponseFrame, to_response
+from mini_llm.dialects.openai_responses.stream import ResponsesEventWriter
 from mini_llm.errors import InvalidRequestError
 from mini_llm.providers.openai_responses import ResponsesStreamReader, parse_response
 from mini_llm.sse import SSEParser

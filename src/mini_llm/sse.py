@@ -70,13 +70,14 @@ class SSEParser:
             self._started = True
             if chunk.startswith(b"\xef\xbb\xbf"):
                 chunk = chunk[3:]
-        if b"\r" in chunk:
+        # (`find`, not `in`: `in` tries the needle as an int first, and pays for the error)
+        if chunk.find(b"\r") >= 0:
             self._pending_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         held = self._buf
         if held:
             # a blank line in what came now, or across the boundary: else nothing completes
-            if b"\n\n" not in chunk and not (held[-1:] == b"\n" and chunk[:1] == b"\n"):
+            if chunk.find(b"\n\n") < 0 and not (held[-1:] == b"\n" and chunk[:1] == b"\n"):
                 self._buf = held + chunk
                 return []
             chunk = held + chunk
@@ -98,7 +99,7 @@ class SSEParser:
             if end > 0 and block[end + 1 : end + 7] == b"data: " and block.find(b"\n", end + 1) < 0:
                 name = block[7:end].decode("utf-8", "replace")
                 return SSEEvent(block[end + 7 :].decode("utf-8", "replace"), name, self._id)
-        elif block[:6] == b"data: " and b"\n" not in block:
+        elif block[:6] == b"data: " and block.find(b"\n") < 0:
             return SSEEvent(block[6:].decode("utf-8", "replace"), None, self._id)
         event, self._id = self._block(block, self._id)
         return event

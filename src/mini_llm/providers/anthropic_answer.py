@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -144,8 +145,12 @@ def canonical_usage(usage: Any) -> dict[str, Any]:
     fresh = usage.get("input_tokens")
     if type(fresh) is not int or fresh < 0:  # (a count as it should be: no call)
         fresh = token_count(fresh)
-    read = token_count(usage.get("cache_read_input_tokens"))
-    written = token_count(usage.get("cache_creation_input_tokens"))
+    read = usage.get("cache_read_input_tokens") or 0
+    if type(read) is not int or read < 0:
+        read = token_count(read)
+    written = usage.get("cache_creation_input_tokens") or 0
+    if type(written) is not int or written < 0:
+        written = token_count(written)
     prompt = fresh + read + written
     completion = usage.get("output_tokens")
     if type(completion) is not int or completion < 0:
@@ -223,6 +228,8 @@ _INDEX_AT = len(_TEXT_BLOCK)
 _TEXT_AT = len(_TEXT_AFTER_INDEX)
 _TEXT_STRING_AT = _INDEX_AT + 1 + _TEXT_AT  # where the text's JSON string begins (index 0-9)
 _TEXT_PREFIX = _TEXT_BLOCK + b"0" + _TEXT_AFTER_INDEX
+# a text delta's bytes after its prefix, taken with no Python code per piece (`map`)
+_TEXT_STRING = itemgetter(slice(len(_TEXT_PREFIX) + 1, -1))
 _decode_text = msgspec.json.Decoder(str).decode
 _decode_texts = msgspec.json.Decoder(list[str]).decode
 
@@ -284,7 +291,9 @@ class AnthropicStreamTranslator:
         if kind == "message_delta":
             usage = data.get("usage")
             if isinstance(usage, dict):
-                self._usage.update({k: v for k, v in usage.items() if v is not None})
+                if None in usage.values():
+                    usage = {k: v for k, v in usage.items() if v is not None}
+                self._usage.update(usage)
             stop = (data.get("delta") or {}).get("stop_reason")
             finish = FINISH_REASONS.get(stop, "stop") if isinstance(stop, str) else "stop"
             if self._json_answer and finish == "tool_calls":
@@ -292,14 +301,17 @@ class AnthropicStreamTranslator:
             self._finish = finish
             return [self._chunk({}, finish)]
         if kind == "message_stop":
-            self._done = True
-            usage = self._chunk({})
-            usage["choices"] = []
-            usage["usage"] = canonical_usage(self._usage)
-            return [usage]
+            return self._stop_message(data)
         if kind == "error":
             raise _stream_error(data)
         return []  # ping, and event types added after this was written
+
+    def _stop_message(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        self._done = True
+        usage = self._chunk({})
+        usage["choices"] = []
+        usage["usage"] = canonical_usage(self._usage)
+        return [usage]
 
     def _start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         index = _block_index(data)
@@ -426,6 +438,34 @@ def _text_of(block: bytes) -> tuple[str, int] | None:
 _TEXT_READ_END = b'"}}\n\n'
 
 
+_Handler = Callable[[AnthropicStreamTranslator, dict[str, Any]], list[dict[str, Any]]]
+
+
+def _constant_events() -> dict[bytes, tuple[_Handler | None, dict[str, Any]]]:
+    """The events whose bytes are always the same, as Anthropic lays them out (a block of
+    the SSE parser's: the blank line left out), each with its data decoded and what
+    `AnthropicStreamTranslator.feed_object` calls for it (None: nothing): a text block's
+    start and any block's stop (blocks 0 to 9), the message's stop, a ping. The translator
+    only reads an event's data: one dict serves every stream."""
+    translator = AnthropicStreamTranslator
+    events: list[tuple[_Handler | None, dict[str, Any]]] = [
+        (translator._stop_message, {"type": "message_stop"}),
+        (None, {"type": "ping"}),
+    ]
+    for index in range(10):
+        text = {"type": "text", "text": ""}
+        start = {"type": "content_block_start", "index": index, "content_block": text}
+        events.append((translator._start, start))
+        events.append((translator._stop, {"type": "content_block_stop", "index": index}))
+    table = {b"event: %s\ndata: %s" % (e["type"].encode(), _encode(e)): (f, e) for f, e in events}
+    table[b'event: ping\ndata: {"type": "ping"}'] = (None, {"type": "ping"})
+    return table
+
+
+_CONSTANT_EVENTS = _constant_events()
+_DELTA_AFTER_EVENT = b"\n\nevent: content_block_delta\n"
+
+
 def _read_text(data: bytes) -> str | None:
     """The text of a read that is exactly one text delta event in Anthropic's layout, LF line
     ends and its blank line included; None for anything else. The JSON string between the
@@ -438,6 +478,9 @@ def _read_text(data: bytes) -> str | None:
         and data.startswith(_TEXT_AFTER_INDEX, _INDEX_AT + 1)
         and data.endswith(_TEXT_READ_END)
         and data[_TEXT_STRING_AT] == 34  # the opening quote
+        # its line ends are the event's last two: a read of several events is not decoded
+        # (a failed decode costs an error object)
+        and data.find(b"\n", _TEXT_STRING_AT) == len(data) - 2
     ):
         try:
             return _decode_text(data[_TEXT_STRING_AT:-4])
@@ -465,7 +508,16 @@ class AnthropicStreamDecoder:
     and a dict. As `SSEDecoder`: when an event fails, the chunks before it in the same read
     are returned and the error is raised by the next call."""
 
-    __slots__ = ("_error", "_finished", "_parser", "_prefix", "_translator")
+    __slots__ = (
+        "_after_event",
+        "_between",
+        "_error",
+        "_finished",
+        "_parser",
+        "_prefix",
+        "_string",
+        "_translator",
+    )
 
     def __init__(self) -> None:
         self._parser = SSEParser()
@@ -473,6 +525,9 @@ class AnthropicStreamDecoder:
         self._error: Exception | None = None
         self._finished = False
         self._prefix = _TEXT_PREFIX  # a text delta's bytes up to its text (the last block's)
+        self._after_event = b"\n\n" + _TEXT_PREFIX  # a text delta after another event
+        self._between = b'"}}\n\n' + _TEXT_PREFIX + b'"'  # two text deltas' strings
+        self._string = _TEXT_STRING  # a text delta's bytes after the prefix (`_blocks`)
 
     def text(self, data: bytes) -> str | None:
         """The text of a read that is exactly one text delta (a model streaming token by
@@ -487,6 +542,12 @@ class AnthropicStreamDecoder:
         ):
             return _read_text(data)
         return None
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream's last event (`message_stop`) has come: reads after it make no
+        chunk (and, no error pending, `finish` raises none)."""
+        return self._translator._done and self._error is None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if self._error is not None:
@@ -514,17 +575,25 @@ class AnthropicStreamDecoder:
                     continue
                 if len(texts) > 1:
                     _join_run(run, texts)
-                run = _text_chunk(translator._id, translator._model, "")  # joined at its end
+                # (more than one text: joined at the run's end)
+                run = _text_chunk(translator._id, translator._model, block[0])
                 out.append(run)
                 texts = block
                 continue
             assert type(block) is bytes
+            known = _CONSTANT_EVENTS.get(block)
+            if known is not None and not translator._done:  # decoded once, at import
+                handle = known[0]
+                if handle is not None:
+                    out += handle(translator, known[1])
+                continue
             text = None
-            if (
+            if not block.startswith(_TEXT_BLOCK) or translator._done:
+                pass  # (no text delta: read whole below)
+            elif (
                 block.startswith(prefix)
                 and block.endswith(b'"}}')
                 and block[len(prefix)] == 34  # its quote right after the key: no line break
-                and not translator._done
             ):
                 # the bytes of the last text delta up to its text: the JSON string between
                 # them and the braces is the text (else the event is read whole below)
@@ -532,11 +601,15 @@ class AnthropicStreamDecoder:
                     text = _decode_text(block[len(prefix) : -2])
                 except msgspec.DecodeError:
                     text = None
-            elif block.startswith(_TEXT_BLOCK) and not translator._done:
+            else:
                 found = _text_of(block)
                 if found is not None:
                     text, cut = found
-                    prefix = self._prefix = block[:cut]
+                    if block[:cut] != prefix:
+                        prefix = self._prefix = block[:cut]
+                        self._after_event = b"\n\n" + prefix
+                        self._between = b'"}}\n\n' + prefix + b'"'
+                        self._string = itemgetter(slice(cut + 1, -1))
             if text is not None:
                 if run is not None and out[-1] is run:
                     texts.append(text)
@@ -557,8 +630,9 @@ class AnthropicStreamDecoder:
                 ):  # Anthropic's layout: the data decoded from its bytes, no `SSEEvent`
                     decoded = _object(block[end + 7 :])
                     if decoded is not None:
-                        name = block[7:end].decode("utf-8", "replace")
-                        out += translator.feed_object(decoded, name)
+                        # (the `event:` field only when the data names no type: `feed_object`)
+                        kind = decoded.get("type") or block[7:end].decode("utf-8", "replace")
+                        out += translator.feed_object(decoded, kind)
                         continue
                 event = parser.event(block)
                 if event is not None:
@@ -577,11 +651,14 @@ class AnthropicStreamDecoder:
         the last one was, comes as the list of its texts, read with a few calls whatever its
         length (what the translator makes of each, one after the other, is more text).
 
-        The run's events are cut apart at `}}\n\n` + the bytes of a text delta up to its
-        text: what lies between is one JSON string each (a raw line end cannot be inside one),
-        checked by decoding them all as one array of as many strings. Anything else in the
-        read (and all of it, when it holds a CR or the parser holds a part of an event) goes
-        through the parser."""
+        The run goes from the first text delta of the read to the end of its last one (a
+        search for the bytes of a text delta up to its text, from each end: only the bytes
+        before and after the run are walked); it is cut at `}}\n\n` (a short needle: a long
+        one is walked at about ten instructions a byte) and the text delta's bytes taken off
+        each piece. The run must then be exactly those bytes, each piece's string and `}}`,
+        one after the other (compared whole), each piece one JSON string (all decoded as one
+        array of as many strings) on one line. Anything else in the read (and all of it, when
+        it holds a CR or the parser holds a part of an event) goes through the parser."""
         parser = self._parser
         prefix = self._prefix
         if data.startswith(prefix) and parser.idle:
@@ -589,33 +666,55 @@ class AnthropicStreamDecoder:
         else:
             # the run after the events before it, which the parser reads first (the first
             # read of a stream too: the parser's start, a BOM, is in them)
-            start = data.find(b"\n\n" + prefix) + 2
+            start = data.find(_DELTA_AFTER_EVENT) + 2  # (a short needle: quicker)
+            if start >= 2 and not data.startswith(prefix, start):  # another delta first
+                start = data.find(self._after_event, start) + 2
             if start < 2 or (not parser.idle and parser.holding):
                 return parser.blocks(data)
-        pieces = data[start + len(prefix) :].split(b"}}\n\n" + prefix)
-        if len(pieces) < 3 or data.find(b"\r") >= 0:
+        last = data.rfind(_DELTA_AFTER_EVENT) + 2  # (a short needle: quicker)
+        if last < 2 or not data.startswith(prefix, last):
+            last = data.rfind(prefix, start)
+        if last <= start or data.find(b"\r") >= 0:
             return parser.blocks(data)
-        last = pieces.pop()
-        end = last.find(b"}}\n\n")
-        if end < 0:  # the run goes on in the next read: its last event is the parser's
-            rest = prefix + last
+        end = data.find(b"}}\n\n", last)
+        if end >= 0:
+            end += 4
+        elif data[last - 4 : last] == b"}}\n\n":  # the run goes on in the next read: its
+            end = last  # last event is the parser's
         else:
-            pieces.append(last[:end])
-            rest = last[end + 4 :]
-        joined = b",".join(pieces)
-        if joined.find(b"\n") >= 0:  # a line break between the key and the braces
             return parser.blocks(data)
+        pieces = data[start : end - 4].split(b"}}\n\n")
+        count = len(pieces)
+        if count < 2:
+            return parser.blocks(data)
+        # each piece's JSON string without its quotes: the run must be exactly these, each
+        # between the text delta's bytes and a quote, and a quote and the braces
+        strings = list(map(self._string, pieces))
+        run = self._between.join(strings)
+        if len(run) + len(prefix) + 2 != end - start - 4 or not data.startswith(
+            run, start + len(prefix) + 1
+        ):
+            return parser.blocks(data)  # not text deltas only, or another layout
+        if data[start + len(prefix)] != 34 or data[end - 5] != 34:  # (the first and last
+            return parser.blocks(data)  # quotes: the others are checked in `run`)
+        joined = b"".join(strings)
         try:
-            texts = _decode_texts(b"[" + joined + b"]")
-        except msgspec.DecodeError:
-            return parser.blocks(data)
-        if len(texts) != len(pieces):  # a piece that was more than one string
+            if joined.isascii() and joined.find(b"\\") < 0 and joined.find(b'"') < 0:
+                # ASCII with no escape, no quote: the pieces cannot run into each other (nor
+                # share a character), and are all valid strings if their concatenation is one
+                texts = [_decode_text(b'"' + joined + b'"')]
+            else:  # one array of as many strings (a piece that is more is seen)
+                texts = _decode_texts(b'["' + b'","'.join(strings) + b'"]')
+                if len(texts) != count:
+                    return parser.blocks(data)
+        except msgspec.DecodeError:  # (a raw line break or control character among them)
             return parser.blocks(data)
         blocks: list[bytes | list[str]] = []
         if start:
             blocks += parser.blocks(data[:start])
         blocks.append(texts)
-        blocks += parser.blocks(rest)
+        if end < len(data):
+            blocks += parser.blocks(data[end:])
         return blocks
 
     def finish(self) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ from ...formats import OPENAI_RESPONSES, RESPONSES
 from ...state.responses import ResponseStore, StoredResponse
 from ..base import LastEvents
 from .request import ResponsesEnvelope, input_messages, to_canonical_request, validate_envelope
-from .response import ResponseFrame, ResponsesEventWriter, assistant_message, to_response
+from .response import ResponseFrame, assistant_message, to_response
+from .stream import ResponsesEventWriter
 
 __all__ = ["OWNER", "OpenAIResponsesDialect", "ResponsesCall", "input_items"]
 
@@ -45,6 +46,11 @@ class TextLaneDecoder(Protocol):
     (None: `feed` that read), leaving the decoder's state as `feed` would."""
 
     def text(self, data: bytes) -> str | None: ...
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream's last event has come (more reads can bring no chunk)."""
+        ...
 
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
 
@@ -225,6 +231,9 @@ class OpenAIResponsesDialect:
         text_of = decoder.text
         more_text = writer.more_text
         sent = False
+        # the events of the read that ended the answer (its last event came): they go with
+        # the last events, in one write (the stream's end comes next, with nothing more)
+        held = b""
         try:
             try:
                 async for data in stream:
@@ -239,6 +248,9 @@ class OpenAIResponsesDialect:
                     if batch:
                         events = writer.feed_batch(batch)
                         if events:
+                            if decoder.done:
+                                held += events
+                                continue
                             sent = True
                             yield events
                 batch = decoder.finish()
@@ -246,14 +258,18 @@ class OpenAIResponsesDialect:
                     events = writer.feed_batch(batch)
                     if events:
                         sent = True
-                        yield events
+                        yield held + events
+                        held = b""
                     batch = decoder.finish()
             except GatewayError as e:
+                if held:  # what came before the failure goes first, as it would have
+                    sent = True
+                    yield held
                 if not sent:
                     raise  # nothing sent yet: the client gets an error response instead
                 yield b"".join(writer.fail(e.code, e.message))
                 return
-            yield LastEvents(b"".join(writer.finish()))
+            yield LastEvents(held + b"".join(writer.finish()))
             self._keep_streamed(call, writer)
         finally:
             aclose = getattr(stream, "aclose", None)
