@@ -307,6 +307,40 @@ def test_decoder_reads_text_runs_as_the_generic_decoder_does(name: str, size: in
     assert got == expected
 
 
+def _read_as_the_writer(chunks: list[dict[str, Any]]) -> tuple[str, list[Any], Any]:
+    """What the Responses writer reads of chunks: the text, the finish reasons, the usage."""
+    text, finishes, usage = "", [], None
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            text += (choice.get("delta") or {}).get("content") or ""
+            if choice.get("finish_reason"):
+                finishes.append(choice["finish_reason"])
+    return text, finishes, usage
+
+
+@pytest.mark.parametrize("size", [0, 7, 64])
+@pytest.mark.parametrize("name", ["plain", "ascii-escaped", "index 12", "text after the end"])
+def test_a_lean_decoder_gives_the_writer_what_the_full_one_does(name: str, size: int) -> None:
+    whole = b"".join(RUNS[name])
+    parts = [whole] if size == 0 else [whole[i : i + size] for i in range(0, len(whole), size)]
+    lean, full = AnthropicStreamDecoder(), AnthropicStreamDecoder()
+    lean.lean()
+    lean_chunks: list[dict[str, Any]] = []
+    full_chunks: list[dict[str, Any]] = []
+    for part in parts:
+        lean_chunks += lean.feed(part)
+        full_chunks += full.feed(part)
+    lean_chunks += lean.finish()
+    full_chunks += full.finish()
+    assert len(lean_chunks) == len(full_chunks)  # (the writer's first events: same reads)
+    got = _read_as_the_writer(lean_chunks)
+    assert got == _read_as_the_writer(full_chunks)
+    assert got[1] == ["stop"] and got[2]["total_tokens"] == 16
+    assert bool(got[0]) is (name != "text after the end")
+    assert all("id" not in c and "model" not in c for c in lean_chunks)
+
+
 def test_a_run_of_text_deltas_in_one_read_is_one_chunk() -> None:
     decoder = AnthropicStreamDecoder()
     decoder.feed(b"".join(_start()))

@@ -198,3 +198,61 @@ def test_a_run_of_raw_strings_reads_as_the_generic_decoder(texts: list[bytes]) -
     for parts in ([whole], [whole[:200], whole[200:]]):
         got = _decoded(AnthropicStreamDecoder(), parts)
         assert got == _decoded(SSEDecoder(AnthropicStreamTranslator()), parts)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (None, None),
+        (
+            {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32},
+            (12, 0, 0, 20, 0),
+        ),
+        (  # cached tokens from the details, else from Anthropic's cache reads
+            {
+                "prompt_tokens": 30,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 7},
+                "cache_read_input_tokens": 9,
+                "cache_creation_input_tokens": 4,
+                "completion_tokens_details": {"reasoning_tokens": 3},
+            },
+            (30, 7, 4, 5, 3),
+        ),
+        (
+            {
+                "prompt_tokens": 30,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "cache_read_input_tokens": 9,
+            },
+            (30, 9, 0, 5, 0),
+        ),
+        (  # counts not as they should be: floats cut, negatives and others 0
+            {
+                "prompt_tokens": 3.7,
+                "completion_tokens": -2,
+                "prompt_tokens_details": {"cached_tokens": "5"},
+                "cache_read_input_tokens": 2.0,
+                "cache_creation_input_tokens": True,
+                "completion_tokens_details": {"reasoning_tokens": -1},
+            },
+            (3, 2, 0, 0, 0),
+        ),
+    ],
+)
+def test_responses_usage_reads_each_count(usage: Any, expected: Any) -> None:
+    from mini_llm.dialects.openai_responses.response import responses_usage
+
+    got = responses_usage(usage)
+    if expected is None:
+        assert got is None
+        return
+    prompt, cached, written, completion, reasoning = expected
+    assert got == {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt + completion,
+    }

@@ -238,6 +238,7 @@ class AnthropicStreamTranslator:
     """Anthropic stream events -> canonical chunks (one instance per stream)."""
 
     __slots__ = (
+        "_bare",
         "_blocks",
         "_done",
         "_finish",
@@ -264,6 +265,7 @@ class AnthropicStreamTranslator:
         self._finish: str | None = None
         self._json_answer = False
         self._done = False
+        self._bare = False  # chunks for the Responses writer only (`AnthropicStreamDecoder.lean`)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return chunk(self._id, self._model, delta, finish)
@@ -287,6 +289,8 @@ class AnthropicStreamTranslator:
             self._id = str(message.get("id", ""))
             self._model = str(message.get("model", ""))
             self._usage = dict(message.get("usage") or {})
+            if self._bare:
+                return [{}]  # (a chunk all the same: the writer's first events come with it)
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "message_delta":
             usage = data.get("usage")
@@ -299,6 +303,8 @@ class AnthropicStreamTranslator:
             if self._json_answer and finish == "tool_calls":
                 finish = "stop"
             self._finish = finish
+            if self._bare:
+                return [{"choices": [{"finish_reason": finish}]}]
             return [self._chunk({}, finish)]
         if kind == "message_stop":
             return self._stop_message(data)
@@ -308,6 +314,8 @@ class AnthropicStreamTranslator:
 
     def _stop_message(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         self._done = True
+        if self._bare:
+            return [{"usage": canonical_usage(self._usage)}]
         usage = self._chunk({})
         usage["choices"] = []
         usage["usage"] = canonical_usage(self._usage)
@@ -489,6 +497,11 @@ def _read_text(data: bytes) -> str | None:
     return None
 
 
+def _bare_text_chunk(ident: str, model: str, text: str) -> dict[str, Any]:
+    """A text delta's chunk as a lean decoder makes it: its text only."""
+    return {"choices": [{"delta": {"content": text}}]}
+
+
 def _text_chunk(ident: str, model: str, text: str) -> dict[str, Any]:
     """The chunk `AnthropicStreamTranslator.feed` makes for a text delta."""
     return {
@@ -516,6 +529,7 @@ class AnthropicStreamDecoder:
         "_parser",
         "_prefix",
         "_string",
+        "_text_chunk",
         "_translator",
     )
 
@@ -528,6 +542,15 @@ class AnthropicStreamDecoder:
         self._after_event = b"\n\n" + _TEXT_PREFIX  # a text delta after another event
         self._between = b'"}}\n\n' + _TEXT_PREFIX + b'"'  # two text deltas' strings
         self._string = _TEXT_STRING  # a text delta's bytes after the prefix (`_blocks`)
+        self._text_chunk = _text_chunk
+
+    def lean(self) -> None:
+        """From now on, chunks with only what the Responses stream writer reads (its direct
+        lane: `dialects/openai_responses`): a text delta's text, the finish reason, the
+        usage; no id, model, role or `created`, and the message's start a chunk with
+        nothing in it. For a caller that hands the chunks to no one else."""
+        self._translator._bare = True
+        self._text_chunk = _bare_text_chunk
 
     def text(self, data: bytes) -> str | None:
         """The text of a read that is exactly one text delta (a model streaming token by
@@ -559,13 +582,14 @@ class AnthropicStreamDecoder:
             # parser when nothing is held and the read is exactly that event
             alone = _read_text(data)
             if alone is not None:
-                return [_text_chunk(translator._id, translator._model, alone)]
+                return [self._text_chunk(translator._id, translator._model, alone)]
         out: list[dict[str, Any]] = []
         # text deltas that come in the same read make one chunk (a client concatenates
         # deltas: fewer events, the same text): the run's chunk and texts, joined at its end
         run: dict[str, Any] | None = None
         texts: list[str] = []
         prefix = self._prefix
+        text_chunk = self._text_chunk
         for block in self._blocks(data):
             if type(block) is list:  # a run of text deltas, read in bulk (`_blocks`)
                 if translator._done:
@@ -576,7 +600,7 @@ class AnthropicStreamDecoder:
                 if len(texts) > 1:
                     _join_run(run, texts)
                 # (more than one text: joined at the run's end)
-                run = _text_chunk(translator._id, translator._model, block[0])
+                run = text_chunk(translator._id, translator._model, block[0])
                 out.append(run)
                 texts = block
                 continue
@@ -616,7 +640,7 @@ class AnthropicStreamDecoder:
                     continue
                 if len(texts) > 1:
                     _join_run(run, texts)
-                run = _text_chunk(translator._id, translator._model, text)
+                run = text_chunk(translator._id, translator._model, text)
                 out.append(run)
                 texts = [text]
                 continue

@@ -47,6 +47,10 @@ class TextLaneDecoder(Protocol):
 
     def text(self, data: bytes) -> str | None: ...
 
+    def lean(self) -> None:
+        """Make only the chunks this dialect's stream writer reads (none goes elsewhere)."""
+        ...
+
     @property
     def done(self) -> bool:
         """Whether the stream's last event has come (more reads can bring no chunk)."""
@@ -228,6 +232,7 @@ class OpenAIResponsesDialect:
         self, call: ResponsesCall, stream: AsyncIterator[bytes], decoder: TextLaneDecoder
     ) -> AsyncIterator[bytes]:
         writer = ResponsesEventWriter(self._frame(call))
+        decoder.lean()
         text_of = decoder.text
         more_text = writer.more_text
         sent = False

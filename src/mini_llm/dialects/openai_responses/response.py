@@ -82,17 +82,25 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
     completion = usage.get("completion_tokens")
     if type(completion) is not int or completion < 0:
         completion = token_count(completion)
+    # (each count as it should be: no `_count` call)
     details = usage.get("prompt_tokens_details")
-    cached = _count(details.get("cached_tokens")) if type(details) is dict else 0
-    cached = cached or _count(usage.get("cache_read_input_tokens"))
+    cached = details.get("cached_tokens") if type(details) is dict else 0
+    if type(cached) is not int or cached < 0:
+        cached = _count(cached)
+    if not cached:
+        cached = usage.get("cache_read_input_tokens")
+        if type(cached) is not int or cached < 0:
+            cached = _count(cached)
+    written = usage.get("cache_creation_input_tokens")
+    if type(written) is not int or written < 0:
+        written = _count(written)
     out = usage.get("completion_tokens_details")
-    reasoning = _count(out.get("reasoning_tokens")) if type(out) is dict else 0
+    reasoning = out.get("reasoning_tokens") if type(out) is dict else 0
+    if type(reasoning) is not int or reasoning < 0:
+        reasoning = _count(reasoning)
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {
-            "cached_tokens": cached,
-            "cache_write_tokens": _count(usage.get("cache_creation_input_tokens")),
-        },
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,

@@ -158,6 +158,7 @@ class ResponsesEventWriter:
         "_finish",
         "_frame",
         "_items",
+        "_name",
         "_open",
         "_output",
         "_pieces",
@@ -193,6 +194,7 @@ class ResponsesEventWriter:
         # made once per text part: (the open message's index, the part's index, after, tail)
         self._delta_head: tuple[int, int, bytes, bytes] | None = None
         self._texting = False  # the open item is a message whose last part is output_text
+        self._name: tuple[int, bytes] | None = None  # the message `_open_message` opened, its id
 
     def _emit(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
         """One event: `{"type": kind, "sequence_number": n, **payload}` as `_event` lays it
@@ -259,7 +261,8 @@ class ResponsesEventWriter:
         kind = item["type"]
         if kind == "message":
             parts: list[bytes] = []
-            name = _quoted(ident)
+            opened = self._name
+            name = opened[1] if opened is not None and opened[0] == index else _quoted(ident)
             for n, part in enumerate(item["content"]):
                 if part["type"] == "output_text" and len(part) == 4:  # (`_text_part`'s)
                     text = _encode(part["text"])
@@ -472,6 +475,7 @@ class ResponsesEventWriter:
         self._output.append(item)
         self._open = index
         name = _quoted(ident)
+        self._name = (index, name)  # (its done events' too)
         sequence = self._sequence
         self._sequence = sequence + 3
         item["content"].append(_text_part(""))
