@@ -160,6 +160,14 @@ class _KeyLimits:
         self.cells_until = min(cell[1] or _INF for cell in cells)  # 0: never expires
         return cells
 
+    def show(self, values: list[float], reset: str, headers: dict[str, str]) -> None:
+        """The rate-limit headers of `shown`, with the counters' `values` and `reset`."""
+        for i, limit, (limit_name, remaining_name, reset_name), text in self.shown:
+            remaining = limit - values[i]
+            headers[limit_name] = text
+            headers[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
+            headers[reset_name] = reset
+
     def wanted(self, tokens: int) -> list[tuple[str, float, float, float]]:
         """The items to reserve for a request of `tokens` estimated tokens."""
         wanted = list(self.items)
@@ -334,12 +342,7 @@ class Limiter:
             res.cells = cells
             res.kinds = plan.kinds
         reset = self._tick_reset if int(now * 100) == self._tick else self._reset_text(now, window)
-        shown = res.headers
-        for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
-            remaining = limit - values[i]
-            shown[limit_name] = text
-            shown[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
-            shown[reset_name] = reset
+        plan.show(values, reset, res.headers)
         if not admitted:
             res.held, res.kinds = plan.wanted(tokens), plan.kinds
             self._refuse(res, values, now, window, _INF)
@@ -406,12 +409,7 @@ class Limiter:
             log.warning("limits: the state store is reachable again; limits are exact again")
         reset = self._reset_text(now, window)
         if plan is not None and not self.model_limits:  # one limit of a kind: no tightest
-            headers = res.headers
-            for i, limit, (limit_name, remaining_name, reset_name), text in plan.shown:
-                remaining = limit - values[i]
-                headers[limit_name] = text
-                headers[remaining_name] = str(int(remaining)) if remaining > 0 else "0"
-                headers[reset_name] = reset
+            plan.show(values, reset, res.headers)
         else:
             self._headers(res, values, reset)
         if not admitted:
