@@ -23,7 +23,8 @@ from mini_llm.providers.anthropic import (
     to_anthropic_id,
     to_anthropic_request,
 )
-from mini_llm.providers.anthropic_answer import AnthropicStreamDecoder, AnthropicStreamTranslator
+from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
+from mini_llm.providers.anthropic_stream import AnthropicStreamDecoder
 from mini_llm.sse import SSEEvent, SSEParser
 
 from .fixture_files import load_bytes, load_events, load_json
@@ -388,6 +389,67 @@ def test_text_delta_read_from_its_bytes_is_the_same_chunk(data: bytes) -> None:
     assert _by_decoder(stream, 5) == expected
     text = json.loads(SSEParser().feed(stream)[1].data)["delta"]["text"]
     assert expected[1]["choices"][0]["delta"]["content"] == text
+
+
+_MESSAGE_EVENTS = [
+    # message_start: Anthropic's layout (read into the fields the translator takes), others
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_9","type":'
+    b'"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,'
+    b'"usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":3}}}',
+    b'event: message_start\ndata: {"type":"message_start","message":null}',
+    b'event: message_start\ndata: {"type":"message_start"}',
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":null,"model":7}}',
+    b'event: message_start\ndata: {"type":"message_start","message":{"usage":null}}',
+    b'event: message_start\ndata: {"message":{"id":"msg_n","model":"m"}}',
+    b'event: message_start\ndata: {"type":"ping","message":{"id":"msg_p"}}',
+    b'event: message_start\ndata: {"type":"message_start","message":"text"}',
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"a"}}\nid: 4',
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"caf\xc3\xa9"}}',
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"\xff"}}',
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"a"}',
+    # message_delta
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"max_tokens",'
+    b'"stop_sequence":null},"usage":{"output_tokens":20}}',
+    b'event: message_delta\ndata: {"type":"message_delta","delta":null,"usage":null}',
+    b'event: message_delta\ndata: {"type":"message_delta"}',
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":3},'
+    b'"usage":{"output_tokens":null,"input_tokens":5}}',
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"}}',
+    b'event: message_delta\ndata: {"delta":{"stop_reason":"end_turn"}}',
+    b'event: message_delta\ndata: {"type":"message_delta","delta":[1]}',
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{}}\ndata: more',
+    b'event: message_delta\ndata: {"type":"message_delta","usage":[["output_tokens",4]]}',
+]
+
+
+@pytest.mark.parametrize("event", _MESSAGE_EVENTS)
+@pytest.mark.parametrize("lean", [False, True])
+def test_message_events_read_from_their_bytes_are_what_the_translator_makes(
+    event: bytes, lean: bool
+) -> None:
+    """`message_start` and `message_delta` in Anthropic's layout are read into only the fields
+    the translator takes; any other layout or value, read whole: the same chunks, usage and
+    errors either way."""
+    stream = event + b'\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n'
+    translator = AnthropicStreamTranslator()
+    translator._bare = lean
+    expected: list[dict[str, Any]] | Exception
+    try:
+        expected = [c for e in SSEParser().feed(stream) for c in translator.feed(e)]
+    except Exception as e:  # what the translator raises for it, the decoder raises too
+        expected = e
+    decoder = AnthropicStreamDecoder()
+    if lean:
+        decoder.lean()
+    try:
+        chunks: list[dict[str, Any]] | Exception = decoder.feed(stream)
+    except Exception as e:
+        chunks = e
+    if isinstance(expected, Exception):
+        assert type(chunks) is type(expected)
+    else:
+        assert chunks == expected
+        assert decoder._translator._usage == translator._usage
 
 
 @pytest.mark.parametrize("name", ["stream_tool_use.sse", "stream_error.sse"])

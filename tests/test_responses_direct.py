@@ -17,7 +17,7 @@ from mini_llm.dialects.openai_responses import OpenAIResponsesDialect
 from mini_llm.formats import RESPONSES
 from mini_llm.gateway.pipeline import canonical_chunks
 from mini_llm.providers.anthropic import ANTHROPIC_WIRE
-from mini_llm.providers.anthropic_answer import AnthropicStreamDecoder
+from mini_llm.providers.anthropic_stream import AnthropicStreamDecoder
 from mini_llm.providers.openai import OPENAI_WIRE
 from mini_llm.state.responses import MemoryResponseStore
 

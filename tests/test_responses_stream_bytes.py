@@ -13,7 +13,8 @@ import pytest
 
 from mini_llm.dialects.openai_responses.response import ResponseFrame, shell
 from mini_llm.dialects.openai_responses.stream import ResponsesEventWriter, shell_bytes
-from mini_llm.providers.anthropic_answer import AnthropicStreamDecoder, AnthropicStreamTranslator
+from mini_llm.providers.anthropic_answer import AnthropicStreamTranslator
+from mini_llm.providers.anthropic_stream import AnthropicStreamDecoder
 from mini_llm.providers.base import SSEDecoder
 
 REQUESTS: list[dict[str, Any]] = [

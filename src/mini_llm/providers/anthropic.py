@@ -14,7 +14,7 @@ Pure: dicts in, dicts out, no I/O, no clock, no state that outlives a call. The 
 - `cache_control` on a content part, a tool, a tool call or a `tool` message -> on its block;
 - tool-call ids Anthropic would reject are carried as `mllm_<base64url>` and mapped back.
 
-Answers and streams come back through `anthropic_answer.py`.
+Answers come back through `anthropic_answer.py`, streams through `anthropic_stream.py`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from ..formats import ANTHROPIC, CHAT, COUNT_TOKENS, RESPONSES, Format
 from .anthropic_answer import (
     JSON_TOOL,
     JSON_TOOL_DESCRIPTION,
-    AnthropicStreamDecoder,
     anthropic_error_info,
     from_anthropic_id,
     json_answer_schema,
     parse_anthropic_message,
     to_anthropic_id,
 )
+from .anthropic_stream import AnthropicStreamDecoder
 from .base import (
     HeaderSigner,
     SSEFraming,

@@ -41,7 +41,7 @@ _ENDINGS = (b"response.completed", b"response.incomplete", b"response.failed", b
 
 
 class TextLaneDecoder(Protocol):
-    """A stream decoder that can read a text delta on its own (`providers/anthropic_answer.py:
+    """A stream decoder that can read a text delta on its own (`providers/anthropic_stream.py:
     AnthropicStreamDecoder`): `text` gives the text of a read that is exactly one text delta
     (None: `feed` that read), leaving the decoder's state as `feed` would."""
 

@@ -10,7 +10,7 @@ with their signatures in `encrypted_content` when `include` asks for it), `messa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -54,12 +54,9 @@ class ResponseFrame:
     request: dict[str, Any]
     encrypted: bool = False
     """Whether `include` asked for `reasoning.encrypted_content`."""
-    item_ids: list[str] = field(default_factory=list)
-    """Ids for the output items, taken in order (more are made from `ident` when short)."""
 
     def item_id(self, prefix: str, n: int) -> str:
-        if n < len(self.item_ids):
-            return self.item_ids[n]
+        """The id of output item `n`, made from the response's."""
         return f"{prefix}_{self.ident.removeprefix('resp_')}{n:02d}"
 
 

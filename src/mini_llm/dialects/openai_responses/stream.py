@@ -41,7 +41,13 @@ _ECHOED_BYTES = {
     name: b',"%s":%b' % (name.encode(), _encode(value)) for name, value in _ECHOED.items()
 }
 _ECHOED_KEYS = frozenset(_ECHOED)
+# the small numbers (sequence numbers, indexes) as the encoder writes them: a look-up, not a
+# format, for each (`_digits`)
+_NUMBERS = tuple(b"%d" % n for n in range(4096))
 _ECHOED_NAMES = {name: b',"%s":' % name.encode() for name in _ECHOED}
+_ECHOED_DEFAULT = b"".join(_ECHOED_BYTES.values())
+_STORED = b',"store":true,"metadata":'
+_CREATED_AT = b',"object":"response","created_at":'
 _NO_REASONING = b'{"effort":null,"summary":null}'
 _TEXT_FORMAT = b'{"format":{"type":"text"}}'
 
@@ -63,19 +69,20 @@ def _shell_parts(frame: ResponseFrame) -> tuple[bytes, bytes, bytes]:
     reasoning = request.get("reasoning")
     text = request.get("text")
     metadata = request.get("metadata")
-    rest = b'%b,"reasoning":%b,"text":%b,"store":%b,"metadata":%b' % (
-        b"".join(echoed.values()),
-        _encode({"effort": reasoning.get("effort"), "summary": reasoning.get("summary")})
-        if isinstance(reasoning, dict)
-        else _NO_REASONING,
-        _encode(text) if isinstance(text, dict) else _TEXT_FORMAT,
-        b"false" if request.get("store") is False else b"true",
-        _encode(metadata) if metadata else b"{}",
+    rest = b"".join(
+        (
+            _ECHOED_DEFAULT if echoed is _ECHOED_BYTES else b"".join(echoed.values()),
+            b',"reasoning":',
+            _encode({"effort": reasoning.get("effort"), "summary": reasoning.get("summary")})
+            if type(reasoning) is dict
+            else _NO_REASONING,
+            b',"text":',
+            _encode(text) if type(text) is dict else _TEXT_FORMAT,
+            b',"store":false,"metadata":' if request.get("store") is False else _STORED,
+            _encode(metadata) if metadata else b"{}",
+        )
     )
-    head = b'{"id":%b,"object":"response","created_at":%d' % (
-        _quoted(frame.ident),
-        frame.created_at,
-    )
+    head = b"".join((b'{"id":', _quoted(frame.ident), _CREATED_AT, str(frame.created_at).encode()))
     return head, b',"model":' + _encode(frame.model), rest
 
 
@@ -97,6 +104,11 @@ def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
     )
 
 
+def _digits(n: int) -> bytes:
+    """A count as the encoder writes it (a small one looked up)."""
+    return _NUMBERS[n] if n < 4096 else str(n).encode()
+
+
 def _quoted(ident: str) -> bytes:
     """An id as the encoder writes it: an identifier's characters are never escaped (the
     usual id: a prefix, `_`, hex digits), so no encoder call for it."""
@@ -111,15 +123,24 @@ _DELTA_START = (
 )
 
 
-# a message's first events: the item, then its `output_text` part (`_emit`'s layout)
-_MESSAGE_ADDED = (
+# a message's first events: the item, then its `output_text` part (`_emit`'s layout), in
+# the pieces around its numbers and id
+_ITEM_ADDED = (
     b'event: response.output_item.added\ndata: {"type":"response.output_item.added",'
-    b'"sequence_number":%d,"output_index":%d,"item":{"type":"message","id":%b,'
-    b'"status":"in_progress","role":"assistant","content":[]}}\n\n'
+    b'"sequence_number":'
+)
+_MESSAGE_ITEM = b',"item":{"type":"message","id":'
+_PART_ADDED = (
+    b',"status":"in_progress","role":"assistant","content":[]}}\n\n'
     b'event: response.content_part.added\ndata: {"type":"response.content_part.added",'
-    b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":0,'
+    b'"sequence_number":'
+)
+_EMPTY_PART = (
+    b',"content_index":0,'
     b'"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}\n\n'
 )
+_DELTA_AT = b',"content_index":0,"delta":'
+_DELTA_END = b',"logprobs":[]}\n\n'
 # a message's done events and item, laid out as `_emit` and the encoder would write them
 _TEXT_PART = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
 _TEXT_DONE = (
@@ -132,6 +153,25 @@ _PART_DONE = (
     b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":%d,"part":%b}\n\n'
 )
 _MESSAGE_DONE = b'{"type":"message","id":%b,"status":"completed","role":"assistant","content":[%b]}'
+# ... the same, in the pieces around their numbers, ids and text (`_close_text`)
+_TEXT_PART_HEAD = b'{"type":"output_text","text":'
+_TEXT_PART_TAIL = b',"annotations":[],"logprobs":[]}'
+_MESSAGE_DONE_HEAD = b'{"type":"message","id":'
+_MESSAGE_DONE_PARTS = b',"status":"completed","role":"assistant","content":['
+_TEXT_DONE_HEAD = (
+    b'event: response.output_text.done\ndata: {"type":"response.output_text.done",'
+    b'"sequence_number":'
+)
+_PART_DONE_HEAD = (
+    b',"logprobs":[]}\n\n'
+    b'event: response.content_part.done\ndata: {"type":"response.content_part.done",'
+    b'"sequence_number":'
+)
+_ITEM_DONE_HEAD = (
+    b"}\n\n"
+    b'event: response.output_item.done\ndata: {"type":"response.output_item.done",'
+    b'"sequence_number":'
+)
 _ITEM_DONE = (
     b'event: response.output_item.done\ndata: {"type":"response.output_item.done",'
     b'"sequence_number":%d,"output_index":%d,"item":%b}\n\n'
@@ -226,8 +266,18 @@ class ResponsesEventWriter:
         )
         sequence = self._sequence
         self._sequence = sequence + 2
-        out.append(b"".join((_CREATED, b"%d" % sequence, response)))
-        out.append(b"".join((_IN_PROGRESS_EVENT, b"%d" % (sequence + 1), response)))
+        out.append(
+            b"".join(
+                (
+                    _CREATED,
+                    _digits(sequence),
+                    response,
+                    _IN_PROGRESS_EVENT,
+                    _digits(sequence + 1),
+                    response,
+                )
+            )
+        )
 
     def _add(self, item: dict[str, Any], out: list[bytes]) -> int:
         self._close(out)
@@ -260,6 +310,8 @@ class ResponsesEventWriter:
         ident = item["id"]
         kind = item["type"]
         if kind == "message":
+            if self._close_text(item, index, out):
+                return
             parts: list[bytes] = []
             opened = self._name
             name = opened[1] if opened is not None and opened[0] == index else _quoted(ident)
@@ -316,6 +368,62 @@ class ResponsesEventWriter:
         sequence = self._sequence
         self._sequence = sequence + 1
         out.append(_ITEM_DONE % (sequence, index, encoded))  # as `_emit` lays it out
+
+    def _close_text(self, item: dict[str, Any], index: int, out: list[bytes]) -> bool:
+        """The done events of a message `_open_message` opened with one `output_text` part
+        and no other, the usual answer: what `_close` writes for it, in one piece; False
+        for any other message."""
+        opened = self._name
+        content = item["content"]
+        if opened is None or opened[0] != index or len(content) != 1 or len(item) != 5:
+            return False
+        part = content[0]
+        if part["type"] != "output_text" or len(part) != 4:
+            return False
+        name = opened[1]
+        text = _encode(part["text"])
+        sequence = self._sequence
+        self._sequence = sequence + 3
+        at = _digits(index)
+        part_bytes = b"".join((_TEXT_PART_HEAD, text, _TEXT_PART_TAIL))
+        encoded = b"".join((_MESSAGE_DONE_HEAD, name, _MESSAGE_DONE_PARTS, part_bytes, b"]}"))
+        item["status"] = "completed"
+        items = self._items
+        if items is not None:
+            if len(items) == index:
+                items.append(encoded)
+            else:
+                self._items = None
+        out.append(
+            b"".join(
+                (
+                    _TEXT_DONE_HEAD,
+                    _digits(sequence),
+                    b',"item_id":',
+                    name,
+                    b',"output_index":',
+                    at,
+                    b',"content_index":0,"text":',
+                    text,
+                    _PART_DONE_HEAD,
+                    _digits(sequence + 1),
+                    b',"item_id":',
+                    name,
+                    b',"output_index":',
+                    at,
+                    b',"content_index":0,"part":',
+                    part_bytes,
+                    _ITEM_DONE_HEAD,
+                    _digits(sequence + 2),
+                    b',"output_index":',
+                    at,
+                    b',"item":',
+                    encoded,
+                    b"}\n\n",
+                )
+            )
+        )
+        return True
 
     def _current(self, kind: str) -> dict[str, Any] | None:
         if self._open is not None and self._output[self._open]["type"] == kind:
@@ -468,23 +576,56 @@ class ResponsesEventWriter:
     def _open_message(self, text: str, out: list[bytes]) -> None:
         """A message item with its `output_text` part and the part's first text: what
         `_add`, then `_text` for a part, would write (one template for both events)."""
-        self._close(out)
-        index = len(self._output)
+        if self._open is not None:
+            self._close(out)
+        output = self._output
+        index = len(output)
         ident = self._frame.item_id("msg", index)
-        item = _message_item(ident, [], "in_progress")
-        self._output.append(item)
+        # (`_message_item` and `_text_part`'s dicts, written out)
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        output.append(
+            {
+                "type": "message",
+                "id": ident,
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [part],
+            }
+        )
         self._open = index
         name = _quoted(ident)
         self._name = (index, name)  # (its done events' too)
         sequence = self._sequence
         self._sequence = sequence + 3
-        item["content"].append(_text_part(""))
         self._pieces.append(text)
         self._texting = True
-        after = b',"item_id":%b,"output_index":%d,"content_index":0,"delta":' % (name, index)
-        head = self._delta_head = (index, 0, after, b',"logprobs":[]}\n\n')
-        out.append(_MESSAGE_ADDED % (sequence, index, name, sequence + 1, name, index))
-        out += (_DELTA_START, b"%d" % (sequence + 2), after, _encode(text), head[3])
+        at = _digits(index)
+        after = b"".join((b',"item_id":', name, b',"output_index":', at, _DELTA_AT))
+        self._delta_head = (index, 0, after, _DELTA_END)
+        out.append(
+            b"".join(
+                (
+                    _ITEM_ADDED,
+                    _digits(sequence),
+                    b',"output_index":',
+                    at,
+                    _MESSAGE_ITEM,
+                    name,
+                    _PART_ADDED,
+                    _digits(sequence + 1),
+                    b',"item_id":',
+                    name,
+                    b',"output_index":',
+                    at,
+                    _EMPTY_PART,
+                    _DELTA_START,
+                    _digits(sequence + 2),
+                    after,
+                    _encode(text),
+                    _DELTA_END,
+                )
+            )
+        )
 
     def _more_text(self, text: str, out: list[bytes]) -> None:
         """More text for the open `output_text` part (`_texting`: its template is made)."""
