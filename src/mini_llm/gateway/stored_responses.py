@@ -166,7 +166,8 @@ class StoredResponses:
             collect = WRITES.set(writes)
             try:
                 response = await pipeline.handle(request, dialect, endpoint)
-                await _written(writes)
+                if writes:  # (none, the usual case: no coroutine to wait for)
+                    await _written(writes)
                 return response
             finally:
                 WRITES.reset(collect)
