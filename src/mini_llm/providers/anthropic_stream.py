@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -111,6 +111,20 @@ _decode_start = msgspec.json.Decoder(_MessageStart).decode
 _decode_delta = msgspec.json.Decoder(_MessageDelta).decode
 
 
+_Data = TypeVar("_Data")
+
+
+def _data_of(block: bytes, at: int, decode: Callable[[bytes], _Data]) -> _Data | None:
+    """The data line that begins at `at`, the event's last, decoded; None when more lines
+    follow (the parser's) or it does not decode."""
+    if block.find(b"\n", at) >= 0:
+        return None
+    try:
+        return decode(block[at:])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def _message_event(
     translator: AnthropicStreamTranslator, block: bytes
 ) -> list[dict[str, Any]] | None:
@@ -118,28 +132,16 @@ def _message_event(
     lines), read into only the fields the translator takes: what `feed_object` makes of it.
     None for anything else, or data that is not such an object (then read whole)."""
     if block.startswith(_START_DATA):
-        at = len(_START_DATA)
-        if block.find(b"\n", at) >= 0:  # more lines: the parser's
-            return None
-        try:
-            start = _decode_start(block[at:])
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-        if start.type != "message_start":
+        start = _data_of(block, len(_START_DATA), _decode_start)
+        if start is None or start.type != "message_start":
             return None
         message = start.message
         if message is None:
             return translator.message_start("", "", None)
         return translator.message_start(message.id, message.model, message.usage)
     if block.startswith(_DELTA_DATA):
-        at = len(_DELTA_DATA)
-        if block.find(b"\n", at) >= 0:
-            return None
-        try:
-            delta = _decode_delta(block[at:])
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
-        if delta.type != "message_delta":
+        delta = _data_of(block, len(_DELTA_DATA), _decode_delta)
+        if delta is None or delta.type != "message_delta":
             return None
         return translator.message_delta(
             None if delta.delta is None else delta.delta.stop_reason, delta.usage

@@ -105,8 +105,9 @@ def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
 
 
 def _digits(n: int) -> bytes:
-    """A count as the encoder writes it (a small one looked up)."""
-    return _NUMBERS[n] if n < 4096 else str(n).encode()
+    """A count (a sequence number, an index) as the encoder writes it; a small one looked
+    up."""
+    return _NUMBERS[n] if 0 <= n < 4096 else str(n).encode()
 
 
 def _quoted(ident: str) -> bytes:
@@ -359,15 +360,20 @@ class ResponsesEventWriter:
             encoded = _MESSAGE_DONE % (name, b",".join(parts))
         else:
             encoded = _encode(item)
+        self._keep_done(index, encoded)
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        out.append(_ITEM_DONE % (sequence, index, encoded))  # as `_emit` lays it out
+
+    def _keep_done(self, index: int, encoded: bytes) -> None:
+        """A done item's bytes, kept for the last event (when the items so far are all kept,
+        in order: else none is)."""
         items = self._items
         if items is not None:
             if len(items) == index:
                 items.append(encoded)
             else:
                 self._items = None
-        sequence = self._sequence
-        self._sequence = sequence + 1
-        out.append(_ITEM_DONE % (sequence, index, encoded))  # as `_emit` lays it out
 
     def _close_text(self, item: dict[str, Any], index: int, out: list[bytes]) -> bool:
         """The done events of a message `_open_message` opened with one `output_text` part
@@ -388,12 +394,7 @@ class ResponsesEventWriter:
         part_bytes = b"".join((_TEXT_PART_HEAD, text, _TEXT_PART_TAIL))
         encoded = b"".join((_MESSAGE_DONE_HEAD, name, _MESSAGE_DONE_PARTS, part_bytes, b"]}"))
         item["status"] = "completed"
-        items = self._items
-        if items is not None:
-            if len(items) == index:
-                items.append(encoded)
-            else:
-                self._items = None
+        self._keep_done(index, encoded)
         out.append(
             b"".join(
                 (
