@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -28,6 +28,7 @@ from .errors import InvalidRequestError
 __all__ = [
     "EMPTY_SCHEMA",
     "CompletionBuilder",
+    "PlainSink",
     "Usage",
     "answer_chunks",
     "assistant_message",
@@ -129,6 +130,23 @@ def assistant_message(
     if thinking_blocks:
         message["thinking_blocks"] = thinking_blocks
     return message
+
+
+class PlainSink(Protocol):
+    """A client dialect's stream writer, as a decoder that reads the usual answer itself sees
+    it: a read of only the answer's start, text (one text part) and end is handed over as
+    that, with no canonical chunk made; any other read as its chunks. Both return the read's
+    events, formatted (`b""`: none)."""
+
+    def feed_batch(self, chunks: list[dict[str, Any]]) -> bytes:
+        """The events of a read's canonical chunks."""
+        ...
+
+    def plain(self, text: str, finish: str | None, usage: dict[str, Any] | None) -> bytes:
+        """The events of a read that began the answer (the first call) and brought `text`
+        for its one text part (`""`: none), its finish reason and its usage when it ended:
+        what `feed_batch` makes of the chunks for the same."""
+        ...
 
 
 def chunk(

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ..canonical import PlainSink
 from ..errors import UpstreamError
 from ..sse import SSEParser
-from .anthropic_answer import AnthropicStreamTranslator
+from .anthropic_answer import AnthropicStreamTranslator, canonical_usage
 
 __all__ = ["AnthropicStreamDecoder"]
 
@@ -174,6 +175,19 @@ def _constant_events() -> dict[bytes, tuple[_Handler | None, dict[str, Any]]]:
 
 
 _CONSTANT_EVENTS = _constant_events()
+# ... what `AnthropicStreamDecoder.write` reads in them: the kind (`_STOPPED`, `_PING`,
+# `_OPENED`: a text block's start, `_CLOSED`: a block's stop) and the block's index
+_STOPPED, _PING, _OPENED, _CLOSED = range(4)
+_PLAIN_EVENTS = {
+    raw: (
+        {"message_stop": _STOPPED, "ping": _PING, "content_block_start": _OPENED}.get(
+            data["type"], _CLOSED
+        ),
+        data.get("index", -1),
+    )
+    for raw, (_, data) in _CONSTANT_EVENTS.items()
+}
+_TEXT_KIND = ("text", -1)  # a text block, as the translator keeps it
 _DELTA_AFTER_EVENT = b"\n\nevent: content_block_delta\n"
 
 
@@ -230,7 +244,9 @@ class AnthropicStreamDecoder:
         "_error",
         "_finished",
         "_parser",
+        "_plain",
         "_prefix",
+        "_stage",
         "_string",
         "_text_chunk",
         "_translator",
@@ -246,6 +262,8 @@ class AnthropicStreamDecoder:
         self._between = b'"}}\n\n' + _TEXT_PREFIX + b'"'  # two text deltas' strings
         self._string = _TEXT_STRING  # a text delta's bytes after the prefix (`_blocks`)
         self._text_chunk = _text_chunk
+        self._plain = True  # every read so far handed over plain (`write`)
+        self._stage = 0  # ... and how far the answer came in them
 
     def lean(self) -> None:
         """From now on, chunks with only what the Responses stream writer reads (its direct
@@ -278,6 +296,7 @@ class AnthropicStreamDecoder:
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         if self._error is not None:
             raise self._error
+        self._plain = False  # (`write` reads the rest as chunks too)
         translator = self._translator
         parser = self._parser
         if parser.idle and data.startswith(_TEXT_BLOCK) and not translator._done:
@@ -286,14 +305,104 @@ class AnthropicStreamDecoder:
             alone = _read_text(data)
             if alone is not None:
                 return [self._text_chunk(translator._id, translator._model, alone)]
+        return self._feed_blocks(self._blocks(data))
+
+    def write(self, data: bytes, sink: PlainSink) -> bytes:
+        """A read's events as `sink` writes them (`feed`, then `sink.feed_batch`): a read of
+        only the answer's start, its text, its text blocks' starts and stops, pings and its
+        end, in that order (the usual answer), is handed over as that (`sink.plain`), with
+        no chunk made; any other read, and every read after it, as its chunks."""
+        translator = self._translator
+        if not self._plain or self._error is not None or translator._done:
+            return self._batch(self.feed(data), sink)
+        blocks = self._blocks(data)
+        texts: list[str] = []
+        start: _MessageStart | None = None
+        delta: _MessageDelta | None = None
+        opened: list[int] = []
+        stage = self._stage  # 0: before the start, 1: the answer, 2: its delta, 3: its stop
+        for block in blocks:
+            if type(block) is list:  # a run of text deltas (`_blocks`)
+                if stage != 1:
+                    break
+                texts += block
+                continue
+            assert type(block) is bytes
+            known = _PLAIN_EVENTS.get(block)
+            if known is not None:
+                kind, index = known
+                if kind == _PING:
+                    continue
+                if kind == _STOPPED:
+                    if stage != 2:
+                        break
+                    stage = 3
+                elif stage != 1:
+                    break
+                elif kind == _OPENED:
+                    opened.append(index)
+                elif index not in opened and translator._blocks.get(index) != _TEXT_KIND:
+                    break  # (a stop of another block than a text's)
+                continue
+            if block.startswith(_TEXT_BLOCK):
+                text = self._block_text(block) if stage == 1 else None
+                if text is None:
+                    break
+                texts.append(text)
+            elif block.startswith(_START_DATA) and stage == 0:
+                start = _data_of(block, len(_START_DATA), _decode_start)
+                if start is None or start.type != "message_start":
+                    break
+                stage = 1
+            elif block.startswith(_DELTA_DATA) and stage == 1:
+                delta = _data_of(block, len(_DELTA_DATA), _decode_delta)
+                if delta is None or delta.type != "message_delta":
+                    break
+                stage = 2
+            else:
+                break
+        else:
+            # every block read: the translator's state as `feed` would leave it
+            self._stage = stage
+            if start is not None:
+                message = start.message
+                if message is None:
+                    translator.message_start("", "", None)
+                else:
+                    translator.message_start(message.id, message.model, message.usage)
+            for index in opened:
+                translator._blocks[index] = _TEXT_KIND
+            finish = None
+            if delta is not None:
+                stop = None if delta.delta is None else delta.delta.stop_reason
+                translator.message_delta(stop, delta.usage)
+                finish = translator._finish
+            usage = None
+            if stage == 3:
+                translator._done = True
+                usage = canonical_usage(translator._usage)
+            if start is None and not texts and finish is None and usage is None:
+                return b""  # (nothing that makes a chunk)
+            return sink.plain(texts[0] if len(texts) == 1 else "".join(texts), finish, usage)
+        # a block of another kind (or out of order): this read and the rest as chunks
+        self._plain = False
+        return self._batch(self._feed_blocks(blocks), sink)
+
+    @staticmethod
+    def _batch(chunks: list[dict[str, Any]], sink: PlainSink) -> bytes:
+        return sink.feed_batch(chunks) if chunks else b""
+
+    def _feed_blocks(self, blocks: Sequence[bytes | list[str]]) -> list[dict[str, Any]]:
+        """The chunks of a read's blocks (`_blocks`)."""
+        translator = self._translator
+        parser = self._parser
         out: list[dict[str, Any]] = []
         # text deltas that come in the same read make one chunk (a client concatenates
         # deltas: fewer events, the same text): the run's chunk and texts, joined at its end
         run: dict[str, Any] | None = None
         texts: list[str] = []
-        prefix = self._prefix
         text_chunk = self._text_chunk
-        for block in self._blocks(data):
+        for block in blocks:
             if type(block) is list:  # a run of text deltas, read in bulk (`_blocks`)
                 if translator._done:
                     continue  # what the translator makes of them then: nothing
@@ -315,28 +424,8 @@ class AnthropicStreamDecoder:
                     out += handle(translator, known[1])
                 continue
             text = None
-            if not block.startswith(_TEXT_BLOCK) or translator._done:
-                pass  # (no text delta: read whole below)
-            elif (
-                block.startswith(prefix)
-                and block.endswith(b'"}}')
-                and block[len(prefix)] == 34  # its quote right after the key: no line break
-            ):
-                # the bytes of the last text delta up to its text: the JSON string between
-                # them and the braces is the text (else the event is read whole below)
-                try:
-                    text = _decode_text(block[len(prefix) : -2])
-                except msgspec.DecodeError:
-                    text = None
-            else:
-                found = _text_of(block)
-                if found is not None:
-                    text, cut = found
-                    if block[:cut] != prefix:
-                        prefix = self._prefix = block[:cut]
-                        self._after_event = b"\n\n" + prefix
-                        self._between = b'"}}\n\n' + prefix + b'"'
-                        self._string = itemgetter(slice(cut + 1, -1))
+            if block.startswith(_TEXT_BLOCK) and not translator._done:
+                text = self._block_text(block)
             if text is not None:
                 if run is not None and out[-1] is run:
                     texts.append(text)
@@ -377,6 +466,33 @@ class AnthropicStreamDecoder:
         if len(texts) > 1:
             _join_run(run, texts)
         return out
+
+    def _block_text(self, block: bytes) -> str | None:
+        """The text of a text delta's block (it starts with `_TEXT_BLOCK`) laid out as
+        Anthropic sends it; None for any other layout (then it is read whole). The bytes up
+        to its text are kept (`_prefix`): the next delta's are the same."""
+        prefix = self._prefix
+        if (
+            block.startswith(prefix)
+            and block.endswith(b'"}}')
+            and block[len(prefix)] == 34  # its quote right after the key: no line break
+        ):
+            # the bytes of the last text delta up to its text: the JSON string between them
+            # and the braces is the text
+            try:
+                return _decode_text(block[len(prefix) : -2])
+            except msgspec.DecodeError:
+                return None
+        found = _text_of(block)
+        if found is None:
+            return None
+        text, cut = found
+        if block[:cut] != prefix:
+            prefix = self._prefix = block[:cut]
+            self._after_event = b"\n\n" + prefix
+            self._between = b'"}}\n\n' + prefix + b'"'
+            self._string = itemgetter(slice(cut + 1, -1))
+        return text
 
     def _blocks(self, data: bytes) -> Sequence[bytes | list[str]]:
         """The parser's blocks of a read; a run of text deltas of the same block, laid out as

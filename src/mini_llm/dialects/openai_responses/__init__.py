@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 import msgspec
 
 from ...call import Answer, Call
+from ...canonical import PlainSink
 from ...errors import GatewayError, InvalidRequestError, UpstreamError
 from ...formats import OPENAI_RESPONSES, RESPONSES
 from ...state.responses import ResponseStore, StoredResponse
@@ -57,6 +58,11 @@ class TextLaneDecoder(Protocol):
         ...
 
     def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def write(self, data: bytes, sink: PlainSink) -> bytes:
+        """A read's events as `sink` writes them: `sink.feed_batch(self.feed(data))`, or
+        `sink.plain` for a read of only the usual answer's start, text and end."""
+        ...
 
     def finish(self) -> list[dict[str, Any]]: ...
 
@@ -235,6 +241,7 @@ class OpenAIResponsesDialect:
         decoder.lean()
         text_of = decoder.text
         more_text = writer.more_text
+        write = decoder.write
         sent = False
         # the events of the read that ended the answer (its last event came): they go with
         # the last events, in one write (the stream's end comes next, with nothing more)
@@ -249,15 +256,13 @@ class OpenAIResponsesDialect:
                             if event:
                                 yield event
                             continue
-                    batch = decoder.feed(data)
-                    if batch:
-                        events = writer.feed_batch(batch)
-                        if events:
-                            if decoder.done:
-                                held += events
-                                continue
-                            sent = True
-                            yield events
+                    events = write(data, writer)
+                    if events:
+                        if decoder.done:
+                            held += events
+                            continue
+                        sent = True
+                        yield events
                 batch = decoder.finish()
                 while batch:
                     events = writer.feed_batch(batch)

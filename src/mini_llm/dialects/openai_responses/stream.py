@@ -470,6 +470,23 @@ class ResponsesEventWriter:
             self._feed(chunk, out)
         return b"".join(out)
 
+    def plain(self, text: str, finish: str | None, usage: dict[str, Any] | None) -> bytes:
+        """What `feed_batch` makes of a read's chunks that are only the answer's start, `text`
+        (more of its one text part), its finish reason and its usage (`PlainSink`)."""
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
+        if text:
+            if self._texting:
+                self._more_text(text, out)
+            else:
+                self._text("output_text", text, out)
+        if finish:
+            self._finish = finish
+        if usage:
+            self._usage = usage
+        return b"".join(out)
+
     def more_text(self, text: str) -> bytes | None:
         """The `output_text.delta` event of more text for the open text part, what
         `feed_batch` makes for a chunk of only that text (`b""` for none); None when no text
