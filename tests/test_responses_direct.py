@@ -75,6 +75,41 @@ def _end(index: int = 0, stop: str = "end_turn") -> list[bytes]:
     ]
 
 
+def _text_block(text: str = "") -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _text_start(index: int) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": _text_block()}
+
+
+_TOOL_START = {
+    "type": "content_block_start",
+    "index": 1,
+    "content_block": {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}},
+}
+_THINKING_START = {
+    "type": "content_block_start",
+    "index": 0,
+    "content_block": {"type": "thinking", "thinking": ""},
+}
+
+
+def _json_delta(partial: str) -> dict[str, Any]:
+    delta = {"type": "input_json_delta", "partial_json": partial}
+    return {"type": "content_block_delta", "index": 1, "delta": delta}
+
+
+def _thinking_delta(text: str) -> dict[str, Any]:
+    delta = {"type": "thinking_delta", "thinking": text}
+    return {"type": "content_block_delta", "index": 0, "delta": delta}
+
+
+def _signature_delta() -> dict[str, Any]:
+    delta = {"type": "signature_delta", "signature": "c2lnbmVk"}
+    return {"type": "content_block_delta", "index": 0, "delta": delta}
+
+
 TEXTS = ["Hel", "lo, ", "wörld ", '\u2028 "quoted" \\ back/slash\n', "", "tab\there", "🙂 <&>"]
 
 STREAMS: dict[str, list[bytes]] = {
@@ -108,6 +143,57 @@ STREAMS: dict[str, list[bytes]] = {
         if e.strip()
     ],
     "cut short": [*_start(), _text("never ends")],
+    # plain reads first, then a block the plain lane leaves to the chunks (`write`)
+    "text then tool": [
+        *_start(),
+        _text("Let me look."),
+        _compact("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _compact("content_block_start", _TOOL_START),
+        _compact("content_block_delta", _json_delta('{"path":')),
+        _compact("content_block_delta", _json_delta('"a.txt"}')),
+        *_end(1, "tool_use"),
+    ],
+    "thinking then text": [
+        _start()[0],
+        _compact("content_block_start", _THINKING_START),
+        _compact("content_block_delta", _thinking_delta("hmm")),
+        _compact("content_block_delta", _signature_delta()),
+        _compact("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _compact("content_block_start", _text_start(1)),
+        _text("answer", 1),
+        *_end(1),
+    ],
+    "two text blocks": [
+        *_start(),
+        _text("one "),
+        _compact("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _compact("content_block_start", _text_start(1)),
+        _text("two", 1),
+        *_end(1),
+    ],
+    "error after text": [
+        *_start(),
+        _text("partial"),
+        _compact("error", {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}),
+    ],
+    "stop with no delta": [*_start(), _text("a"), _end()[0], _end()[2]],
+    "text after the delta": [*_start(), _text("a"), _end()[1], _text("late"), _end()[2]],
+    "block begun with text": [
+        _start()[0],
+        _compact(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": _text_block("Hi")},
+        ),
+        _text(" there"),
+        *_end(),
+    ],
+    "stop of an unknown block": [
+        *_start(),
+        _text("a"),
+        _compact("content_block_stop", {"type": "content_block_stop", "index": 3}),
+        *_end(),
+    ],
+    "two starts": [*_start(), _start()[0], _text("a"), *_end()],
 }
 
 
@@ -118,6 +204,10 @@ def _cuts(events: list[bytes]) -> dict[str, list[bytes]]:
         "event a read": events,
         "one read": [whole],
         "7 bytes a read": [whole[i : i + 7] for i in range(0, len(whole), 7)],
+        "two events a read": [b"".join(events[i : i + 2]) for i in range(0, len(events), 2)],
+        "three events a read, one off": [events[0]]
+        + [b"".join(events[i : i + 3]) for i in range(1, len(events), 3)],
+        "101 bytes a read": [whole[i : i + 101] for i in range(0, len(whole), 101)],
     }
 
 
@@ -156,7 +246,7 @@ def _both(parts: list[bytes]) -> tuple[Any, Any, OpenAIResponsesDialect, OpenAIR
     return expected, got, general, direct
 
 
-@pytest.mark.parametrize("cut", ["event a read", "one read", "7 bytes a read"])
+@pytest.mark.parametrize("cut", sorted(_cuts([b""])))
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_direct_lane_gives_the_bytes_of_the_general_way(name: str, cut: str) -> None:
     parts = _cuts(STREAMS[name])[cut]

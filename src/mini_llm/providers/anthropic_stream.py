@@ -341,8 +341,8 @@ class AnthropicStreamDecoder:
                     break
                 elif kind == _OPENED:
                     opened.append(index)
-                elif index not in opened and translator._blocks.get(index) != _TEXT_KIND:
-                    break  # (a stop of another block than a text's)
+                # (a block's stop: only text blocks began while reads were plain, and the
+                # stop of a text block, or of none, makes no chunk)
                 continue
             if block.startswith(_TEXT_BLOCK):
                 text = self._block_text(block) if stage == 1 else None

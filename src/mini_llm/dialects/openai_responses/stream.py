@@ -41,9 +41,17 @@ _ECHOED_BYTES = {
     name: b',"%s":%b' % (name.encode(), _encode(value)) for name, value in _ECHOED.items()
 }
 _ECHOED_KEYS = frozenset(_ECHOED)
-# the small numbers (sequence numbers, indexes) as the encoder writes them: a look-up, not a
-# format, for each (`_digits`)
-_NUMBERS = tuple(b"%d" % n for n in range(4096))
+
+
+class _Digits(dict[int, bytes]):
+    """Counts (sequence numbers, indexes: never negative) as the encoder writes them,
+    `_DIGITS[n]`: a small one looked up (no call, no format), a larger one formatted."""
+
+    def __missing__(self, n: int) -> bytes:
+        return str(n).encode()
+
+
+_DIGITS = _Digits((n, b"%d" % n) for n in range(4096))
 _ECHOED_NAMES = {name: b',"%s":' % name.encode() for name in _ECHOED}
 _ECHOED_DEFAULT = b"".join(_ECHOED_BYTES.values())
 _STORED = b',"store":true,"metadata":'
@@ -102,12 +110,6 @@ def shell_bytes(frame: ResponseFrame, status: str) -> bytes:
             b',"usage":null}',
         )
     )
-
-
-def _digits(n: int) -> bytes:
-    """A count (a sequence number, an index) as the encoder writes it; a small one looked
-    up."""
-    return _NUMBERS[n] if 0 <= n < 4096 else str(n).encode()
 
 
 def _quoted(ident: str) -> bytes:
@@ -271,10 +273,10 @@ class ResponsesEventWriter:
             b"".join(
                 (
                     _CREATED,
-                    _digits(sequence),
+                    _DIGITS[sequence],
                     response,
                     _IN_PROGRESS_EVENT,
-                    _digits(sequence + 1),
+                    _DIGITS[sequence + 1],
                     response,
                 )
             )
@@ -390,7 +392,7 @@ class ResponsesEventWriter:
         text = _encode(part["text"])
         sequence = self._sequence
         self._sequence = sequence + 3
-        at = _digits(index)
+        at = _DIGITS[index]
         part_bytes = b"".join((_TEXT_PART_HEAD, text, _TEXT_PART_TAIL))
         encoded = b"".join((_MESSAGE_DONE_HEAD, name, _MESSAGE_DONE_PARTS, part_bytes, b"]}"))
         item["status"] = "completed"
@@ -399,7 +401,7 @@ class ResponsesEventWriter:
             b"".join(
                 (
                     _TEXT_DONE_HEAD,
-                    _digits(sequence),
+                    _DIGITS[sequence],
                     b',"item_id":',
                     name,
                     b',"output_index":',
@@ -407,7 +409,7 @@ class ResponsesEventWriter:
                     b',"content_index":0,"text":',
                     text,
                     _PART_DONE_HEAD,
-                    _digits(sequence + 1),
+                    _DIGITS[sequence + 1],
                     b',"item_id":',
                     name,
                     b',"output_index":',
@@ -415,7 +417,7 @@ class ResponsesEventWriter:
                     b',"content_index":0,"part":',
                     part_bytes,
                     _ITEM_DONE_HEAD,
-                    _digits(sequence + 2),
+                    _DIGITS[sequence + 2],
                     b',"output_index":',
                     at,
                     b',"item":',
@@ -465,7 +467,7 @@ class ResponsesEventWriter:
                             self._pieces.append(text)
                             sequence = self._sequence
                             self._sequence = sequence + 1
-                            out += (_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])
+                            out += (_DELTA_START, _DIGITS[sequence], head[2], _encode(text), head[3])
                             continue
             self._feed(chunk, out)
         return b"".join(out)
@@ -500,7 +502,7 @@ class ResponsesEventWriter:
         self._pieces.append(text)
         sequence = self._sequence
         self._sequence = sequence + 1
-        return b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3]))
+        return b"".join((_DELTA_START, _DIGITS[sequence], head[2], _encode(text), head[3]))
 
     def _feed(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         usage = chunk.get("usage")
@@ -617,27 +619,27 @@ class ResponsesEventWriter:
         self._sequence = sequence + 3
         self._pieces.append(text)
         self._texting = True
-        at = _digits(index)
+        at = _DIGITS[index]
         after = b"".join((b',"item_id":', name, b',"output_index":', at, _DELTA_AT))
         self._delta_head = (index, 0, after, _DELTA_END)
         out.append(
             b"".join(
                 (
                     _ITEM_ADDED,
-                    _digits(sequence),
+                    _DIGITS[sequence],
                     b',"output_index":',
                     at,
                     _MESSAGE_ITEM,
                     name,
                     _PART_ADDED,
-                    _digits(sequence + 1),
+                    _DIGITS[sequence + 1],
                     b',"item_id":',
                     name,
                     b',"output_index":',
                     at,
                     _EMPTY_PART,
                     _DELTA_START,
-                    _digits(sequence + 2),
+                    _DIGITS[sequence + 2],
                     after,
                     _encode(text),
                     _DELTA_END,
@@ -652,7 +654,7 @@ class ResponsesEventWriter:
         self._pieces.append(text)
         sequence = self._sequence
         self._sequence = sequence + 1
-        out.append(b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3])))
+        out.append(b"".join((_DELTA_START, _DIGITS[sequence], head[2], _encode(text), head[3])))
 
     def _text_delta(self, item_id: str, index: int, part: int, text: str) -> bytes:
         """An `output_text.delta` event: the constant parts encoded once per text part, as
@@ -667,7 +669,7 @@ class ResponsesEventWriter:
             head = self._delta_head = (index, part, after, b',"logprobs":[]}\n\n')
         sequence = self._sequence
         self._sequence = sequence + 1
-        return b"".join((_DELTA_START, b"%d" % sequence, head[2], _encode(text), head[3]))
+        return b"".join((_DELTA_START, _DIGITS[sequence], head[2], _encode(text), head[3]))
 
     def _call(self, call: dict[str, Any], out: list[bytes]) -> None:
         position = call.get("index")
@@ -728,7 +730,7 @@ class ResponsesEventWriter:
         return b"".join(
             (
                 _INCOMPLETE_EVENT if reason else _COMPLETED_EVENT,
-                b"%d" % sequence,
+                _DIGITS[sequence],
                 b',"response":',
                 parts[0],
                 b',"status":"incomplete"' if reason else b',"status":"completed"',
