@@ -257,3 +257,24 @@ def test_responses_usage_reads_each_count(usage: Any, expected: Any) -> None:
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,
     }
+
+
+def test_sequence_numbers_past_the_looked_up_ones_are_written_right() -> None:
+    """Counts are looked up below 4096 and formatted above: a long answer's events number
+    0, 1, 2, ... all the way (and every index with them)."""
+    request = {"model": "m", "input": "hi", "stream": True}
+    writer = ResponsesEventWriter(ResponseFrame("resp_long", 1700000000, "m", request))
+    out = [writer.plain("a", None, None)]
+    for _ in range(5000):
+        more = writer.more_text("b")
+        assert more is not None
+        out.append(more)
+    out.append(writer.plain("c", "stop", {"prompt_tokens": 1, "completion_tokens": 5002}))
+    out += writer.finish()
+    events = [e for e in b"".join(out).split(b"\n\n") if e]
+    numbers = [json.loads(e.split(b"data: ", 1)[1])["sequence_number"] for e in events]
+    assert numbers == list(range(len(events)))
+    assert len(events) > 5000
+    last = json.loads(events[-1].split(b"data: ", 1)[1])["response"]
+    assert last["output"][0]["content"][0]["text"] == "a" + "b" * 5000 + "c"
+    assert last["usage"]["output_tokens"] == 5002

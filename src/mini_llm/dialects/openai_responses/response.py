@@ -104,34 +104,52 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
     }
 
 
+# a response's keys in their order, with what does not change from one response to the next
+_SHELL: dict[str, Any] = {
+    "id": "",
+    "object": "response",
+    "created_at": 0,
+    "status": "",
+    "background": False,
+    "error": None,
+    "incomplete_details": None,
+    "model": "",
+    "output": None,
+    **_ECHOED,
+    "reasoning": None,
+    "text": None,
+    "store": True,
+    "metadata": None,
+    "usage": None,
+}
+_ECHOED_KEYS = frozenset(_ECHOED)
+
+
 def shell(frame: ResponseFrame, status: str) -> dict[str, Any]:
     """The response object without output or usage: what `response.created` carries."""
     request = frame.request
-    response: dict[str, Any] = {
-        "id": frame.ident,
-        "object": "response",
-        "created_at": frame.created_at,
-        "status": status,
-        "background": False,
-        "error": None,
-        "incomplete_details": None,
-        "model": frame.model,
-        "output": [],
-    }
-    response.update(_ECHOED)  # the defaults, in their order; then what the request gave
-    for name, value in request.items():
-        if value is not None and name in _ECHOED:
+    response = _SHELL.copy()  # (the keys in their order: each set below keeps its place)
+    response["id"] = frame.ident
+    response["created_at"] = frame.created_at
+    response["status"] = status
+    response["model"] = frame.model
+    response["output"] = []
+    for name in request.keys() & _ECHOED_KEYS:  # what the request gave (a set operation in C)
+        value = request[name]
+        if value is not None:
             response[name] = value
     reasoning = request.get("reasoning")
-    response["reasoning"] = {
-        "effort": reasoning.get("effort") if isinstance(reasoning, dict) else None,
-        "summary": reasoning.get("summary") if isinstance(reasoning, dict) else None,
-    }
+    response["reasoning"] = (
+        {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+        if type(reasoning) is dict
+        else {"effort": None, "summary": None}
+    )
     text = request.get("text")
-    response["text"] = text if isinstance(text, dict) else {"format": {"type": "text"}}
-    response["store"] = request.get("store") is not False
-    response["metadata"] = request.get("metadata") or {}
-    response["usage"] = None
+    response["text"] = text if type(text) is dict else {"format": {"type": "text"}}
+    if request.get("store") is False:
+        response["store"] = False
+    metadata = request.get("metadata")
+    response["metadata"] = metadata if metadata else {}
     return response
 
 

@@ -21,6 +21,7 @@ import msgspec
 from .request import encode_reasoning
 from .response import (
     _ECHOED,
+    _ECHOED_KEYS,
     _INCOMPLETE,
     ResponseFrame,
     _call_item,
@@ -40,7 +41,6 @@ _encode = msgspec.json.encode
 _ECHOED_BYTES = {
     name: b',"%s":%b' % (name.encode(), _encode(value)) for name, value in _ECHOED.items()
 }
-_ECHOED_KEYS = frozenset(_ECHOED)
 
 
 class _Digits(dict[int, bytes]):
@@ -467,7 +467,13 @@ class ResponsesEventWriter:
                             self._pieces.append(text)
                             sequence = self._sequence
                             self._sequence = sequence + 1
-                            out += (_DELTA_START, _DIGITS[sequence], head[2], _encode(text), head[3])
+                            out += (
+                                _DELTA_START,
+                                _DIGITS[sequence],
+                                head[2],
+                                _encode(text),
+                                head[3],
+                            )
                             continue
             self._feed(chunk, out)
         return b"".join(out)
