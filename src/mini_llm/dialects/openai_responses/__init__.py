@@ -44,7 +44,7 @@ _ENDINGS = (b"response.completed", b"response.incomplete", b"response.failed", b
 class TextLaneDecoder(Protocol):
     """A stream decoder that can read a text delta on its own (`providers/anthropic_stream.py:
     AnthropicStreamDecoder`): `text` gives the text of a read that is exactly one text delta
-    (None: `feed` that read), leaving the decoder's state as `feed` would."""
+    (None: `write` that read), leaving the decoder's state as `write` would."""
 
     def text(self, data: bytes) -> str | None: ...
 
@@ -57,11 +57,9 @@ class TextLaneDecoder(Protocol):
         """Whether the stream's last event has come (more reads can bring no chunk)."""
         ...
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
-
     def write(self, data: bytes, sink: PlainSink) -> bytes:
-        """A read's events as `sink` writes them: `sink.feed_batch(self.feed(data))`, or
-        `sink.plain` for a read of only the usual answer's start, text and end."""
+        """A read's events as `sink` writes them: `sink.feed_batch` of the read's canonical
+        chunks, or `sink.plain` for a read of only the usual answer's start, text and end."""
         ...
 
     def finish(self) -> list[dict[str, Any]]: ...
